@@ -1,0 +1,12 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001-initial.js';
+
+/**
+ * The static migration list. Kysely's FileMigrationProvider imports files by
+ * path at run time, which cannot load .ts under vitest on Node 20; a static
+ * list also makes the set of migrations part of the type-checked build.
+ * Append new migrations at the end; never rename or reorder.
+ */
+export const migrations: Record<string, Migration> = {
+  '0001-initial': m0001,
+};

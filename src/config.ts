@@ -1,0 +1,155 @@
+import { z } from 'zod';
+
+/**
+ * Every setting replyline reads from the environment, parsed once.
+ * `loadConfig` reports *all* problems in one message so an operator fixes a
+ * broken deployment in one pass instead of one restart per typo.
+ */
+
+export const DEV_SECRET_KEY = 'replyline-dev-secret-do-not-use-in-production';
+
+const ROLES = ['smtp', 'worker', 'portal'] as const;
+export type Role = (typeof ROLES)[number];
+
+const hostPort = (fallbackHost: string) =>
+  z.string().transform((value, ctx) => {
+    const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected host:port, got "${value}"` });
+      return z.NEVER;
+    }
+    return { host: match[1] ?? (match[2] || fallbackHost), port };
+  });
+
+const emailList = z.string().transform((value, ctx) => {
+  const items = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const item of items) {
+    if (!z.email().safeParse(item).success) {
+      ctx.addIssue({ code: 'custom', message: `"${item}" is not an email address` });
+    }
+  }
+  if (items.length === 0) ctx.addIssue({ code: 'custom', message: 'at least one address is required' });
+  return items;
+});
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+const schema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    DATABASE_URL: z.url().default('postgres://postgres@127.0.0.1:5432/replyline'),
+    DATABASE_POOL_SIZE: int(1, 200).default(10),
+    REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
+    SMTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 2525 }),
+    HTTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 3000 }),
+    PUBLIC_URL: z.url().default('http://localhost:3000'),
+    SUPPORT_ADDRESSES: emailList.default(['support@localhost']),
+    MAIL_DOMAIN: z
+      .string()
+      .regex(/^[a-z0-9.-]+$/i, 'expected a bare domain such as help.example.com')
+      .optional(),
+    OUTBOUND_SMTP_URL: z.url().default('smtp://127.0.0.1:1025'),
+    MAIL_FROM: z.string().optional(),
+    SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+    REGISTRATION: z.enum(['open', 'closed']).default('open'),
+    QUEUE_PREFIX: z.string().regex(/^[\w:.-]+$/).default('replyline'),
+    DNS_SERVERS: z
+      .string()
+      .optional()
+      .transform((v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [])),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    REPLYLINE_ROLES: z
+      .string()
+      .default('all')
+      .transform((value, ctx) => {
+        const parts = value.split(',').map((s) => s.trim()).filter(Boolean);
+        if (parts.length === 1 && parts[0] === 'all') return [...ROLES];
+        for (const p of parts) {
+          if (!(ROLES as readonly string[]).includes(p)) {
+            ctx.addIssue({ code: 'custom', message: `unknown role "${p}" (use all or any of ${ROLES.join(',')})` });
+          }
+        }
+        return [...new Set(parts)] as Role[];
+      }),
+    DEFAULT_LOCALE: z.enum(['en', 'ja']).default('en'),
+    SHUTDOWN_TIMEOUT_MS: int(1000).default(30_000),
+
+    // Inbound
+    SMTP_MAX_SIZE: int(1024).default(25 * 1024 * 1024),
+    SMTP_MAX_RECIPIENTS: int(1, 1000).default(50),
+    SMTP_TLS_KEY: z.string().optional(),
+    SMTP_TLS_CERT: z.string().optional(),
+    SMTP_CONN_PER_IP_PER_MIN: int(1).default(120),
+    SMTP_MSG_PER_IP_PER_MIN: int(1).default(600),
+    INBOUND_SWEEP_GRACE_MS: int(1000).default(30_000),
+    INBOUND_CONCURRENCY: int(1, 64).default(4),
+    MAX_CCS: int(0, 1000).default(48),
+    ATTACHMENT_MAX_BYTES: int(1024).default(20 * 1024 * 1024),
+    SENDER_BREAKER_MAX: int(1).default(20),
+    SENDER_BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+
+    // Outbound
+    OUTBOUND_CONCURRENCY: int(1, 64).default(4),
+    STAFF_AUTH: z.enum(['dmarc', 'token']).default('dmarc'),
+    ACK_MAX_PER_SENDER_PER_HOUR: int(0).default(3),
+    BREAKER_PER_TICKET: int(1).default(10),
+    BREAKER_PER_RECIPIENT: int(1).default(30),
+    BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+
+    // Portal
+    PASSWORD_MIN_LENGTH: int(6, 256).default(8),
+    PASSWORD_MIN_CLASSES: int(0, 4).default(3),
+    PASSWORD_FORBID_EMAIL_LOCAL: bool.default(true),
+    SESSION_IDLE_MS: int(60_000).default(2 * 60 * 60_000),
+    SESSION_ABSOLUTE_MS: int(60_000).default(7 * 24 * 60 * 60_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {
+      ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required when NODE_ENV=production' });
+    }
+    if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
+      ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });
+    }
+  });
+
+export type Env = z.input<typeof schema>;
+
+function deriveConfig(parsed: z.output<typeof schema>) {
+  const publicUrl = new URL(parsed.PUBLIC_URL);
+  const supportDomain = parsed.SUPPORT_ADDRESSES[0]!.split('@')[1]!;
+  const mailDomain = (parsed.MAIL_DOMAIN ?? supportDomain).toLowerCase();
+  return {
+    ...parsed,
+    PUBLIC_URL: publicUrl.origin + publicUrl.pathname.replace(/\/$/, ''),
+    MAIL_DOMAIN: mailDomain,
+    MAIL_FROM: parsed.MAIL_FROM ?? `Support <${parsed.SUPPORT_ADDRESSES[0]}>`,
+    SECRET_KEY: parsed.SECRET_KEY ?? DEV_SECRET_KEY,
+    usingDevSecret: !parsed.SECRET_KEY,
+    secureCookies: publicUrl.protocol === 'https:',
+  };
+}
+
+export type Config = Readonly<ReturnType<typeof deriveConfig>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses an environment (default: process.env) into a frozen Config, or throws ConfigError listing every problem. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings count as unset: docker-compose and shells produce them for "VAR=".
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`));
+  }
+  return Object.freeze(deriveConfig(result.data));
+}

@@ -1,0 +1,38 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import { createDb, type Db } from './db/database.js';
+import type { QueueName } from './jobs/define-job.js';
+import { createLogger, type Logger } from './log.js';
+import { createProducerRedis } from './redis.js';
+
+/** Everything a handler needs, built once per process and passed explicitly. */
+export interface AppContext {
+  config: Config;
+  db: Db;
+  log: Logger;
+  /** Producer connection: fails fast while Redis is down. */
+  redis: Redis;
+  queues: Record<QueueName, Queue>;
+}
+
+const DEFAULT_JOB_OPTIONS = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 2_000 },
+  removeOnComplete: { age: 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
+
+export function createContext(config: Config, log: Logger = createLogger(config.LOG_LEVEL)): AppContext {
+  const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const redis = createProducerRedis(config.REDIS_URL);
+  const queue = (name: QueueName) =>
+    new Queue(name, { connection: redis, prefix: config.QUEUE_PREFIX, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+  return { config, db, log, redis, queues: { inbound: queue('inbound'), outbound: queue('outbound') } };
+}
+
+export async function closeContext(ctx: AppContext): Promise<void> {
+  await Promise.allSettled([ctx.queues.inbound.close(), ctx.queues.outbound.close()]);
+  ctx.redis.disconnect();
+  await ctx.db.destroy();
+}

@@ -1,0 +1,186 @@
+import { Kysely, PostgresDialect, type ColumnType, type Generated, type Insertable, type Selectable } from 'kysely';
+import pg from 'pg';
+
+// bigint columns come back as strings by default; ticket and user ids stay far
+// below 2^53, so parse them as numbers once, here, for every query.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Json = ColumnType<unknown, string | undefined, string>;
+
+export type UserRole = 'customer' | 'staff';
+export type Locale = 'en' | 'ja';
+export type TicketStatus = 'new' | 'open' | 'pending' | 'solved' | 'closed';
+export type ParticipantRole = 'requester' | 'cc';
+export type Visibility = 'public' | 'internal';
+export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
+export type OutboundStatus = 'queued' | 'sent' | 'failed' | 'suppressed';
+export type OutboundKind =
+  | 'acknowledgement'
+  | 'staff_notification'
+  | 'ticket_update'
+  | 'password_setup'
+  | 'password_changed';
+
+export interface UsersTable {
+  id: Generated<number>;
+  email: string;
+  name: string | null;
+  role: ColumnType<UserRole, UserRole | undefined, UserRole>;
+  password_hash: string | null;
+  verified_at: NullableTimestamp;
+  locale: ColumnType<Locale, Locale | undefined, Locale>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface TicketsTable {
+  id: Generated<number>;
+  subject: ColumnType<string, string | undefined, string>;
+  status: ColumnType<TicketStatus, TicketStatus | undefined, TicketStatus>;
+  requester_id: number;
+  assignee_id: number | null;
+  follow_up_of: number | null;
+  via: ColumnType<'email' | 'portal', 'email' | 'portal' | undefined, 'email' | 'portal'>;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface TicketParticipantsTable {
+  ticket_id: number;
+  user_id: number;
+  role: ParticipantRole;
+  created_at: Generated<Date>;
+}
+
+export interface InboundMessagesTable {
+  id: Generated<number>;
+  raw: Buffer;
+  size: number;
+  mail_from: ColumnType<string, string | undefined, string>;
+  rcpt_to: string[];
+  client_address: string;
+  helo: ColumnType<string, string | undefined, string>;
+  tls: ColumnType<boolean, boolean | undefined, boolean>;
+  status: ColumnType<InboundStatus, InboundStatus | undefined, InboundStatus>;
+  reason: string | null;
+  error: string | null;
+  header_message_id: string | null;
+  from_address: string | null;
+  subject: string | null;
+  ticket_id: number | null;
+  auth: Json | null;
+  attempts: Generated<number>;
+  received_at: Generated<Date>;
+  processed_at: NullableTimestamp;
+}
+
+export interface InboundDedupeTable {
+  support_address: string;
+  dedupe_key: string;
+  inbound_message_id: number;
+  created_at: Generated<Date>;
+}
+
+export interface MessagesTable {
+  id: Generated<number>;
+  ticket_id: number;
+  author_id: number;
+  visibility: ColumnType<Visibility, Visibility | undefined, Visibility>;
+  via: ColumnType<'email' | 'portal' | 'system', 'email' | 'portal' | 'system' | undefined, never>;
+  body_text: ColumnType<string, string | undefined, string>;
+  body_html: string | null;
+  original_text: string | null;
+  original_html: string | null;
+  message_id: string | null;
+  inbound_message_id: number | null;
+  created_at: Generated<Date>;
+}
+
+export interface AttachmentsTable {
+  id: Generated<number>;
+  message_id: number;
+  filename: string;
+  content_type: ColumnType<string, string | undefined, string>;
+  size: number;
+  sha256: string;
+  content_id: string | null;
+  inline: ColumnType<boolean, boolean | undefined, boolean>;
+  content: Buffer;
+  created_at: Generated<Date>;
+}
+
+export interface OutboundMailsTable {
+  id: Generated<number>;
+  kind: OutboundKind;
+  ticket_id: number | null;
+  ticket_message_id: number | null;
+  user_id: number | null;
+  recipient: string;
+  locale: ColumnType<Locale, Locale | undefined, Locale>;
+  payload: Json;
+  message_id: string;
+  status: ColumnType<OutboundStatus, OutboundStatus | undefined, OutboundStatus>;
+  attempts: Generated<number>;
+  last_error: string | null;
+  bounced_at: NullableTimestamp;
+  bounce_inbound_id: number | null;
+  created_at: Generated<Date>;
+  sent_at: NullableTimestamp;
+}
+
+export interface AuthTokensTable {
+  id: Generated<number>;
+  user_id: number;
+  token_hash: Buffer;
+  purpose: 'password_setup' | 'password_reset';
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
+  created_at: Generated<Date>;
+}
+
+export interface SessionsTable {
+  id_hash: Buffer;
+  user_id: number;
+  csrf_token: string;
+  created_at: Generated<Date>;
+  last_seen_at: Generated<Date>;
+  expires_at: Timestamp;
+}
+
+export interface Database {
+  users: UsersTable;
+  tickets: TicketsTable;
+  ticket_participants: TicketParticipantsTable;
+  inbound_messages: InboundMessagesTable;
+  inbound_dedupe: InboundDedupeTable;
+  messages: MessagesTable;
+  attachments: AttachmentsTable;
+  outbound_mails: OutboundMailsTable;
+  auth_tokens: AuthTokensTable;
+  sessions: SessionsTable;
+}
+
+export type Db = Kysely<Database>;
+export type UserRow = Selectable<UsersTable>;
+export type TicketRow = Selectable<TicketsTable>;
+export type MessageRow = Selectable<MessagesTable>;
+export type InboundMessageRow = Selectable<InboundMessagesTable>;
+export type OutboundMailRow = Selectable<OutboundMailsTable>;
+export type NewOutboundMail = Insertable<OutboundMailsTable>;
+
+export function createDb(databaseUrl: string, poolSize = 10): Db {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: poolSize,
+    // Fail fast when PostgreSQL is unreachable so the SMTP edge can answer 451
+    // well inside a client's patience instead of hanging the transaction.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its connection emits 'error' on the pool; without a
+  // listener that would crash the process during a PostgreSQL restart.
+  pool.on('error', () => {});
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}

@@ -1,0 +1,90 @@
+import { sql } from 'kysely';
+import type { Db, Locale, UserRole, UserRow } from '../database.js';
+import { AppError } from '../../errors.js';
+import { normalizeEmail } from '../../mail/address.js';
+
+export interface User {
+  id: number;
+  email: string;
+  name: string | null;
+  role: UserRole;
+  hasPassword: boolean;
+  verifiedAt: Date | null;
+  locale: Locale;
+  createdAt: Date;
+}
+
+export function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    role: row.role,
+    hasPassword: row.password_hash !== null,
+    verifiedAt: row.verified_at,
+    locale: row.locale,
+    createdAt: row.created_at,
+  };
+}
+
+export async function findUserByEmail(db: Db, email: string): Promise<UserRow | undefined> {
+  return db
+    .selectFrom('users')
+    .selectAll()
+    .where(sql<string>`lower(email)`, '=', normalizeEmail(email))
+    .executeTakeFirst();
+}
+
+export async function findUserById(db: Db, id: number): Promise<UserRow | undefined> {
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export interface NewUser {
+  email: string;
+  name?: string | null;
+  role?: UserRole;
+  locale?: Locale;
+}
+
+/** Creates a user; DUPLICATE_USER when the address (case-insensitively) exists. */
+export async function createUser(db: Db, u: NewUser): Promise<UserRow> {
+  const row = await db
+    .insertInto('users')
+    .values({ email: normalizeEmail(u.email), name: u.name ?? null, role: u.role, locale: u.locale })
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (!row) throw new AppError('DUPLICATE_USER', `a user with address ${normalizeEmail(u.email)} already exists`);
+  return row;
+}
+
+/**
+ * The implicit account: finds the user by address or creates one without a
+ * password. Safe under concurrency (two first mails from one sender at once).
+ */
+export async function ensureUser(db: Db, u: NewUser): Promise<{ user: UserRow; created: boolean }> {
+  const inserted = await db
+    .insertInto('users')
+    .values({ email: normalizeEmail(u.email), name: u.name ?? null, role: u.role, locale: u.locale })
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (inserted) return { user: inserted, created: true };
+  const existing = await findUserByEmail(db, u.email);
+  if (!existing) throw new Error(`user ${u.email} vanished during ensureUser`);
+  return { user: existing, created: false };
+}
+
+export async function listUsers(db: Db, role?: UserRole): Promise<UserRow[]> {
+  let q = db.selectFrom('users').selectAll().orderBy('id');
+  if (role) q = q.where('role', '=', role);
+  return q.execute();
+}
+
+export async function listStaff(db: Db): Promise<UserRow[]> {
+  return listUsers(db, 'staff');
+}
+
+export async function setUserRole(db: Db, id: number, role: UserRole): Promise<void> {
+  await db.updateTable('users').set({ role, updated_at: sql`now()` }).where('id', '=', id).execute();
+}

@@ -1,0 +1,86 @@
+import { UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AppContext } from '../context.js';
+import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
+import { findQueuedOutboundIds } from '../mail/outbox.js';
+import { createWorkerRedis } from '../redis.js';
+import { parsePayload, type QueueName } from './define-job.js';
+import { enqueueInbound } from './process-inbound.js';
+import { jobsForQueue } from './registry.js';
+import { enqueueOutbound } from './send-mail.js';
+
+export interface WorkerSet {
+  workers: Worker[];
+  /** Runs both sweeps once; the interval timer calls it too. Returns how many rows were re-enqueued. */
+  sweep(): Promise<{ inbound: number; outbound: number }>;
+  close(): Promise<void>;
+}
+
+function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number): { worker: Worker; connection: Redis } {
+  const defs = jobsForQueue(queue);
+  const connection = createWorkerRedis(ctx.config.REDIS_URL);
+  const worker = new Worker(
+    queue,
+    async (job) => {
+      const def = defs.get(job.name);
+      if (!def) throw new UnrecoverableError(`no handler for job ${job.name} on queue ${queue}`);
+      return def.handler(ctx, parsePayload(def, job.data, true), job);
+    },
+    { connection, prefix: ctx.config.QUEUE_PREFIX, concurrency, autorun: true },
+  );
+  worker.on('failed', (job, err) =>
+    ctx.log.warn({ queue, job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job failed'),
+  );
+  worker.on('error', (err) => ctx.log.error({ queue, err: err.message }, 'worker error'));
+  return { worker, connection };
+}
+
+/**
+ * Rows that never got a job (Redis was down at commit time) or whose job was
+ * lost are picked up here. Job ids are derived from row ids, so a sweep that
+ * races a live job adds nothing; the handlers are idempotent anyway.
+ */
+async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: number }> {
+  const graceStart = new Date(Date.now() - ctx.config.INBOUND_SWEEP_GRACE_MS);
+  let inbound = 0;
+  let outbound = 0;
+  for (const id of await findStaleReceivedIds(ctx.db, graceStart, 500)) {
+    await enqueueInbound(ctx, id);
+    inbound++;
+  }
+  for (const id of await findQueuedOutboundIds(ctx.db, graceStart, 500)) {
+    await enqueueOutbound(ctx, id);
+    outbound++;
+  }
+  return { inbound, outbound };
+}
+
+export function startWorkers(ctx: AppContext, sweepIntervalMs = 15_000): WorkerSet {
+  const started = [
+    startQueueWorker(ctx, 'inbound', ctx.config.INBOUND_CONCURRENCY),
+    startQueueWorker(ctx, 'outbound', ctx.config.OUTBOUND_CONCURRENCY),
+  ];
+  const workers = started.map((s) => s.worker);
+  let sweeping: Promise<unknown> = Promise.resolve();
+  const sweep = () => {
+    const run = sweepOnce(ctx);
+    sweeping = run.catch(() => {});
+    return run;
+  };
+  const timer = setInterval(() => {
+    sweep().catch((err) => ctx.log.warn({ err: String(err) }, 'sweep failed; will retry'));
+  }, sweepIntervalMs);
+  timer.unref();
+  return {
+    workers,
+    sweep,
+    async close() {
+      clearInterval(timer);
+      await sweeping;
+      // Worker.close() waits for in-flight jobs to finish before resolving.
+      await Promise.all(workers.map((w) => w.close()));
+      // A connection we pass in is shared, so BullMQ leaves closing it to us.
+      for (const s of started) s.connection.disconnect();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+
+const emailSchema = z.email();
+
+/**
+ * The one normalisation of an email address used for lookups and storage.
+ * Local parts are case-insensitive in practice (every major provider), so
+ * the whole address is lower-cased.
+ */
+export function normalizeEmail(raw: string): string {
+  return raw.trim().toLowerCase();
+}
+
+export function isValidEmail(raw: string): boolean {
+  const email = normalizeEmail(raw);
+  return email.length <= 254 && emailSchema.safeParse(email).success;
+}
+
+/** Normalises and validates, throwing INVALID_EMAIL with the offending value. */
+export function parseEmail(raw: string): string {
+  if (!isValidEmail(raw)) throw new AppError('INVALID_EMAIL', `invalid email address: "${raw}"`);
+  return normalizeEmail(raw);
+}
+
+export function domainOf(email: string): string {
+  return email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+}
+
+/** Header values must never carry CR/LF: this is where header injection dies. */
+export function assertHeaderSafe(value: string, what: string): string {
+  if (/[\r\n\0]/.test(value)) throw new AppError('VALIDATION', `${what} contains a line break`);
+  return value;
+}

@@ -1,0 +1,30 @@
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import type { AppContext } from '../context.js';
+import { createPortalApp } from './app.js';
+
+export interface PortalServer {
+  server: ServerType;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startPortal(ctx: AppContext, host = ctx.config.HTTP_LISTEN.host, port = ctx.config.HTTP_LISTEN.port): Promise<PortalServer> {
+  const app = createPortalApp(ctx);
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const boundPort = (server.address() as AddressInfo).port;
+  ctx.log.info({ host, port: boundPort }, 'portal listening');
+  return {
+    server,
+    port: boundPort,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive sockets would hold close() open until they time out.
+        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      }),
+  };
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEV_SECRET_KEY, loadConfig } from '../src/config.js';
+
+describe('config', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    const c = loadConfig({});
+    expect(c.DATABASE_URL).toBe('postgres://postgres@127.0.0.1:5432/replyline');
+    expect(c.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(c.SMTP_LISTEN).toEqual({ host: '0.0.0.0', port: 2525 });
+    expect(c.HTTP_LISTEN).toEqual({ host: '0.0.0.0', port: 3000 });
+    expect(c.PUBLIC_URL).toBe('http://localhost:3000');
+    expect(c.SUPPORT_ADDRESSES).toEqual(['support@localhost']);
+    expect(c.MAIL_DOMAIN).toBe('localhost');
+    expect(c.OUTBOUND_SMTP_URL).toBe('smtp://127.0.0.1:1025');
+    expect(c.MAIL_FROM).toBe('Support <support@localhost>');
+    expect(c.REGISTRATION).toBe('open');
+    expect(c.REPLYLINE_ROLES).toEqual(['smtp', 'worker', 'portal']);
+    expect(c.SECRET_KEY).toBe(DEV_SECRET_KEY);
+    expect(c.usingDevSecret).toBe(true);
+  });
+
+  it('returns a frozen object so no module can change settings at run time', () => {
+    const c = loadConfig({});
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(() => {
+      (c as { REGISTRATION: string }).REGISTRATION = 'closed';
+    }).toThrow(TypeError);
+  });
+
+  it('reports every problem in one error instead of stopping at the first', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        DATABASE_URL: 'not a url',
+        SMTP_LISTEN: 'localhost',
+        SUPPORT_ADDRESSES: 'support@example.com, nope',
+        REGISTRATION: 'maybe',
+        REPLYLINE_ROLES: 'smtp,mailer',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    for (const key of ['DATABASE_URL', 'SMTP_LISTEN', 'SUPPORT_ADDRESSES', 'REGISTRATION', 'REPLYLINE_ROLES']) {
+      expect(problems).toContain(key);
+    }
+    expect((error as ConfigError).message).toContain('"nope" is not an email address');
+  });
+
+  it('requires SECRET_KEY in production and rejects short keys', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/SECRET_KEY: is required when NODE_ENV=production/);
+    expect(() => loadConfig({ SECRET_KEY: 'short' })).toThrow(/SECRET_KEY: must be at least 32 characters/);
+    const c = loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'x'.repeat(40) });
+    expect(c.usingDevSecret).toBe(false);
+  });
+
+  it('parses roles, listen addresses, lists and derived values', () => {
+    const c = loadConfig({
+      REPLYLINE_ROLES: 'worker, smtp',
+      SMTP_LISTEN: '[::1]:25',
+      HTTP_LISTEN: ':8080',
+      SUPPORT_ADDRESSES: 'Help@Example.com,billing@example.com',
+      PUBLIC_URL: 'https://help.example.com/',
+      DNS_SERVERS: '127.0.0.1:5353, 10.0.0.1:53',
+    });
+    expect(c.REPLYLINE_ROLES).toEqual(['worker', 'smtp']);
+    expect(c.SMTP_LISTEN).toEqual({ host: '::1', port: 25 });
+    expect(c.HTTP_LISTEN).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(c.SUPPORT_ADDRESSES).toEqual(['help@example.com', 'billing@example.com']);
+    expect(c.MAIL_DOMAIN).toBe('example.com');
+    expect(c.PUBLIC_URL).toBe('https://help.example.com');
+    expect(c.secureCookies).toBe(true);
+    expect(c.DNS_SERVERS).toEqual(['127.0.0.1:5353', '10.0.0.1:53']);
+  });
+
+  it('treats empty variables as unset, as docker-compose produces them', () => {
+    expect(loadConfig({ REGISTRATION: '', MAIL_DOMAIN: '' }).REGISTRATION).toBe('open');
+  });
+});
