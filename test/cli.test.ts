@@ -1,0 +1,77 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/run.js';
+import type { Config } from '../src/config.js';
+import { createTestDatabase, testConfig } from './support/env.js';
+
+const exec = promisify(execFile);
+
+describe('cli', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let config: Config;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    config = testConfig(database.url);
+  });
+  afterAll(() => database.drop());
+
+  async function cli(...argv: string[]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runCli(argv, config, { out: (l) => out.push(l), err: (l) => err.push(l) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  it('adds staff and lists them, normalising the address', async () => {
+    expect((await cli('staff', 'add', 'Agent@Example.com', '--name', 'Ann Agent')).code).toBe(0);
+    const list = await cli('staff', 'list');
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/agent@example\.com\tAnn Agent\tno password/);
+  });
+
+  it('rejects an invalid address with exit 1 and a one-line reason', async () => {
+    const r = await cli('staff', 'add', 'not-an-address');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('error: invalid email address: "not-an-address"');
+  });
+
+  it('rejects a duplicate (case-insensitively) with exit 1', async () => {
+    await cli('user', 'add', 'dup@example.com');
+    const r = await cli('user', 'add', 'DUP@example.com');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/already exists/);
+    expect(r.err.split('\n')).toHaveLength(1);
+  });
+
+  it('pre-registers customers for closed mode and lists them apart from staff', async () => {
+    await cli('user', 'add', 'customer@example.com', '--name', 'Cus Tomer');
+    const users = await cli('user', 'list');
+    expect(users.out).toContain('customer@example.com');
+    expect(users.out).not.toContain('agent@example.com');
+  });
+
+  it('promotes an implicit customer account to staff instead of failing', async () => {
+    await cli('user', 'add', 'became-staff@example.com');
+    const r = await cli('staff', 'add', 'became-staff@example.com');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/promoted/);
+    expect((await cli('staff', 'list')).out).toContain('became-staff@example.com');
+  });
+
+  it('exits 2 with usage on an unknown command or missing argument', async () => {
+    expect((await cli('frobnicate')).code).toBe(2);
+    const r = await cli('staff', 'add');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/usage: staff add <email>/);
+  });
+
+  it('works as a real process, exiting non-zero with one line on bad input', async () => {
+    const env = { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'silent' };
+    const ok = await exec(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'staff', 'add', 'proc@example.com'], { env });
+    expect(ok.stdout).toMatch(/added staff proc@example\.com/);
+    const bad = await exec(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'staff', 'add', 'nope'], { env }).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe('error: invalid email address: "nope"');
+  });
+});

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import { createServer, Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../src/db/database.js';
+import { createTestDatabase, testQueuePrefix } from './support/env.js';
+import { spawnReplyline } from './support/process.js';
+
+function readBanner(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = new Socket();
+    s.once('data', (d) => {
+      resolve(d.toString());
+      s.destroy();
+    });
+    s.once('error', reject);
+    s.connect(port, '127.0.0.1');
+  });
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('replyline as a process', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let baseEnv: Record<string, string>;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    baseEnv = {
+      DATABASE_URL: database.url,
+      REDIS_URL: inject('redisUrl'),
+      QUEUE_PREFIX: testQueuePrefix(),
+      SMTP_LISTEN: '127.0.0.1:0',
+      HTTP_LISTEN: '127.0.0.1:0',
+      SUPPORT_ADDRESSES: 'support@help.test',
+    };
+  });
+  afterAll(() => database.drop());
+
+  it('starts with every role: SMTP answers 220 and /healthz 200, then SIGTERM exits 0', async () => {
+    const proc = await spawnReplyline(baseEnv);
+    try {
+      expect(await readBanner(proc.smtpPort!)).toMatch(/^220 /);
+      const res = await fetch(`http://127.0.0.1:${proc.httpPort}/healthz`);
+      expect(res.status).toBe(200);
+      expect(proc.logs().some((l) => l.msg?.toString().startsWith('SECRET_KEY is not set'))).toBe(true);
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
+  });
+
+  it('refuses to start with a clear message when Redis may evict keys', async () => {
+    const port = await freePort();
+    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'allkeys-lru']);
+    const spawnError = new Promise<Error>((r) => redis.once('error', r));
+    try {
+      // Wait for the throwaway Redis to accept connections.
+      for (let i = 0; i < 50; i++) {
+        const up = await new Promise<boolean>((r) => {
+          const s = new Socket();
+          s.once('connect', () => (s.destroy(), r(true)));
+          s.once('error', () => r(false));
+          s.connect(port, '127.0.0.1');
+        });
+        if (up) break;
+        const failed = await Promise.race([spawnError, sleep(100).then(() => null)]);
+        if (failed) throw new Error(`this test needs redis-server on PATH: ${failed.message}`);
+      }
+      const proc = await spawnReplyline({ ...baseEnv, REDIS_URL: `redis://127.0.0.1:${port}` }, { expectStart: false });
+      expect(await proc.exited).toBe(1);
+      expect(proc.stderr()).toMatch(/refusing to start: REDIS_EVICTION_POLICY: Redis maxmemory-policy is "allkeys-lru"/);
+    } finally {
+      redis.kill('SIGKILL');
+    }
+  });
+
+  it('refuses to start and lists every configuration problem at once', async () => {
+    const proc = await spawnReplyline({ ...baseEnv, REGISTRATION: 'sometimes', SMTP_LISTEN: 'nowhere' }, { expectStart: false });
+    expect(await proc.exited).toBe(1);
+    expect(proc.stderr()).toMatch(/REGISTRATION/);
+    expect(proc.stderr()).toMatch(/SMTP_LISTEN/);
+  });
+
+  it('on SIGTERM finishes an SMTP transaction already in DATA, refuses new connections, and exits 0', async () => {
+    const proc = await spawnReplyline({ ...baseEnv, REPLYLINE_ROLES: 'smtp' });
+    const conn = new SMTPConnection({ port: proc.smtpPort!, host: '127.0.0.1', ignoreTLS: true });
+    await new Promise<void>((resolve, reject) => {
+      conn.once('error', reject);
+      conn.connect(() => resolve());
+    });
+    const body = new PassThrough();
+    const sent = new Promise<{ response?: string }>((resolve, reject) =>
+      conn.send({ from: 'sender@example.com', to: ['support@help.test'] }, body, (err, info) => (err ? reject(err) : resolve(info))),
+    );
+    body.write('From: sender@example.com\r\nTo: support@help.test\r\nSubject: in flight\r\n\r\nfirst half\r\n');
+    await sleep(300); // the server is now inside DATA
+    proc.child.kill('SIGTERM');
+    await sleep(300);
+    // The listener is closed: a new connection is refused.
+    await expect(readBanner(proc.smtpPort!)).rejects.toThrow(/ECONNREFUSED/);
+    body.end('second half\r\n');
+    const info = await sent;
+    expect(info.response).toMatch(/^250 /);
+    conn.quit();
+    expect(await proc.exited).toBe(0);
+
+    const db = createDb(database.url, 1);
+    const rows = await db.selectFrom('inbound_messages').select(['raw']).execute();
+    await db.destroy();
+    expect(rows.some((r) => r.raw.toString().includes('second half'))).toBe(true);
+  });
+});
