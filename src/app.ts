@@ -1,6 +1,6 @@
 import type { Config } from './config.js';
 import { closeContext, createContext, type AppContext } from './context.js';
-import { migrateToLatest } from './db/migrate.js';
+import { ensureDatabase, migrateToLatest } from './db/migrate.js';
 import { startSmtpListener, type SmtpListener } from './inbound/smtp-listener.js';
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
 import type { Logger } from './log.js';
@@ -18,6 +18,7 @@ export interface RunningApp {
 
 /** Starts the roles in config.REPLYLINE_ROLES. Migrates first; refuses to run on an evicting Redis. */
 export async function startApp(config: Config, log?: Logger): Promise<RunningApp> {
+  if (await ensureDatabase(config.DATABASE_URL)) log?.info('created database');
   const ctx = createContext(config, log);
   const app: RunningApp = { ctx, stop: () => stopApp(app) };
   try {

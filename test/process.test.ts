@@ -119,3 +119,29 @@ describe('replyline as a process', () => {
     expect(rows.some((r) => r.raw.toString().includes('second half'))).toBe(true);
   });
 });
+
+describe('first start on a stock PostgreSQL', () => {
+  it('creates the configured database when it does not exist, then its schema', async () => {
+    const server = new URL(inject('pgServerUrl'));
+    const name = `${inject('templateDb')}_fresh`;
+    server.pathname = `/${name}`;
+    const proc = await spawnReplyline({
+      DATABASE_URL: server.toString(),
+      REDIS_URL: inject('redisUrl'),
+      QUEUE_PREFIX: testQueuePrefix(),
+      REPLYLINE_ROLES: 'portal',
+      HTTP_LISTEN: '127.0.0.1:0',
+    });
+    try {
+      expect((await fetch(`http://127.0.0.1:${proc.httpPort}/healthz`)).status).toBe(200);
+      const db = createDb(server.toString(), 1);
+      const n = await db.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      await db.destroy();
+      expect(Number(n.n)).toBe(0);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      // global teardown drops every database with the run's prefix, this one included
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { createDb } from '../db/database.js';
-import { migrateToLatest } from '../db/migrate.js';
+import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { isAppError } from '../errors.js';
 import { CliUsageError, type CliCommand, type CliIo } from './types.js';
 import { userCommands } from './users.js';
@@ -17,6 +17,12 @@ export async function runCli(argv: string[], config: Config, io: CliIo & { err(l
   if (!command) {
     io.err(argv.length ? `unknown command: ${argv.join(' ')}\n${usage()}` : usage());
     return argv.length && !['help', '--help', '-h'].includes(argv[0]!) ? 2 : 0;
+  }
+  try {
+    await ensureDatabase(config.DATABASE_URL);
+  } catch (err) {
+    io.err(`error: cannot reach PostgreSQL at ${new URL(config.DATABASE_URL).host}: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
   }
   const db = createDb(config.DATABASE_URL, 2);
   try {
