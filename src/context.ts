@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import { createDb, type Db } from './db/database.js';
 import type { QueueName } from './jobs/define-job.js';
 import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { createProducerRedis } from './redis.js';
 
 /** Everything a handler needs, built once per process and passed explicitly. */
@@ -14,6 +15,7 @@ export interface AppContext {
   /** Producer connection: fails fast while Redis is down. */
   redis: Redis;
   queues: Record<QueueName, Queue>;
+  metrics: Metrics;
 }
 
 const DEFAULT_JOB_OPTIONS = {
@@ -28,7 +30,8 @@ export function createContext(config: Config, log: Logger = createLogger(config.
   const redis = createProducerRedis(config.REDIS_URL);
   const queue = (name: QueueName) =>
     new Queue(name, { connection: redis, prefix: config.QUEUE_PREFIX, defaultJobOptions: DEFAULT_JOB_OPTIONS });
-  return { config, db, log, redis, queues: { inbound: queue('inbound'), outbound: queue('outbound') } };
+  const queues = { inbound: queue('inbound'), outbound: queue('outbound') };
+  return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }) };
 }
 
 export async function closeContext(ctx: AppContext): Promise<void> {

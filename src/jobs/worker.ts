@@ -24,7 +24,15 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
     async (job) => {
       const def = defs.get(job.name);
       if (!def) throw new UnrecoverableError(`no handler for job ${job.name} on queue ${queue}`);
-      return def.handler(ctx, parsePayload(def, job.data, true), job);
+      const end = ctx.metrics.jobDuration.startTimer({ queue, job: job.name });
+      try {
+        const result = await def.handler(ctx, parsePayload(def, job.data, true), job);
+        end({ outcome: 'ok' });
+        return result;
+      } catch (err) {
+        end({ outcome: err instanceof UnrecoverableError ? 'permanent_failure' : 'retry' });
+        throw err;
+      }
     },
     { connection, prefix: ctx.config.QUEUE_PREFIX, concurrency, autorun: true },
   );

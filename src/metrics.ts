@@ -1,0 +1,89 @@
+import { sql } from 'kysely';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Queue } from 'bullmq';
+import type { Db } from './db/database.js';
+
+/**
+ * Prometheus metrics. One registry per app context (not prom-client's global
+ * one) so several replyline instances in one process — the test suite — never
+ * collide. Gauges that describe durable state are read from PostgreSQL and
+ * Redis at scrape time, so every process reports the same truth.
+ */
+export interface Metrics {
+  registry: Registry;
+  smtpConnections: Counter<string>;
+  smtpReplies: Counter<'code'>;
+  smtpAcceptedBytes: Counter<string>;
+  jobDuration: Histogram<'queue' | 'job' | 'outcome'>;
+  outboundFailures: Counter<'kind' | 'permanent'>;
+}
+
+export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'replyline_process_' });
+  const smtpConnections = new Counter({ name: 'replyline_smtp_connections_total', help: 'SMTP connections accepted', registers: [registry] });
+  const smtpReplies = new Counter({
+    name: 'replyline_smtp_replies_total',
+    help: 'Final SMTP replies to DATA, by reply code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const smtpAcceptedBytes = new Counter({ name: 'replyline_smtp_accepted_bytes_total', help: 'Bytes of messages answered 250', registers: [registry] });
+  const jobDuration = new Histogram({
+    name: 'replyline_job_duration_seconds',
+    help: 'Job run time: inbound processing and outbound sending',
+    labelNames: ['queue', 'job', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const outboundFailures = new Counter({
+    name: 'replyline_outbound_failures_total',
+    help: 'Outbound send attempts that failed, by mail kind and whether the failure is permanent',
+    labelNames: ['kind', 'permanent'] as const,
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: 'replyline_queue_jobs',
+    help: 'BullMQ jobs by queue and state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [name, queue] of Object.entries(deps.queues)) {
+        try {
+          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+          for (const [state, n] of Object.entries(counts)) this.set({ queue: name, state }, n);
+        } catch {
+          // Redis down: report nothing rather than failing the whole scrape.
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'replyline_inbound_messages',
+    help: 'Inbound messages by status and (for held ones) reason',
+    labelNames: ['status', 'reason'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await sql<{ status: string; reason: string | null; n: string }>`
+        select status, case when status = 'held' then coalesce(reason, '') else '' end as reason, count(*) as n
+        from inbound_messages group by 1, 2`.execute(deps.db);
+      for (const r of rows.rows) this.set({ status: r.status, reason: r.reason ?? '' }, Number(r.n));
+    },
+  });
+  new Gauge({
+    name: 'replyline_outbound_mails',
+    help: 'Outbox rows by status',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await sql<{ status: string; n: string }>`select status, count(*) as n from outbound_mails group by 1`.execute(deps.db);
+      for (const r of rows.rows) this.set({ status: r.status }, Number(r.n));
+    },
+  });
+
+  return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures };
+}
