@@ -3,9 +3,10 @@ import { createDb } from '../db/database.js';
 import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { isAppError } from '../errors.js';
 import { CliUsageError, type CliCommand, type CliIo } from './types.js';
+import { requeueCommands } from './requeue.js';
 import { userCommands } from './users.js';
 
-export const COMMANDS: CliCommand[] = [...userCommands];
+export const COMMANDS: CliCommand[] = [...userCommands, ...requeueCommands];
 
 function usage(): string {
   return ['usage: npm run cli -- <command>', ...COMMANDS.map((c) => `  ${c.usage}`)].join('\n');

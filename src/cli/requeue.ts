@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { sql } from 'kysely';
+import { createProducerRedis, waitForReady } from '../redis.js';
+import type { CliCommand } from './types.js';
+
+/**
+ * Puts failed work back in line after the cause is fixed (a relay that
+ * rejected mail for a while, a bug fixed in a new release). Rows are reset in
+ * PostgreSQL; the running workers' sweepers pick them up, so this works even
+ * while Redis is down. BullMQ's own failed jobs are retried too when Redis is up.
+ */
+export const requeueCommands: CliCommand[] = [
+  {
+    words: ['requeue'],
+    usage: 'requeue [--outbound-id N] [--inbound-id N]   (no option: every failed mail, message and job)',
+    async run(env, args) {
+      const { values } = parseArgs({ args, options: { 'outbound-id': { type: 'string' }, 'inbound-id': { type: 'string' } } });
+      const outboundId = values['outbound-id'] ? Number(values['outbound-id']) : null;
+      const inboundId = values['inbound-id'] ? Number(values['inbound-id']) : null;
+      const all = outboundId === null && inboundId === null;
+
+      if (all || outboundId !== null) {
+        let q = env.db
+          .updateTable('outbound_mails')
+          .set({ status: 'queued', attempts: 0, last_error: sql`coalesce(last_error, '') || ' [requeued]'` as never })
+          .where('status', '=', 'failed');
+        if (outboundId !== null) q = q.where('id', '=', outboundId);
+        const res = await q.executeTakeFirst();
+        env.io.out(`outbound mails requeued: ${Number(res.numUpdatedRows)}`);
+      }
+      if (all || inboundId !== null) {
+        let q = env.db
+          .updateTable('inbound_messages')
+          .set({ status: 'received', attempts: 0 })
+          .where('status', '=', 'failed');
+        if (inboundId !== null) q = q.where('id', '=', inboundId);
+        const res = await q.executeTakeFirst();
+        env.io.out(`inbound messages requeued: ${Number(res.numUpdatedRows)}`);
+      }
+      if (!all) return;
+
+      const redis = createProducerRedis(env.config.REDIS_URL);
+      try {
+        await waitForReady(redis, 5_000);
+        for (const name of ['inbound', 'outbound']) {
+          const queue = new Queue(name, { connection: redis, prefix: env.config.QUEUE_PREFIX });
+          const failed = await queue.getJobCountByTypes('failed');
+          await queue.retryJobs({ state: 'failed' });
+          await queue.close();
+          env.io.out(`${name} jobs retried: ${failed}`);
+        }
+      } catch (err) {
+        env.io.out(`queue jobs not retried (Redis: ${err instanceof Error ? err.message : String(err)}); the sweepers will still pick up the rows above`);
+      } finally {
+        redis.disconnect();
+      }
+    },
+  },
+];
