@@ -78,6 +78,8 @@ const schema = z
       }),
     DEFAULT_LOCALE: z.enum(['en', 'ja']).default('en'),
     SHUTDOWN_TIMEOUT_MS: int(1000).default(30_000),
+    /** How often workers look for rows that never got a job (Redis was down, a process was killed). */
+    SWEEP_INTERVAL_MS: int(100).default(15_000),
 
     // Inbound
     SMTP_MAX_SIZE: int(1024).default(25 * 1024 * 1024),
@@ -92,6 +94,8 @@ const schema = z
     ATTACHMENT_MAX_BYTES: int(1024).default(20 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).default(20),
     SENDER_BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+    /** Wall-clock limit for parsing one message in the parse worker (the "2 s per message" guard). */
+    INBOUND_PARSE_TIMEOUT_MS: int(1, 600_000).default(2_000),
 
     // Outbound
     OUTBOUND_CONCURRENCY: int(1, 64).default(4),
@@ -107,6 +111,26 @@ const schema = z
     PASSWORD_FORBID_EMAIL_LOCAL: bool.default(true),
     SESSION_IDLE_MS: int(60_000).default(2 * 60 * 60_000),
     SESSION_ABSOLUTE_MS: int(60_000).default(7 * 24 * 60 * 60_000),
+    // Attempts per IP / per account: login per 15 minutes, get-a-password, signup and set-password per hour.
+    RATE_LOGIN_PER_IP: int(1).default(30),
+    RATE_LOGIN_PER_ACCOUNT: int(1).default(10),
+    RATE_PASSWORD_PER_IP: int(1).default(20),
+    RATE_PASSWORD_PER_ACCOUNT: int(1).default(5),
+    // Minimum response time of /password/new and /signup, so known and unknown addresses look alike.
+    PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).default(400),
+    // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
+    TRUST_PROXY: bool.default(false),
+    PORTAL_TIME_ZONE: z
+      .string()
+      .default('UTC')
+      .refine((tz) => {
+        try {
+          new Intl.DateTimeFormat('en', { timeZone: tz });
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'expected an IANA time zone such as Asia/Tokyo'),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {

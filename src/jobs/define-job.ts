@@ -3,6 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { z } from 'zod';
 import type { AppContext } from '../context.js';
 import { AppError } from '../errors.js';
+import { withTimeout } from '../timeout.js';
 
 export type QueueName = 'inbound' | 'outbound';
 
@@ -28,6 +29,14 @@ export function parsePayload<S extends z.ZodType>(def: JobDefinition<S>, data: u
   throw new AppError('JOB_PAYLOAD_INVALID', message);
 }
 
+/**
+ * BullMQ's add() first waits for its connection to be ready, forever, when
+ * Redis has been down since start. Callers (the SMTP edge, the portal, the
+ * sweepers) must never wait on Redis: rows are the truth and a later sweep
+ * enqueues again. A late add that still lands is harmless (same job id).
+ */
+export const ENQUEUE_TIMEOUT_MS = 3_000;
+
 /** Enqueues a job after validating its payload. Throws while Redis is unreachable (producers never buffer). */
 export async function enqueue<S extends z.ZodType>(
   ctx: Pick<AppContext, 'queues'>,
@@ -36,5 +45,6 @@ export async function enqueue<S extends z.ZodType>(
   options: JobsOptions = {},
 ): Promise<void> {
   const payload = parsePayload(def, data, false);
-  await ctx.queues[def.queue].add(def.name, payload, { ...def.options, ...options });
+  const add = ctx.queues[def.queue].add(def.name, payload, { ...def.options, ...options });
+  await withTimeout(add, ENQUEUE_TIMEOUT_MS, `enqueue ${def.name} (Redis unreachable?)`);
 }

@@ -18,7 +18,9 @@ export function enqueueOutbound(ctx: Pick<AppContext, 'queues'>, outboundId: num
 
 /** After a transaction commits its outbox rows: best effort, the sweeper covers failures. */
 export async function enqueueOutboundAll(ctx: Pick<AppContext, 'queues' | 'log'>, ids: number[]): Promise<void> {
-  for (const id of ids) {
-    await enqueueOutbound(ctx, id).catch((err) => ctx.log.warn({ err: String(err), outboundId: id }, 'enqueue failed; sweeper will retry'));
-  }
+  await Promise.all(
+    ids.map((id) =>
+      enqueueOutbound(ctx, id).catch((err) => ctx.log.warn({ err: String(err), outboundId: id }, 'enqueue failed; sweeper will retry')),
+    ),
+  );
 }

@@ -1,10 +1,12 @@
-import { UnrecoverableError, Worker } from 'bullmq';
+import { type Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
 import { findQueuedOutboundIds } from '../mail/outbox.js';
 import { createWorkerRedis } from '../redis.js';
-import { parsePayload, type QueueName } from './define-job.js';
+import { withTimeout } from '../timeout.js';
+import { ENQUEUE_TIMEOUT_MS, parsePayload, type QueueName } from './define-job.js';
+import { inboundJobId, outboundJobId } from './job-ids.js';
 import { enqueueInbound } from './process-inbound.js';
 import { jobsForQueue } from './registry.js';
 import { enqueueOutbound } from './send-mail.js';
@@ -44,6 +46,24 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
 }
 
 /**
+ * A row still pending whose job already *finished* would never run again:
+ * BullMQ ignores add() for an existing job id. That happens when a job
+ * stalled more often than maxStalledCount (repeated kill -9) and was failed
+ * by BullMQ, or ran out of attempts during an outage. Such a job is retried
+ * (failed) or removed (completed) so the enqueue that follows takes effect.
+ */
+async function reviveFinishedJob(queue: Queue, jobId: string): Promise<void> {
+  const revive = async () => {
+    const job = await queue.getJob(jobId);
+    if (!job) return;
+    const state = await job.getState();
+    if (state === 'failed') await job.retry('failed');
+    else if (state === 'completed') await job.remove();
+  };
+  await withTimeout(revive(), ENQUEUE_TIMEOUT_MS, `checking job ${jobId}`);
+}
+
+/**
  * Rows that never got a job (Redis was down at commit time) or whose job was
  * lost are picked up here. Job ids are derived from row ids, so a sweep that
  * races a live job adds nothing; the handlers are idempotent anyway.
@@ -53,17 +73,19 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
   let inbound = 0;
   let outbound = 0;
   for (const id of await findStaleReceivedIds(ctx.db, graceStart, 500)) {
+    await reviveFinishedJob(ctx.queues.inbound, inboundJobId(id));
     await enqueueInbound(ctx, id);
     inbound++;
   }
   for (const id of await findQueuedOutboundIds(ctx.db, graceStart, 500)) {
+    await reviveFinishedJob(ctx.queues.outbound, outboundJobId(id));
     await enqueueOutbound(ctx, id);
     outbound++;
   }
   return { inbound, outbound };
 }
 
-export function startWorkers(ctx: AppContext, sweepIntervalMs = 15_000): WorkerSet {
+export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP_INTERVAL_MS): WorkerSet {
   const started = [
     startQueueWorker(ctx, 'inbound', ctx.config.INBOUND_CONCURRENCY),
     startQueueWorker(ctx, 'outbound', ctx.config.OUTBOUND_CONCURRENCY),

@@ -1,9 +1,112 @@
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { secureHeaders } from 'hono/secure-headers';
+import { createPortalLimiters } from '../auth/rate-limit.js';
 import type { AppContext } from '../context.js';
+import { AppError } from '../errors.js';
+import { formatBytes, loadViews } from './views.js';
+import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
+import { csrfProtection } from './middleware/csrf.js';
+import { requireUser, sessionAndLocale } from './middleware/session.js';
+import { registerAssetRoutes } from './routes/assets.js';
+import { registerAuthRoutes } from './routes/auth.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerLocaleRoutes } from './routes/locale.js';
+import { registerPasswordSetRoutes } from './routes/password-set.js';
+import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
+import { registerRequestRoutes } from './routes/requests.js';
 
-export function createPortalApp(ctx: AppContext): Hono {
-  const app = new Hono();
+/** Ordinary forms are small; only the comment form (with uploads) gets its own, larger limit. */
+const FORM_LIMIT_BYTES = 256 * 1024;
+const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
+
+const ERROR_PAGES: Partial<Record<number, { titleKey: string; messageKey: string }>> = {
+  403: { titleKey: 'error.403_title', messageKey: 'error.csrf' },
+  404: { titleKey: 'error.404_title', messageKey: 'error.404' },
+  409: { titleKey: 'error.409_title', messageKey: 'request.closed' },
+  413: { titleKey: 'error.413_title', messageKey: 'error.413' },
+  429: { titleKey: 'error.429_title', messageKey: 'error.429' },
+};
+
+export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
+  const deps: PortalDeps = { ctx, views: loadViews(), limiters: createPortalLimiters(ctx.redis, ctx.config) };
+  const app = new Hono<PortalEnv>();
+
+  app.use(
+    '*',
+    secureHeaders({
+      // No inline script or style anywhere: one stylesheet from us, no scripts at all.
+      contentSecurityPolicy: {
+        defaultSrc: ["'none'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+      },
+      xFrameOptions: 'DENY',
+      // Set-password links carry their token in the URL, so no Referer may leave the site. Not
+      // "no-referrer": under it browsers send `Origin: null` on form POSTs and the Origin check fails.
+      referrerPolicy: 'same-origin',
+      strictTransportSecurity: ctx.config.secureCookies ? 'max-age=31536000; includeSubDomains' : false,
+      // Routes that need a stricter policy (attachments) set their own headers first.
+      overwrite: false,
+    }),
+  );
   registerHealthRoutes(app, ctx);
+  registerAssetRoutes(app);
+
+  // Body limits come first: nothing may buffer a request body before its size is checked.
+  const tooLarge = () => {
+    throw new AppError('UPLOAD_TOO_LARGE');
+  };
+  const formLimit = bodyLimit({ maxSize: FORM_LIMIT_BYTES, onError: tooLarge });
+  const uploadLimit = bodyLimit({ maxSize: commentBodyLimit(ctx.config.ATTACHMENT_MAX_BYTES), onError: tooLarge });
+  app.use('*', async (c, next) => {
+    if (c.req.method !== 'POST') return next();
+    return (COMMENTS_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
+  });
+  app.use('*', sessionAndLocale(deps));
+  // Before CSRF: a stranger's upload is turned away without its body ever being parsed.
+  app.use('/requests', requireUser(deps));
+  app.use('/requests/*', requireUser(deps));
+  app.use('*', csrfProtection(deps));
+
+  registerAuthRoutes(app, deps);
+  registerPasswordSetRoutes(app, deps);
+  registerLocaleRoutes(app, deps);
+  registerRequestRoutes(app, deps);
+  registerRequestActionRoutes(app, deps);
+
+  app.notFound((c) => renderError(c as PortalContext, deps, 404));
+  app.onError((err, c) => {
+    const pc = c as PortalContext;
+    if (err instanceof AppError) {
+      if (err.httpStatus >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
+      else ctx.log.debug({ code: err.code, reason: err.message, path: c.req.path }, 'portal request refused');
+      return renderError(pc, deps, err.httpStatus);
+    }
+    if (err instanceof HTTPException) return err.getResponse();
+    ctx.log.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'portal request failed');
+    return renderError(pc, deps, 500);
+  });
   return app;
+}
+
+function renderError(c: PortalContext, deps: PortalDeps, status: number): Response {
+  // The error may have struck before the session middleware ran.
+  if (!c.get('locale')) c.set('locale', deps.ctx.config.DEFAULT_LOCALE);
+  if (c.get('user') === undefined) c.set('user', null);
+  if (c.get('session') === undefined) c.set('session', null);
+  const page = ERROR_PAGES[status] ?? { titleKey: 'error.title', messageKey: 'error.500' };
+  // A refused upload is answered before its body is read: close the connection rather
+  // than leave the unread rest of the body where the client's next request would go.
+  if (status === 413) c.header('Connection', 'close');
+  try {
+    return renderPage(c, deps, 'error', { ...page, size: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES) }, status as ContentfulStatusCode);
+  } catch {
+    return c.text('Internal error', 500);
+  }
 }

@@ -1,27 +1,18 @@
 import { sql } from 'kysely';
-import type { Hono } from 'hono';
+import type { Env, Hono } from 'hono';
 import type { AppContext } from '../../context.js';
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => (clearTimeout(t), resolve(v)),
-      (e) => (clearTimeout(t), reject(e)),
-    );
-  });
-}
+import { withTimeout } from '../../timeout.js';
 
 export async function checkHealth(ctx: AppContext): Promise<{ ok: boolean; postgres: string; redis: string }> {
   const [pg, redis] = await Promise.allSettled([
-    withTimeout(sql`select 1`.execute(ctx.db), 2_000),
-    withTimeout(ctx.redis.ping(), 2_000),
+    withTimeout(sql`select 1`.execute(ctx.db), 2_000, 'PostgreSQL check'),
+    withTimeout(ctx.redis.ping(), 2_000, 'Redis check'),
   ]);
   const describe = (r: PromiseSettledResult<unknown>) => (r.status === 'fulfilled' ? 'ok' : `down: ${String(r.reason?.message ?? r.reason)}`);
   return { ok: pg.status === 'fulfilled' && redis.status === 'fulfilled', postgres: describe(pg), redis: describe(redis) };
 }
 
-export function registerHealthRoutes(app: Hono, ctx: AppContext): void {
+export function registerHealthRoutes<E extends Env>(app: Hono<E>, ctx: AppContext): void {
   app.get('/healthz', async (c) => {
     const health = await checkHealth(ctx);
     c.header('Cache-Control', 'no-store');

@@ -1,0 +1,71 @@
+import { sql } from 'kysely';
+import type { AppContext } from '../context.js';
+import type { UserRow } from '../db/database.js';
+import { insertOutboundMail } from '../mail/outbox.js';
+import { enqueueAfterCommit } from '../portal/after-commit.js';
+import { hashPassword } from './password.js';
+import { revokeUserSessions } from './sessions.js';
+import { consumeAuthToken, invalidateUserTokens, issueAuthToken, type TokenPurpose } from './tokens.js';
+
+/**
+ * The two halves of "get a password": mail a set-password link, and use it.
+ * Both write the outbox in the same transaction as the change, then enqueue
+ * after commit (best effort; the sweeper picks up anything Redis missed).
+ */
+
+/** Issues a fresh token (invalidating older ones) and queues the set-password mail. */
+export async function sendPasswordLink(ctx: AppContext, user: UserRow): Promise<void> {
+  // A first password may take a day to get round to; a reset is a live attack surface.
+  const purpose: TokenPurpose = user.password_hash === null ? 'password_setup' : 'password_reset';
+  const outboxId = await ctx.db.transaction().execute(async (trx) => {
+    const { token, expiresAt } = await issueAuthToken(trx, user.id, purpose);
+    const url = `${ctx.config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}`;
+    const row = await insertOutboundMail(trx, ctx.config, {
+      kind: 'password_setup',
+      recipient: user.email,
+      userId: user.id,
+      locale: user.locale,
+      payload: { url, purpose, expiresAt: expiresAt.toISOString() },
+    });
+    return row.id;
+  });
+  await enqueueAfterCommit(ctx, [outboxId]);
+}
+
+/**
+ * Uses the token and sets the password: verifies the address, revokes every
+ * session and every other outstanding token of the user, and queues the
+ * "your password was changed" notice. Returns null when the token was already
+ * used, expired or superseded (possibly by a concurrent request).
+ */
+export async function setPasswordWithToken(ctx: AppContext, token: string, password: string): Promise<UserRow | null> {
+  // Hash outside the transaction: argon2 takes tens of milliseconds and row locks should not wait for it.
+  const passwordHash = await hashPassword(password);
+  const result = await ctx.db.transaction().execute(async (trx) => {
+    const used = await consumeAuthToken(trx, token);
+    if (!used) return null;
+    const user = await trx
+      .updateTable('users')
+      .set({
+        password_hash: passwordHash,
+        verified_at: sql`coalesce(verified_at, now())` as never,
+        updated_at: sql`now()` as never,
+      })
+      .where('id', '=', used.userId)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await invalidateUserTokens(trx, user.id);
+    await revokeUserSessions(trx, user.id);
+    const notice = await insertOutboundMail(trx, ctx.config, {
+      kind: 'password_changed',
+      recipient: user.email,
+      userId: user.id,
+      locale: user.locale,
+      payload: {},
+    });
+    return { user, outboxId: notice.id };
+  });
+  if (!result) return null;
+  await enqueueAfterCommit(ctx, [result.outboxId]);
+  return result.user;
+}

@@ -1,0 +1,32 @@
+import type { MiddlewareHandler } from 'hono';
+import { safeEqual } from '../../auth/secrets.js';
+import { AppError } from '../../errors.js';
+import { expectedCsrfToken, type PortalDeps, type PortalEnv } from '../http.js';
+
+/**
+ * Every state-changing request must (1) carry an Origin header equal to
+ * PUBLIC_URL's origin — browsers send it on every form POST, and a missing one
+ * is refused rather than trusted — and (2) carry the per-session (or
+ * pre-session) token from the form's hidden `_csrf` field. Either check alone
+ * has known gaps; together they don't.
+ */
+export function csrfProtection(deps: PortalDeps): MiddlewareHandler<PortalEnv> {
+  const origin = new URL(deps.ctx.config.PUBLIC_URL).origin;
+  return async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    if (c.req.header('origin') !== origin) throw new AppError('CSRF', 'missing or foreign Origin header');
+    // Non-form bodies parse to {} and so fail the token check below.
+    let body: Record<string, unknown>;
+    try {
+      body = await c.req.parseBody({ all: true });
+    } catch (err) {
+      throw new AppError('CSRF', 'unparseable form body', { cause: err });
+    }
+    const submitted = body['_csrf'];
+    const expected = expectedCsrfToken(c, deps);
+    if (typeof submitted !== 'string' || expected === null || !safeEqual(submitted, expected)) {
+      throw new AppError('CSRF', 'missing or wrong CSRF token');
+    }
+    await next();
+  };
+}

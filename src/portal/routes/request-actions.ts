@@ -1,0 +1,167 @@
+import { createHash } from 'node:crypto';
+import type { Hono } from 'hono';
+import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
+import { ensureUser } from '../../db/queries/users.js';
+import type { Db, TicketRow } from '../../db/database.js';
+import { AppError } from '../../errors.js';
+import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { queueTicketMails } from '../../mail/notify.js';
+import { enqueueAfterCommit } from '../after-commit.js';
+import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import { parseId, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
+
+export const MAX_FILES = 10;
+export const MAX_COMMENT_CHARS = 64 * 1024;
+
+/**
+ * The whole comment form: each file may reach ATTACHMENT_MAX_BYTES, but all of
+ * them together at most three times that (the form is buffered in memory to
+ * be parsed), plus room for the text and the multipart framing.
+ */
+export function commentBodyLimit(attachmentMaxBytes: number): number {
+  return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
+}
+
+/**
+ * A filename as the browser sent it, made safe to store and to put back in a
+ * Content-Disposition header: no directories, no control characters, no
+ * quotes or slashes, bounded length (keeping the extension).
+ */
+export function sanitizeFilename(name: string): string {
+  const base = name.normalize('NFC').split(/[\\/]/).pop() ?? '';
+  let clean = base
+    .replace(/[\p{Cc}\p{Cf}"<>:|?*]/gu, '')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/^\.+/, '');
+  if (clean.length > 200) {
+    const dot = clean.lastIndexOf('.');
+    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : '';
+    clean = clean.slice(0, 200 - ext.length) + ext;
+  }
+  return clean || 'attachment';
+}
+
+/** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
+async function lockWritable(trx: Db, ticketId: number): Promise<TicketRow> {
+  const ticket = await lockTicket(trx, ticketId);
+  if (!ticket) throw new AppError('NOT_FOUND');
+  if (ticket.status === 'closed') throw new AppError('TICKET_CLOSED');
+  return ticket;
+}
+
+function closedPage(c: PortalContext, deps: PortalDeps, ticketId: number): Promise<Response> {
+  return ticketOr404(deps, ticketId, viewerOf(c)).then((t) => renderThread(c, deps, t, { errorKey: 'request.closed' }, 409));
+}
+
+export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void {
+  const { ctx } = deps;
+  // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
+  app.post('/requests/:id/comments', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody({ all: true });
+    const text = field(body, 'body');
+    const rawFiles = body['files'];
+    const files = (Array.isArray(rawFiles) ? rawFiles : rawFiles === undefined ? [] : [rawFiles]).filter(
+      // An empty file input still submits one nameless, empty part.
+      (f): f is File => f instanceof File && (f.size > 0 || f.name !== ''),
+    );
+    const errorKey = !text
+      ? 'request.comment_required'
+      : text.length > MAX_COMMENT_CHARS
+        ? 'request.comment_too_long'
+        : files.length > MAX_FILES
+          ? 'request.too_many_files'
+          : null;
+    if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
+    if (files.some((f) => f.size > ctx.config.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
+    const uploads = await Promise.all(
+      files.map(async (f) => {
+        const content = Buffer.from(await f.arrayBuffer());
+        return {
+          filename: sanitizeFilename(f.name),
+          contentType: SAFE_CONTENT_TYPE.test(f.type) ? f.type.toLowerCase() : 'application/octet-stream',
+          content,
+          sha256: createHash('sha256').update(content).digest('hex'),
+        };
+      }),
+    );
+
+    let outboxIds: number[];
+    let messageId: number;
+    try {
+      ({ outboxIds, messageId } = await ctx.db.transaction().execute(async (trx) => {
+        const locked = await lockWritable(trx, ticket.id);
+        const message = await addMessage(trx, {
+          ticketId: ticket.id,
+          authorId: viewer.id,
+          visibility: 'public',
+          via: 'portal',
+          bodyText: text,
+        });
+        for (const u of uploads) await addAttachment(trx, { messageId: message.id, ...u });
+        // A customer's reply puts the ball back in support's court; staff replies leave status to staff.
+        if (viewer.role !== 'staff' && (locked.status === 'solved' || locked.status === 'pending')) {
+          await setTicketStatus(trx, ticket.id, 'open');
+        }
+        const ids = await queueTicketMails(trx, ctx.config, {
+          type: 'message_added',
+          ticketId: ticket.id,
+          messageId: message.id,
+          authorId: viewer.id,
+          visibility: 'public',
+        });
+        return { outboxIds: ids, messageId: message.id };
+      }));
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    await enqueueAfterCommit(ctx, outboxIds);
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=commented#message-${messageId}`);
+  });
+
+  app.post('/requests/:id/ccs', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody();
+    const email = normalizeEmail(field(body, 'email'));
+    if (!isValidEmail(email)) return renderThread(c, deps, ticket, { ccErrorKey: 'form.invalid_email', ccDraft: email }, 422);
+    // Copying ourselves in would make every update a mail to our own inbox: a loop.
+    if (ctx.config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === ctx.config.MAIL_DOMAIN) {
+      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
+    }
+    try {
+      const added = await ctx.db.transaction().execute(async (trx) => {
+        await lockWritable(trx, ticket.id);
+        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return false;
+        const { user } = await ensureUser(trx, { email, locale: ctx.config.DEFAULT_LOCALE });
+        await addParticipant(trx, ticket.id, user.id, 'cc');
+        return true;
+      });
+      if (!added) return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_added`);
+  });
+
+  app.post('/requests/:id/solve', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    try {
+      await ctx.db.transaction().execute(async (trx) => {
+        const locked = await lockWritable(trx, ticket.id);
+        if (locked.status !== 'solved') await setTicketStatus(trx, ticket.id, 'solved');
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=solved`);
+  });
+}

@@ -1,0 +1,168 @@
+import contentDisposition from 'content-disposition';
+import type { Hono } from 'hono';
+import {
+  findAttachmentForViewer,
+  findTicketForViewer,
+  listParticipants,
+  listPublicThread,
+  listRequests,
+  STATUS_FILTERS,
+  type RequestTab,
+  type StatusFilter,
+  type ViewableTicket,
+  type Viewer,
+} from '../../db/queries/portal-requests.js';
+import { AppError } from '../../errors.js';
+import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import { sanitizeMailHtml } from '../sanitize.js';
+import { formatBytes } from '../views.js';
+
+export const PAGE_SIZE = 25;
+const MAX_PAGE = 10_000;
+const NOTICES = new Set(['commented', 'cc_added', 'solved']);
+/** A bare type/subtype token pair: anything else is served and stored as application/octet-stream. */
+export const SAFE_CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
+
+export function viewerOf(c: PortalContext): Viewer {
+  const user = c.get('user');
+  if (!user) throw new AppError('FORBIDDEN', 'not signed in');
+  return { id: user.id, role: user.role };
+}
+
+/** Route ids are digits only; anything else is simply "not found". */
+export function parseId(value: string | undefined): number {
+  if (!value || !/^\d{1,15}$/.test(value)) throw new AppError('NOT_FOUND');
+  return Number(value);
+}
+
+export async function ticketOr404(deps: PortalDeps, id: number, viewer: Viewer): Promise<ViewableTicket> {
+  const ticket = await findTicketForViewer(deps.ctx.db, id, viewer);
+  if (!ticket) throw new AppError('NOT_FOUND', `request ${id} not visible`);
+  return ticket;
+}
+
+/** Plain text differs from the shown body only by whitespace? Then there is nothing to expand. */
+function differs(a: string | null, b: string | null): boolean {
+  if (!a) return false;
+  const norm = (s: string | null) => (s ?? '').replace(/\s+/g, ' ').trim();
+  return norm(a) !== norm(b);
+}
+
+/** Renders the thread page; also used by the write routes to show their form errors. */
+export async function renderThread(
+  c: PortalContext,
+  deps: PortalDeps,
+  ticket: ViewableTicket,
+  extra: Record<string, unknown> = {},
+  status: 200 | 409 | 413 | 422 = 200,
+): Promise<Response> {
+  const viewer = viewerOf(c);
+  const [messages, participants] = await Promise.all([
+    listPublicThread(deps.ctx.db, ticket.id),
+    listParticipants(deps.ctx.db, ticket.id),
+  ]);
+  const t = (key: string) => deps.views.t(c.get('locale'), key);
+  const display = (p: { name: string | null; email: string; isStaff: boolean }) =>
+    // Staff addresses stay private: customers see a name or "Support".
+    p.isStaff ? (p.name ?? t('request.support')) : p.name ? `${p.name} <${p.email}>` : p.email;
+  const notice = c.req.query('notice');
+  const writable = ticket.status !== 'closed';
+  return renderPage(
+    c,
+    deps,
+    'request',
+    {
+      ticket,
+      pageTitle: `#${ticket.id} ${ticket.subject}`.trim(),
+      statusKey: `status.${ticket.status}`,
+      requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
+      ccs: participants.filter((p) => p.role === 'cc').map((p) => display({ ...p, isStaff: p.userRole === 'staff' })),
+      messages: messages.map((m) => {
+        const html = m.bodyHtml ? sanitizeMailHtml(m.bodyHtml) : null;
+        const originalHtml = m.originalHtml ? sanitizeMailHtml(m.originalHtml) : null;
+        const hasOriginal = originalHtml ? differs(originalHtml, html) : differs(m.originalText, m.bodyText);
+        return {
+          id: m.id,
+          author: display({ name: m.authorName, email: m.authorEmail, isStaff: m.authorRole === 'staff' }),
+          isStaff: m.authorRole === 'staff',
+          viaKey: `request.via_${m.via}`,
+          createdAt: m.createdAt,
+          html,
+          text: m.bodyText,
+          hasOriginal,
+          originalHtml: hasOriginal ? originalHtml : null,
+          originalText: hasOriginal && !originalHtml ? m.originalText : null,
+          attachments: m.attachments,
+        };
+      }),
+      writable,
+      canSolve: writable && ticket.status !== 'solved' && (ticket.viewerRole !== null || viewer.role === 'staff'),
+      isSolved: ticket.status === 'solved',
+      maxAttachment: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES),
+      noticeKey: notice && NOTICES.has(notice) ? `request.notice_${notice}` : null,
+      ...extra,
+    },
+    status,
+  );
+}
+
+export function registerRequestRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void {
+  const { ctx } = deps;
+
+  app.get('/requests', async (c) => {
+    const viewer = viewerOf(c);
+    const filter = c.req.query('filter');
+    const tab: RequestTab = filter === 'cc' ? 'cc' : filter === 'all' && viewer.role === 'staff' ? 'all' : 'mine';
+    const statusParam = c.req.query('status') ?? 'any';
+    const status: StatusFilter = statusParam in STATUS_FILTERS ? (statusParam as StatusFilter) : 'any';
+    const pageParam = Number(c.req.query('page') ?? '1');
+    const page = Number.isInteger(pageParam) && pageParam >= 1 ? Math.min(pageParam, MAX_PAGE) : 1;
+    const result = await listRequests(ctx.db, viewer, { tab, status, page, pageSize: PAGE_SIZE });
+    const query = (p: number) => {
+      const params = new URLSearchParams();
+      if (tab !== 'mine') params.set('filter', tab);
+      if (status !== 'any') params.set('status', status);
+      if (p > 1) params.set('page', String(p));
+      const s = params.toString();
+      return s ? `?${s}` : '';
+    };
+    const tabs = (['mine', 'cc', ...(viewer.role === 'staff' ? ['all'] : [])] as RequestTab[]).map((name) => ({
+      name,
+      labelKey: `requests.tab_${name}`,
+      href: name === 'mine' ? '' : `?filter=${name}`,
+      current: name === tab,
+    }));
+    return renderPage(c, deps, 'requests', {
+      tab,
+      tabLabelKey: `requests.tab_${tab}`,
+      tabs,
+      filterValue: tab === 'mine' ? null : tab,
+      status,
+      statuses: (Object.keys(STATUS_FILTERS) as StatusFilter[]).map((s) => ({ value: s, labelKey: `filter.${s}`, selected: s === status })),
+      items: result.items.map((i) => ({ ...i, statusKey: `status.${i.status}` })),
+      page,
+      prevHref: page > 1 ? query(page - 1) || '?' : null,
+      nextHref: result.hasNext ? query(page + 1) : null,
+    });
+  });
+
+  app.get('/requests/:id', async (c) => {
+    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewerOf(c));
+    return renderThread(c, deps, ticket);
+  });
+
+  app.get('/requests/:id/attachments/:attachmentId', async (c) => {
+    const ticketId = parseId(c.req.param('id'));
+    const attachmentId = parseId(c.req.param('attachmentId'));
+    const found = await findAttachmentForViewer(ctx.db, ticketId, attachmentId, viewerOf(c));
+    if (!found) throw new AppError('NOT_FOUND', `attachment ${attachmentId} not visible`);
+    return c.body(new Uint8Array(found.content), 200, {
+      'Content-Type': SAFE_CONTENT_TYPE.test(found.contentType) ? found.contentType : 'application/octet-stream',
+      // Always a download, never rendered in our origin: an HTML or SVG attachment cannot run as us.
+      'Content-Disposition': contentDisposition(found.filename || 'attachment', { type: 'attachment' }),
+      'X-Content-Type-Options': 'nosniff',
+      'Content-Security-Policy': "default-src 'none'; sandbox",
+      'Cache-Control': 'private, no-store',
+    });
+  });
+}
