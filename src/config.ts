@@ -80,6 +80,8 @@ const schema = z
     SHUTDOWN_TIMEOUT_MS: int(1000).default(30_000),
     /** How often workers look for rows that never got a job (Redis was down, a process was killed). */
     SWEEP_INTERVAL_MS: int(100).default(15_000),
+    /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
+    METRICS_TOKEN: z.string().min(16).optional(),
 
     // Inbound
     SMTP_MAX_SIZE: int(1024).default(25 * 1024 * 1024),

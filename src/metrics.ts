@@ -60,28 +60,47 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
       }
     },
   });
+  // Only the small, indexed slices of the tables: rows waiting or held, not the history.
   new Gauge({
-    name: 'replyline_inbound_messages',
-    help: 'Inbound messages by status and (for held ones) reason',
-    labelNames: ['status', 'reason'] as const,
+    name: 'replyline_inbound_pending',
+    help: 'Inbound messages stored but not yet processed',
     registers: [registry],
     async collect() {
-      this.reset();
-      const rows = await sql<{ status: string; reason: string | null; n: string }>`
-        select status, case when status = 'held' then coalesce(reason, '') else '' end as reason, count(*) as n
-        from inbound_messages group by 1, 2`.execute(deps.db);
-      for (const r of rows.rows) this.set({ status: r.status, reason: r.reason ?? '' }, Number(r.n));
+      const row = await sql<{ n: string }>`select count(*) as n from inbound_messages where status = 'received'`.execute(deps.db);
+      this.set(Number(row.rows[0]?.n ?? 0));
     },
   });
   new Gauge({
-    name: 'replyline_outbound_mails',
-    help: 'Outbox rows by status',
-    labelNames: ['status'] as const,
+    name: 'replyline_inbound_held',
+    help: 'Held inbound messages by reason',
+    labelNames: ['reason'] as const,
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = await sql<{ status: string; n: string }>`select status, count(*) as n from outbound_mails group by 1`.execute(deps.db);
-      for (const r of rows.rows) this.set({ status: r.status }, Number(r.n));
+      const rows = await sql<{ reason: string | null; n: string }>`
+        select reason, count(*) as n from inbound_messages where status = 'held' group by 1`.execute(deps.db);
+      for (const r of rows.rows) this.set({ reason: r.reason ?? '' }, Number(r.n));
+    },
+  });
+  new Gauge({
+    name: 'replyline_outbound_queued',
+    help: 'Outbox rows waiting to be sent',
+    registers: [registry],
+    async collect() {
+      const row = await sql<{ n: string }>`select count(*) as n from outbound_mails where status = 'queued'`.execute(deps.db);
+      this.set(Number(row.rows[0]?.n ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'replyline_outbound_failed',
+    help: 'Outbox rows that failed permanently, by mail kind',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await sql<{ kind: string; n: string }>`
+        select kind, count(*) as n from outbound_mails where status = 'failed' group by 1`.execute(deps.db);
+      for (const r of rows.rows) this.set({ kind: r.kind }, Number(r.n));
     },
   });
 

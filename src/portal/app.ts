@@ -10,6 +10,7 @@ import { formatBytes, loadViews } from './views.js';
 import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
 import { csrfProtection } from './middleware/csrf.js';
 import { requireUser, sessionAndLocale } from './middleware/session.js';
+import { registerMetricsRoute, registerQueueDashboard } from './routes/admin.js';
 import { registerAssetRoutes } from './routes/assets.js';
 import { registerAuthRoutes } from './routes/auth.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -56,6 +57,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
     }),
   );
   registerHealthRoutes(app, ctx);
+  registerMetricsRoute(app, deps);
   registerAssetRoutes(app);
 
   // Body limits come first: nothing may buffer a request body before its size is checked.
@@ -79,6 +81,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerLocaleRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
+  registerQueueDashboard(app, deps);
 
   app.notFound((c) => renderError(c as PortalContext, deps, 404));
   app.onError((err, c) => {
