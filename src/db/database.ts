@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, type ColumnType, type Generated, type Insertable, type Selectable } from 'kysely';
 import pg from 'pg';
+import { PreparingClient } from './prepared-client.js';
 
 // bigint columns come back as strings by default; ticket and user ids stay far
 // below 2^53, so parse them as numbers once, here, for every query.
@@ -74,6 +75,8 @@ export interface InboundMessagesTable {
   attempts: Generated<number>;
   received_at: Generated<Date>;
   processed_at: NullableTimestamp;
+  /** Held reasons an operator released this message from (migration 0002). */
+  release_overrides: ColumnType<string[], string[] | undefined, string[]>;
 }
 
 export interface InboundDedupeTable {
@@ -174,13 +177,18 @@ export function createDb(databaseUrl: string, poolSize = 10): Db {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: poolSize,
+    // Hot queries opt into per-connection prepared statements (src/db/prepared-client.ts).
+    Client: PreparingClient,
     // Fail fast when PostgreSQL is unreachable so the SMTP edge can answer 451
     // well inside a client's patience instead of hanging the transaction.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
   });
-  // An idle client losing its connection emits 'error' on the pool; without a
-  // listener that would crash the process during a PostgreSQL restart.
+  // A connection lost during a PostgreSQL restart or network cut emits 'error':
+  // on the pool for idle clients, on the client itself for checked-out ones.
+  // Either without a listener crashes the process; the failure already reaches
+  // the caller as a rejected query, so the events only need absorbing.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

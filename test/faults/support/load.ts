@@ -25,10 +25,11 @@ export interface LoadOutcome {
 function connect(port: number): Promise<SMTPConnection> {
   return new Promise((resolve, reject) => {
     const conn = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, connectionTimeout: 5_000, socketTimeout: 15_000, greetingTimeout: 5_000 });
+    // Errors after the first (a reset during QUIT, say) must not surface as unhandled.
+    conn.on('error', () => {});
     conn.once('error', reject);
     conn.connect(() => {
       conn.removeListener('error', reject);
-      conn.on('error', () => {});
       resolve(conn);
     });
   });
@@ -40,11 +41,25 @@ function sendOn(conn: SMTPConnection, m: LoadMessage): Promise<string> {
       if (err) {
         const code = (err as { responseCode?: number }).responseCode;
         // An SMTP reply (4xx/5xx) resolves; only a broken connection rejects.
-        if (code) resolve(`${code} ${(err as { response?: string }).response ?? err.message}`.trim());
+        if (code) {
+          const text = (err as { response?: string }).response ?? err.message;
+          resolve(text.startsWith(String(code)) ? text : `${code} ${text}`);
+        }
         else reject(err);
       } else resolve(info.response);
     });
   });
+}
+
+export function newOutcome(): LoadOutcome {
+  return { final: new Map(), replies: [], connectionErrors: 0 };
+}
+
+/** Resolves once `count` messages have their 250 (polling the live outcome). */
+export async function untilAcked(outcome: LoadOutcome, count: number): Promise<void> {
+  while ([...outcome.final.values()].filter((r) => r.startsWith('250')).length < count) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export async function runLoad(opts: {
@@ -54,8 +69,10 @@ export async function runLoad(opts: {
   /** Give up retrying a message after this long (ms). */
   deadlineMs: number;
   retryDelayMs?: number;
+  /** Live view of the run, e.g. to inject a fault after the n-th 250. */
+  outcome?: LoadOutcome;
 }): Promise<LoadOutcome> {
-  const outcome: LoadOutcome = { final: new Map(), replies: [], connectionErrors: 0 };
+  const outcome: LoadOutcome = opts.outcome ?? newOutcome();
   const queue = [...opts.messages];
   const deadline = Date.now() + opts.deadlineMs;
   const retryDelay = opts.retryDelayMs ?? 200;
