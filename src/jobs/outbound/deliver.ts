@@ -1,6 +1,167 @@
+import { UnrecoverableError } from 'bullmq';
+import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
+import type { Db, OutboundMailRow } from '../../db/database.js';
+import { AppError, isAppError } from '../../errors.js';
+import { breakerReason, lockRecipientSql } from '../../mail/breakers.js';
+import { composeMail } from '../../mail/compose.js';
+import { loadMailContext } from '../../mail/mail-context.js';
+import { sendComposed } from '../../mail/transport.js';
 
-// Placeholder while the outbound workstream lands.
-export async function deliverOutboundMail(_ctx: AppContext, _outboundId: number): Promise<void> {
-  throw new Error('deliverOutboundMail: not implemented yet');
+/**
+ * Sends one outbox row. The row is the source of truth, the job only a
+ * wake-up call, so this is safe to run any number of times:
+ *  - the row is locked for the whole send (behind a per-recipient advisory
+ *    lock, then FOR UPDATE SKIP LOCKED), so two workers holding the same job
+ *    (a stalled-job recovery, a sweep racing a retry) can never both send;
+ *    the loser waits or retries and finds it sent;
+ *  - anything but `queued` is done and skipped.
+ * Outcomes: relay accepted → `sent`; connection error or 4xx → attempt and
+ * error recorded, job retried with backoff; 5xx or a row that cannot be
+ * rendered → `failed` with the reason, UnrecoverableError; loop breaker →
+ * `suppressed` with the reason.
+ * The one window left is a crash between the relay's 250 and our commit:
+ * the row is still `queued` and the mail may go out twice — at-least-once,
+ * never at-most-zero.
+ */
+
+/** After this many temporary failures the row is marked failed (matches the send-mail job's attempts). */
+export const OUTBOUND_MAX_ATTEMPTS = 12;
+
+type Outcome =
+  | { type: 'skipped'; status: string }
+  | { type: 'locked' }
+  | { type: 'sent'; response: string }
+  | { type: 'suppressed'; reason: string }
+  | { type: 'temporary'; error: string; attempts: number }
+  | { type: 'permanent'; error: string };
+
+interface SmtpLikeError {
+  responseCode?: number;
+  response?: string;
+  code?: string;
+  message?: string;
+}
+
+/** The relay's reply when there was one ("550 5.1.1 …"), else the socket-level error. */
+export function describeSendError(err: unknown): { permanent: boolean; text: string } {
+  const e = (err ?? {}) as SmtpLikeError;
+  const code = typeof e.responseCode === 'number' ? e.responseCode : undefined;
+  const reply = e.response ? String(e.response).replace(/\s+/g, ' ').trim() : '';
+  const text = reply ? (code && !reply.startsWith(String(code)) ? `${code} ${reply}` : reply) : `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`;
+  return { permanent: code !== undefined && code >= 500 && code < 600, text: text.slice(0, 1000) };
+}
+
+/** Records a failed attempt; returns the row's attempt count. */
+async function finish(trx: Db, id: number, set: { status: OutboundMailRow['status']; last_error: string }): Promise<number> {
+  const row = await trx
+    .updateTable('outbound_mails')
+    .set({ status: set.status, last_error: set.last_error, attempts: sql`attempts + 1` })
+    .where('id', '=', id)
+    .returning('attempts')
+    .executeTakeFirstOrThrow();
+  return row.attempts;
+}
+
+/** What happened, and whether the row was sent (marked in the COMMIT statement itself). */
+interface Decision {
+  outcome: Outcome;
+  markSent: boolean;
+}
+
+async function decideAndSend(conn: Db, config: AppContext['config'], outboundId: number): Promise<Decision> {
+  const done = (outcome: Outcome): Decision => ({ outcome, markSent: false });
+  const loaded = await loadMailContext(conn, config, outboundId, { lock: true });
+  if (!loaded) {
+    const other = await conn.selectFrom('outbound_mails').select('status').where('id', '=', outboundId).executeTakeFirst();
+    if (other?.status === 'queued') return done({ type: 'locked' });
+    return done({ type: 'skipped', status: other?.status ?? 'missing' });
+  }
+  const { row, context } = loaded;
+  if (row.status !== 'queued') return done({ type: 'skipped', status: row.status });
+
+  const reason = breakerReason(config, row, context.counts);
+  if (reason) {
+    await conn.updateTable('outbound_mails').set({ status: 'suppressed', last_error: reason }).where('id', '=', row.id).execute();
+    return done({ type: 'suppressed', reason });
+  }
+
+  let mail;
+  try {
+    mail = composeMail(config, row, context);
+  } catch (err) {
+    if (!isAppError(err)) throw err;
+    const error = `${err.code}: ${err.message}`;
+    await finish(conn, row.id, { status: 'failed', last_error: error });
+    return done({ type: 'permanent', error });
+  }
+
+  try {
+    const info = await sendComposed(config, mail);
+    return { outcome: { type: 'sent', response: info.response }, markSent: true };
+  } catch (err) {
+    const { permanent, text } = describeSendError(err);
+    if (permanent) {
+      await finish(conn, row.id, { status: 'failed', last_error: text });
+      return done({ type: 'permanent', error: text });
+    }
+    const attempts = await finish(conn, row.id, { status: 'queued', last_error: text });
+    if (attempts >= OUTBOUND_MAX_ATTEMPTS) {
+      const error = `gave up after ${attempts} attempts: ${text}`;
+      await conn.updateTable('outbound_mails').set({ status: 'failed', last_error: error }).where('id', '=', row.id).execute();
+      return done({ type: 'permanent', error });
+    }
+    return done({ type: 'temporary', error: text, attempts });
+  }
+}
+
+/**
+ * One transaction on one reserved connection. On a small machine each
+ * statement's syscalls dominate, so the happy path is three round trips:
+ * BEGIN + recipient lock, the locked row with its context (prepared), and
+ * the `sent` mark + COMMIT. The first and last carry only the integer row
+ * id, inlined, so they can go as one simple-protocol message each.
+ */
+async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
+  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
+  return ctx.db.connection().execute(async (conn) => {
+    let open = true;
+    try {
+      await sql.raw(`BEGIN; ${lockRecipientSql(outboundId)}`).execute(conn);
+      const { outcome, markSent } = await decideAndSend(conn, ctx.config, outboundId);
+      const mark = markSent
+        ? `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now() WHERE id = ${outboundId}; `
+        : '';
+      await sql.raw(`${mark}COMMIT`).execute(conn);
+      open = false;
+      return outcome;
+    } catch (err) {
+      if (open) await sql.raw('ROLLBACK').execute(conn).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
+  const outcome = await attempt(ctx, outboundId);
+  const log = ctx.log;
+  switch (outcome.type) {
+    case 'sent':
+      log.info({ outboundId, response: outcome.response }, 'mail sent');
+      return;
+    case 'skipped':
+      log.debug({ outboundId, status: outcome.status }, 'outbound mail not queued; nothing to do');
+      return;
+    case 'suppressed':
+      log.warn({ outboundId, reason: outcome.reason }, 'outbound mail suppressed');
+      return;
+    case 'locked':
+      // Another worker is sending it right now; retrying later finds it sent.
+      throw new AppError('OUTBOUND_TEMPORARY', `outbound mail ${outboundId} is being delivered by another worker`);
+    case 'temporary':
+      throw new AppError('OUTBOUND_TEMPORARY', `attempt ${outcome.attempts}: ${outcome.error}`);
+    case 'permanent':
+      log.warn({ outboundId, error: outcome.error }, 'outbound mail failed permanently');
+      throw new UnrecoverableError(`outbound mail ${outboundId} failed permanently: ${outcome.error}`);
+  }
 }

@@ -1,0 +1,79 @@
+import nodemailer from 'nodemailer';
+import type { Config } from '../config.js';
+import type { ComposedMail } from './compose.js';
+
+/**
+ * One pooled SMTP transport per process and relay URL: connections to the
+ * relay are reused across jobs (a TCP + EHLO (+ TLS) handshake per mail
+ * would dominate the cost of sending).
+ */
+
+type TransportConfig = Pick<Config, 'OUTBOUND_SMTP_URL' | 'OUTBOUND_CONCURRENCY' | 'MAIL_DOMAIN'>;
+
+function createPooled(config: TransportConfig) {
+  return nodemailer.createTransport({
+    url: config.OUTBOUND_SMTP_URL,
+    pool: true,
+    maxConnections: config.OUTBOUND_CONCURRENCY,
+    maxMessages: 1000,
+    // A relay that hangs must turn into a retry, not a stuck worker; the
+    // socket timeout stays under BullMQ's 30 s job lock so a slow send is
+    // never handed to a second worker as "stalled" while it still runs.
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 25_000,
+    // EHLO as our mail domain, not the container's random hostname.
+    name: config.MAIL_DOMAIN,
+  });
+}
+
+type Transport = ReturnType<typeof createPooled>;
+
+const transports = new Map<string, Transport>();
+const transportKey = (c: TransportConfig) => `${c.OUTBOUND_SMTP_URL}|${c.MAIL_DOMAIN}|${c.OUTBOUND_CONCURRENCY}`;
+
+export function getTransport(config: TransportConfig): Transport {
+  const key = transportKey(config);
+  let t = transports.get(key);
+  if (!t) {
+    t = createPooled(config);
+    transports.set(key, t);
+  }
+  return t;
+}
+
+export interface SendResult {
+  accepted: string[];
+  rejected: string[];
+  response: string;
+}
+
+export async function sendComposed(config: TransportConfig, mail: ComposedMail): Promise<SendResult> {
+  const info = await getTransport(config).sendMail({
+    from: mail.from,
+    to: mail.to,
+    replyTo: mail.replyTo,
+    subject: mail.subject,
+    text: mail.text,
+    html: mail.html,
+    messageId: mail.messageId,
+    inReplyTo: mail.inReplyTo,
+    references: mail.references,
+    headers: mail.headers,
+    envelope: mail.envelope,
+    // Everything we send is rendered in memory: nodemailer must never read a file or fetch a URL for us.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  });
+  const asStrings = (list: unknown[] | undefined) => (list ?? []).map((a) => (typeof a === 'string' ? a : String((a as { address?: string }).address)));
+  return { accepted: asStrings(info.accepted), rejected: asStrings(info.rejected), response: String(info.response ?? '') };
+}
+
+/** Closes this config's pooled connections (graceful stop); without a config, every transport. */
+export function closeTransports(config?: TransportConfig): void {
+  for (const [key, t] of transports) {
+    if (config && key !== transportKey(config)) continue;
+    t.close();
+    transports.delete(key);
+  }
+}

@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
+import { REPLY_DELIMITER, preloadTemplates } from '../../src/mail/render.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { addCc, makeStaff, notify, seedTicket, staffReply, uid, waitForRow } from './support/fixtures.js';
+import { header, parse, rawHeaders, startRelaySink, to, type RelaySink } from './support/relay-sink.js';
+
+let sink: RelaySink;
+let app: TestApp;
+const SECRET = 'test-secret-key-0123456789abcdef0123456789';
+
+beforeAll(async () => {
+  sink = await startRelaySink();
+  app = await startTestApp({ OUTBOUND_SMTP_URL: sink.url, MAIL_FROM: 'Help Desk <support@help.test>' });
+});
+afterAll(async () => {
+  await app?.teardown();
+  await sink?.stop();
+});
+
+const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
+
+describe('templates', () => {
+  it('every kind has a subject, text and HTML template in English and Japanese that compiles', () => {
+    expect(() => preloadTemplates(['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed'])).not.toThrow();
+  });
+});
+
+describe('acknowledgement', () => {
+  it('is threaded to the customer mail, signed, loop-proof, in both MIME alternatives, and never echoes the sender text', async () => {
+    const t = await seedTicket(app.ctx.db, { body: 'SECRET-SPAM-PAYLOAD buy now', subject: 'Printer on fire' });
+    await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const [m] = await sink.waitFor(to(t.customer.email));
+    const parsed = await parse(m!);
+
+    expect(m!.mailFrom).toBe('support@help.test');
+    expect(parsed.from?.value[0]).toMatchObject({ address: 'support@help.test', name: 'Help Desk' });
+    expect(parsed.subject).toBe('Re: Printer on fire');
+    // Our Message-ID: under MAIL_DOMAIN and verifiably ours, naming the ticket.
+    expect(parseOurMessageId(SECRET, 'help.test', header(m!, 'Message-ID')!)).toEqual({ ticketId: t.ticketId });
+    // Threaded to the customer's own mail, original spelling preserved.
+    expect(bare(header(m!, 'In-Reply-To'))).toBe(t.inboundMessageId);
+    expect(header(m!, 'References')).toContain(`<${t.inboundMessageId}>`);
+    // Reply-To is the customer's own signed address for this ticket.
+    const replyTo = parsed.replyTo?.value[0]?.address ?? '';
+    expect(replyTo).toMatch(/^support\+.+@help\.test$/);
+    expect(parseReplyAddress(SECRET, 'help.test', replyTo)).toEqual({ ticketId: t.ticketId, userId: t.customer.id });
+    expect(header(m!, 'Auto-Submitted')).toBe('auto-replied');
+    expect(header(m!, 'X-Auto-Response-Suppress')).toBe('All');
+    expect(header(m!, 'X-Replyline-Loop')).toBe('help.test');
+    expect(header(m!, 'Content-Type')).toMatch(/^multipart\/alternative/);
+
+    const text = parsed.text ?? '';
+    const html = String(parsed.html);
+    expect(text.split('\n')[0]).toBe(REPLY_DELIMITER);
+    expect(html).toContain(REPLY_DELIMITER);
+    for (const body of [text, html]) {
+      expect(body).toContain(`#${t.ticketId}`);
+      expect(body).toContain(`http://127.0.0.1:3000/requests/${t.ticketId}`);
+      expect(body).toContain('http://127.0.0.1:3000/password/new');
+      expect(body).not.toContain('SECRET-SPAM-PAYLOAD');
+      expect(findTicketTags(SECRET, body)).toEqual([t.ticketId]);
+    }
+    // Every link points at PUBLIC_URL, nowhere else.
+    for (const href of html.matchAll(/href="([^"]+)"/g)) expect(href[1]).toMatch(/^http:\/\/127\.0\.0\.1:3000\//);
+  });
+
+  it('is written in Japanese for a Japanese-speaking customer and decodes cleanly', async () => {
+    const t = await seedTicket(app.ctx.db, { locale: 'ja', name: '山田 太郎', subject: 'プリンターが動きません' });
+    await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const [m] = await sink.waitFor(to(t.customer.email));
+    const parsed = await parse(m!);
+    expect(parsed.subject).toBe('Re: プリンターが動きません');
+    expect(parsed.to && 'value' in parsed.to ? parsed.to.value[0]?.name : '').toBe('山田 太郎');
+    expect(parsed.text).toContain('山田 太郎 様');
+    expect(parsed.text).toContain(`リクエスト #${t.ticketId} を受け付けました`);
+    expect(parsed.text).toContain('この行より上に入力してください');
+    expect(String(parsed.html)).toContain('lang="ja"');
+    expect(String(parsed.html)).toContain('オンラインでリクエストを確認するためのパスワードを取得');
+    // Headers stay 7-bit: non-ASCII goes out as encoded words.
+    expect(/[^\x00-\x7f]/.test(rawHeaders(m!))).toBe(false);
+  });
+
+  it('is not sent to a machine address such as noreply@', async () => {
+    const t = await seedTicket(app.ctx.db, { email: `noreply-${uid()}@example.com` });
+    const staff = await makeStaff(app.ctx.db);
+    const ids = await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
+    expect(rows.some((r) => r.kind === 'acknowledgement')).toBe(false);
+    expect(rows.some((r) => r.kind === 'staff_notification' && r.recipient === staff.email)).toBe(true);
+  });
+});
+
+describe('staff notification', () => {
+  it('carries the message, lists attachments, and gives each staff member their own Reply-To', async () => {
+    const a = await makeStaff(app.ctx.db, { name: 'Alice Agent' });
+    const b = await makeStaff(app.ctx.db, { name: 'Bob Agent', locale: 'ja' });
+    const t = await seedTicket(app.ctx.db, { body: 'Line one\n<script>alert(1)</script> & more', attachments: ['invoice.pdf', 'photo.jpg'] });
+    await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const [ma] = await sink.waitFor((m) => to(a.email)(m) && header(m, 'Message-ID')!.includes(`rl.${t.ticketId}.`));
+    const [mb] = await sink.waitFor((m) => to(b.email)(m) && header(m, 'Message-ID')!.includes(`rl.${t.ticketId}.`));
+    const pa = await parse(ma!);
+    const pb = await parse(mb!);
+
+    expect(header(ma!, 'Auto-Submitted')).toBe('auto-generated');
+    expect(pa.subject).toBe(`[#${t.ticketId}] Printer on fire`);
+    expect(pa.text).toContain('Line one\n<script>alert(1)</script> & more');
+    expect(pa.text).toContain('- invoice.pdf (2 KB)');
+    expect(pa.text).toContain('- photo.jpg (2 KB)');
+    expect(pa.text).toContain('#status solved|pending|open');
+    // User content is escaped in HTML, never live markup.
+    expect(String(pa.html)).toContain('&lt;script&gt;alert(1)&lt;/script&gt; &amp; more');
+    expect(String(pa.html)).not.toContain('<script>');
+
+    const ra = parseReplyAddress(SECRET, 'help.test', pa.replyTo!.value[0]!.address!);
+    const rb = parseReplyAddress(SECRET, 'help.test', pb.replyTo!.value[0]!.address!);
+    expect(ra).toEqual({ ticketId: t.ticketId, userId: a.id });
+    expect(rb).toEqual({ ticketId: t.ticketId, userId: b.id });
+    // The Japanese agent gets the Japanese template.
+    expect(pb.text).toContain(`さんから新しいリクエスト #${t.ticketId}`);
+    expect(pb.text).toContain('添付ファイル');
+  });
+
+  it('goes only to the assignee when the ticket has one', async () => {
+    const assignee = await makeStaff(app.ctx.db);
+    const other = await makeStaff(app.ctx.db);
+    const t = await seedTicket(app.ctx.db);
+    await app.ctx.db.updateTable('tickets').set({ assignee_id: assignee.id }).where('id', '=', t.ticketId).execute();
+    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id, visibility: 'public' });
+    const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
+    const staffRows = rows.filter((r) => r.kind === 'staff_notification');
+    expect(staffRows.map((r) => r.recipient)).toEqual([assignee.email]);
+    expect(rows.some((r) => r.recipient === other.email)).toBe(false);
+  });
+});
+
+describe('ticket update', () => {
+  it('mails a staff reply to requester and CCs, threaded after the acknowledgement, never back to the author', async () => {
+    const staff = await makeStaff(app.ctx.db, { name: 'Alice Agent', email: `alice-${uid()}@staff.example` });
+    const t = await seedTicket(app.ctx.db);
+    const cc = await addCc(app.ctx.db, t.ticketId, `cc-${uid()}@example.org`, 'ja');
+    const [ackId] = await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const ackRow = await waitForRow(app.ctx.db, ackId!, ['sent']);
+
+    const reply = await staffReply(app.ctx.db, t.ticketId, staff.id, 'We are sending a fire engine.');
+    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: reply.id, authorId: staff.id, visibility: 'public' });
+    const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
+    expect(rows.map((r) => `${r.kind}:${r.recipient}`).sort()).toEqual([`ticket_update:${cc.email}`, `ticket_update:${t.customer.email}`].sort());
+
+    const [m] = await sink.waitFor((x) => to(t.customer.email)(x) && header(x, 'Auto-Submitted') === 'auto-generated');
+    const parsed = await parse(m!);
+    expect(parsed.subject).toBe('Re: Printer on fire');
+    expect(parsed.text).toContain('Alice Agent wrote on request');
+    expect(parsed.text).toContain('We are sending a fire engine.');
+    // The agent's personal address is not shown to the customer.
+    expect(parsed.text).not.toContain(staff.email);
+    // Parent = the newest mail the customer has seen (our acknowledgement); the chain starts at their first mail.
+    expect(bare(header(m!, 'In-Reply-To'))).toBe(ackRow.message_id);
+    const refs = (header(m!, 'References') ?? '').split(/\s+/).map(bare);
+    expect(refs[0]).toBe(t.inboundMessageId);
+    expect(refs).toContain(ackRow.message_id);
+    expect(parseOurMessageId(SECRET, 'help.test', header(m!, 'Message-ID')!)).toEqual({ ticketId: t.ticketId });
+
+    const [mc] = await sink.waitFor(to(cc.email));
+    const pc = await parse(mc!);
+    expect(pc.text).toContain('さんがリクエスト');
+    expect(parseReplyAddress(SECRET, 'help.test', pc.replyTo!.value[0]!.address!)).toEqual({ ticketId: t.ticketId, userId: cc.id });
+  });
+
+  it('sends nothing to customers for an internal note', async () => {
+    const staff = await makeStaff(app.ctx.db);
+    const t = await seedTicket(app.ctx.db);
+    const note = await staffReply(app.ctx.db, t.ticketId, staff.id, 'internal only', 'internal');
+    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: note.id, authorId: staff.id, visibility: 'internal' });
+    expect(ids).toEqual([]);
+  });
+
+  it('never mails our own addresses, even as a participant', async () => {
+    const t = await seedTicket(app.ctx.db);
+    await addCc(app.ctx.db, t.ticketId, 'support@help.test');
+    await addCc(app.ctx.db, t.ticketId, `support+x@help.test`);
+    const staff = await makeStaff(app.ctx.db);
+    const reply = await staffReply(app.ctx.db, t.ticketId, staff.id, 'hello');
+    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: reply.id, authorId: staff.id, visibility: 'public' });
+    const rows = await app.ctx.db.selectFrom('outbound_mails').select('recipient').where('id', 'in', ids).execute();
+    expect(rows.map((r) => r.recipient)).toEqual([t.customer.email]);
+  });
+});
