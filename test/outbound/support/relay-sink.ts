@@ -18,6 +18,8 @@ export interface RelaySink {
   url: string;
   received: ReceivedMail[];
   mode: SinkMode;
+  /** Recipients refused at RCPT TO with this reply (a mailbox that does not exist, say). */
+  rejectRecipients: Map<string, { code: number; message: string }>;
   /** Resolves with the first `count` mails matching `filter` (waits up to timeoutMs). */
   waitFor(filter: (m: ReceivedMail) => boolean, count?: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   stop(): Promise<void>;
@@ -42,6 +44,7 @@ export async function startRelaySink(port = 0): Promise<RelaySink> {
   const sink = {} as RelaySink;
   sink.received = received;
   sink.mode = { type: 'accept' };
+  sink.rejectRecipients = new Map();
 
   const make = () =>
     new SMTPServer({
@@ -51,6 +54,11 @@ export async function startRelaySink(port = 0): Promise<RelaySink> {
       disableReverseLookup: true,
       // Pooled clients keep connections open; an outage test must not wait 30 s for them.
       closeTimeout: 100,
+      onRcptTo(address, _session, callback) {
+        const reject = sink.rejectRecipients.get(address.address.toLowerCase());
+        if (reject) return callback(Object.assign(new Error(reject.message), { responseCode: reject.code }));
+        callback();
+      },
       onData(stream, session, callback) {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
