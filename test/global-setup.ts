@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -62,6 +63,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('runPrefix', runPrefix);
 
   return async () => {
+    // replyline processes that outlived a crashed or timed-out test worker.
+    spawnSync('pkill', ['-9', '-f', `--replyline-test-run=${runPrefix}`]);
     // Per-file databases are dropped by their files; catch any a crashed file left.
     const { rows } = await admin.query<{ datname: string }>(
       `SELECT datname FROM pg_database WHERE datname LIKE $1`,

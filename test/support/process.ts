@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { inject } from 'vitest';
 
 export interface ReplylineProcess {
   child: ChildProcess;
@@ -17,7 +18,8 @@ export interface ReplylineProcess {
  * once it logged "replyline started", or rejects with its stderr if it exits first.
  */
 export async function spawnReplyline(env: Record<string, string>, { expectStart = true } = {}): Promise<ReplylineProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // The marker lets the global teardown kill children a crashed test worker left behind.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', `--replyline-test-run=${inject('runPrefix')}`], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
