@@ -12,7 +12,8 @@ export default defineConfig({
     maxWorkers: 2,
     projects: [
       { test: { ...shared, name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/faults/**', 'test/security/**'] } },
-      { test: { ...shared, name: 'faults', include: ['test/faults/**/*.test.ts'], testTimeout: 300_000 } },
+      // Each fault file drives a whole replyline process under load: one at a time.
+      { test: { ...shared, name: 'faults', include: ['test/faults/**/*.test.ts'], testTimeout: 300_000, fileParallelism: false } },
       { test: { ...shared, name: 'security', include: ['test/security/**/*.test.ts'] } },
     ],
   },
