@@ -1,5 +1,8 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './0001-initial.js';
+import * as m0002 from './0002-inbound.js';
+import * as m0005 from './0005-operations.js';
+import * as m0004 from './0004-portal.js';
 
 /**
  * The static migration list. Kysely's FileMigrationProvider imports files by
@@ -9,4 +12,7 @@ import * as m0001 from './0001-initial.js';
  */
 export const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
+  '0002-inbound': m0002,
+  '0004-portal': m0004,
+  '0005-operations': m0005,
 };

@@ -3,10 +3,11 @@ import { createDb } from '../db/database.js';
 import { ensureDatabase, migrateToLatest } from '../db/migrate.js';
 import { isAppError } from '../errors.js';
 import { CliUsageError, type CliCommand, type CliIo } from './types.js';
+import { heldCommands } from './held.js';
 import { requeueCommands } from './requeue.js';
 import { userCommands } from './users.js';
 
-export const COMMANDS: CliCommand[] = [...userCommands, ...requeueCommands];
+export const COMMANDS: CliCommand[] = [...userCommands, ...requeueCommands, ...heldCommands];
 
 function usage(): string {
   return ['usage: npm run cli -- <command>', ...COMMANDS.map((c) => `  ${c.usage}`)].join('\n');

@@ -1,8 +1,12 @@
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { readFileSync } from 'node:fs';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+// Internal module (no published types): used only to fix one reply text, see below.
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { Config } from '../config.js';
 import type { AppContext } from '../context.js';
-import { insertInboundMessage } from '../db/queries/inbound-messages.js';
-import { AppError } from '../errors.js';
-import { enqueueInbound } from '../jobs/process-inbound.js';
+import { AppError, ERRORS } from '../errors.js';
+import { AcceptBatcher, enqueueInboundBatch } from './accept-batcher.js';
 import { parseReplyAddress } from '../mail/tokens.js';
 
 /**
@@ -18,6 +22,48 @@ export interface SmtpListener {
 
 function smtpError(code: ConstructorParameters<typeof AppError>[0]): AppError {
   return new AppError(code);
+}
+
+/**
+ * smtp-server answers a declared `MAIL FROM … SIZE=` over the limit itself,
+ * with bare text ("552 Error: …") because enhanced status codes are off (our
+ * catalogue writes them into each message). For our servers only, give that
+ * reply the same RFC 3463 code as the end-of-DATA check: 552 5.3.4.
+ */
+const ourServers = new WeakSet<object>();
+{
+  const proto = SMTPConnection.prototype as { _validateMailParams(this: { _server: object }, parsed: unknown): { code: number; message: string } | null };
+  const original = proto._validateMailParams;
+  proto._validateMailParams = function (parsed) {
+    const r = original.call(this, parsed);
+    return r && r.code === 552 && ourServers.has(this._server) ? { ...r, message: ERRORS.SMTP_MESSAGE_TOO_BIG.smtp[1] } : r;
+  };
+}
+
+/** A PEM value or a path to a PEM file. */
+function pem(value: string): string {
+  return value.includes('-----BEGIN') ? value : readFileSync(value, 'utf8');
+}
+
+function tlsOptions(config: Config): { key: string; cert: string } | null {
+  if (!config.SMTP_TLS_KEY || !config.SMTP_TLS_CERT) return null;
+  return { key: pem(config.SMTP_TLS_KEY), cert: pem(config.SMTP_TLS_CERT) };
+}
+
+/**
+ * Per-client-IP limits, in process memory on purpose: accepting mail must
+ * not depend on Redis. A limiter that itself fails lets the client through.
+ */
+function limiter(points: number) {
+  const rl = new RateLimiterMemory({ points, duration: 60 });
+  return async (ip: string): Promise<boolean> => {
+    try {
+      await rl.consume(ip);
+      return true;
+    } catch (res) {
+      return !(res instanceof RateLimiterRes);
+    }
+  };
 }
 
 export function isOurRecipient(ctx: AppContext, address: string): boolean {
@@ -41,6 +87,28 @@ function readStream(stream: SMTPServerDataStream): Promise<Buffer> {
 
 export function createSmtpServer(ctx: AppContext): SMTPServer {
   const { config, log } = ctx;
+  const batcher = new AcceptBatcher(ctx.db, (ids) => void enqueueInboundBatch(ctx, ids));
+  const allowConnection = limiter(config.SMTP_CONN_PER_IP_PER_MIN);
+  const allowMessage = limiter(config.SMTP_MSG_PER_IP_PER_MIN);
+
+  const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void) => {
+    allowConnection(session.remoteAddress).then((ok) => {
+      if (ok) {
+        ctx.metrics.smtpConnections.inc();
+        return callback();
+      }
+      log.warn({ ip: session.remoteAddress }, 'smtp connection rate limit hit; answering 421');
+      callback(smtpError('SMTP_RATE_LIMITED_CONNECTIONS'));
+    }, callback);
+  };
+
+  const onMailFrom = (_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void) => {
+    allowMessage(session.remoteAddress).then((ok) => {
+      if (ok) return callback();
+      log.warn({ ip: session.remoteAddress }, 'smtp message rate limit hit; answering 451');
+      callback(smtpError('SMTP_RATE_LIMITED_MESSAGES'));
+    }, callback);
+  };
 
   const onRcptTo = (
     address: { address: string },
@@ -58,7 +126,7 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
         if (stream.sizeExceeded) throw smtpError('SMTP_MESSAGE_TOO_BIG');
         let id: number;
         try {
-          id = await insertInboundMessage(ctx.db, raw, {
+          id = await batcher.insert(raw, {
             mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
             rcptTo: session.envelope.rcptTo.map((r) => r.address),
             clientAddress: session.remoteAddress,
@@ -69,20 +137,22 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
           log.error({ err, session: session.id }, 'could not store inbound message; answering 451');
           throw smtpError('SMTP_STORAGE_UNAVAILABLE');
         }
-        // Committed: from here on the message is ours. Enqueueing is best effort;
-        // the sweeper picks the row up if Redis is down right now.
-        enqueueInbound(ctx, id).catch((err) => log.warn({ err, inboundId: id }, 'enqueue failed; sweeper will retry'));
+        // Committed: from here on the message is ours. Its job was enqueued with
+        // its batch (best effort; the sweeper picks the row up if Redis is down).
         log.debug({ inboundId: id, size: raw.length }, 'inbound message stored');
+        ctx.metrics.smtpReplies.inc({ code: '250' });
+        ctx.metrics.smtpAcceptedBytes.inc(raw.length);
         callback(null, `2.0.0 Ok: queued as ${id}`);
       })
       .catch((err: unknown) => {
-        if (err instanceof AppError) return callback(err);
-        log.error({ err }, 'unexpected error in DATA; answering 451');
-        callback(smtpError('SMTP_STORAGE_UNAVAILABLE'));
+        const reply = err instanceof AppError ? err : smtpError('SMTP_STORAGE_UNAVAILABLE');
+        if (!(err instanceof AppError)) log.error({ err }, 'unexpected error in DATA; answering 451');
+        ctx.metrics.smtpReplies.inc({ code: String(reply.responseCode) });
+        callback(reply);
       });
   };
 
-  const tls = config.SMTP_TLS_KEY && config.SMTP_TLS_CERT ? { key: config.SMTP_TLS_KEY, cert: config.SMTP_TLS_CERT } : null;
+  const tls = tlsOptions(config);
 
   const server = new SMTPServer({
     name: config.MAIL_DOMAIN,
@@ -93,9 +163,12 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
     ...(tls ?? {}),
     disableReverseLookup: true,
     logger: false,
+    onConnect,
+    onMailFrom,
     onRcptTo,
     onData,
   });
+  ourServers.add(server);
   server.on('error', (err) => log.error({ err }, 'smtp server error'));
   return server;
 }

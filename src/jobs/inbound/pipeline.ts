@@ -1,6 +1,122 @@
+import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
+import { LOOP_HEADER } from '../../mail/compose.js';
+import { enqueueOutboundAll } from '../send-mail.js';
+import type { AnalyzedMessage } from './analyze.js';
+import { Held } from './held.js';
+import { ParseFailedError, sharedParsePool } from './parse-pool.js';
+import { routeMessage, type Outcome } from './route.js';
 
-// Placeholder while the inbound workstream lands.
-export async function processInboundMessage(_ctx: AppContext, _inboundId: number): Promise<void> {
-  throw new Error('processInboundMessage: not implemented yet');
+/**
+ * The process-inbound job: parse off-thread, then decide and write in ONE
+ * transaction with the inbound row locked and its status re-checked, so a
+ * second run (retry, sweeper, duplicate job) finds it done and does nothing.
+ * Outbox rows commit with the ticket change; their jobs are enqueued after.
+ */
+
+/** After `held release` of a parse failure the operator asked for a real try. */
+export const RELEASED_PARSE_TIMEOUT_MS = 60_000;
+/** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
+export const MAX_PROCESSING_ATTEMPTS = 5;
+
+export interface InboundResult {
+  inboundId: number;
+  status: 'processed' | 'held' | 'skipped';
+  reason: string | null;
+  ticketId: number | null;
+}
+
+/** The listing facts plus the outcome, in one UPDATE at the end of the transaction. */
+async function finish(trx: AppContext['db'], id: number, outcome: Outcome, a: AnalyzedMessage | null): Promise<void> {
+  const facts = a
+    ? {
+        header_message_id: a.messageId?.slice(0, 998) ?? null,
+        from_address: a.from?.address ?? a.fromHeaderAddress?.toLowerCase() ?? null,
+        subject: a.subject,
+      }
+    : {};
+  const status =
+    outcome.status === 'held'
+      ? { status: 'held' as const, reason: outcome.held.reason, error: outcome.held.detail, ticket_id: outcome.held.ticketId }
+      : { status: 'processed' as const, reason: outcome.reason, error: null, ticket_id: outcome.ticketId };
+  await trx
+    .updateTable('inbound_messages')
+    .set({ ...facts, ...status, processed_at: sql`now()` as never })
+    .where('id', '=', id)
+    .execute();
+}
+
+function result(inboundId: number, outcome: Outcome | null): InboundResult {
+  if (!outcome) return { inboundId, status: 'skipped', reason: null, ticketId: null };
+  if (outcome.status === 'held') return { inboundId, status: 'held', reason: outcome.held.reason, ticketId: outcome.held.ticketId };
+  return { inboundId, status: 'processed', reason: outcome.reason, ticketId: outcome.ticketId };
+}
+
+/**
+ * One transaction: lock the row, re-check it is still `received`, parse,
+ * decide, write, mark. Parsing inside the transaction keeps the whole run
+ * to one round of locking; the parse itself is bounded by the pool's limit.
+ */
+async function runOnce(ctx: AppContext, inboundId: number): Promise<Outcome | null> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('inbound_messages')
+      .select(['id', 'status', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'])
+      .where('id', '=', inboundId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row || row.status !== 'received') return null;
+
+    let analysis: AnalyzedMessage;
+    try {
+      // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
+      const timeout = row.release_overrides.includes('parse_failed') ? RELEASED_PARSE_TIMEOUT_MS : ctx.config.INBOUND_PARSE_TIMEOUT_MS;
+      analysis = await sharedParsePool(ctx.config.INBOUND_CONCURRENCY).analyze(
+        row.raw,
+        { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
+        timeout,
+      );
+    } catch (err) {
+      if (!(err instanceof ParseFailedError)) throw err;
+      ctx.log.warn({ inboundId, err: err.message }, 'inbound message held: parse_failed');
+      const outcome: Outcome = { status: 'held', held: new Held('parse_failed', err.message) };
+      await finish(trx, inboundId, outcome, null);
+      return outcome;
+    }
+    const outcome = await routeMessage(ctx, trx, row, analysis);
+    await finish(trx, inboundId, outcome, analysis);
+    return outcome;
+  });
+}
+
+export async function processInboundMessage(ctx: AppContext, inboundId: number): Promise<InboundResult> {
+  let outcome: Outcome | null;
+  try {
+    outcome = await runOnce(ctx, inboundId);
+  } catch (err) {
+    // Failed runs are counted outside the rolled-back transaction; retried by BullMQ until the limit, then held.
+    const counted = await ctx.db
+      .updateTable('inbound_messages')
+      .set({ attempts: sql`attempts + 1` as never })
+      .where('id', '=', inboundId)
+      .where('status', '=', 'received')
+      .returning('attempts')
+      .executeTakeFirst()
+      .catch(() => undefined);
+    if (!counted || counted.attempts < MAX_PROCESSING_ATTEMPTS) throw err;
+    const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
+    ctx.log.error({ inboundId, err: message, attempts: counted.attempts }, 'inbound processing keeps failing; holding the message');
+    outcome = await ctx.db.transaction().execute(async (trx) => {
+      const locked = await trx.selectFrom('inbound_messages').select('status').where('id', '=', inboundId).forUpdate().executeTakeFirst();
+      if (locked?.status !== 'received') return null;
+      const held: Outcome = { status: 'held', held: new Held('processing_error', message) };
+      await finish(trx, inboundId, held, null);
+      return held;
+    });
+  }
+
+  if (outcome?.status === 'processed') await enqueueOutboundAll(ctx, outcome.outboxIds);
+  const r = result(inboundId, outcome);
+  ctx.log.debug(r, 'inbound message processed');
+  return r;
 }

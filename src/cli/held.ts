@@ -1,0 +1,127 @@
+import { parseArgs } from 'node:util';
+import { closeContext, createContext } from '../context.js';
+import { AppError } from '../errors.js';
+import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
+import { closeSharedParsePool } from '../jobs/inbound/parse-pool.js';
+import { processInboundMessage } from '../jobs/inbound/pipeline.js';
+import { createLogger } from '../log.js';
+import { CliUsageError, type CliCommand, type CliEnv } from './types.js';
+
+/**
+ * Review of held inbound mail. `release` re-runs the pipeline on the stored
+ * raw bytes with the rule that held it waived (and only that rule: a message
+ * released from `loop` can still be held for `cc_limit`).
+ */
+
+function oneId(args: string[], usage: string): number {
+  const [first, ...rest] = args;
+  if (!first || rest.length || !/^\d+$/.test(first)) throw new CliUsageError(`usage: ${usage}`);
+  return Number(first);
+}
+
+async function loadHeld(env: CliEnv, id: number) {
+  const row = await env.db.selectFrom('inbound_messages').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new AppError('NOT_FOUND', `no inbound message ${id}`);
+  if (row.status !== 'held') throw new AppError('VALIDATION', `inbound message ${id} is ${row.status}, not held`);
+  return row;
+}
+
+const clip = (s: string | null, n: number) => {
+  const one = (s ?? '').replace(/[\r\n\t]+/g, ' ');
+  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
+};
+
+async function list(env: CliEnv, args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { reason: { type: 'string' }, limit: { type: 'string' } } });
+  if (values.reason && !isHeldReason(values.reason)) {
+    throw new CliUsageError(`unknown reason "${values.reason}"; one of: ${Object.keys(HELD_REASONS).join(', ')}`);
+  }
+  const limit = Math.min(Number(values.limit ?? 100) || 100, 10_000);
+  let q = env.db
+    .selectFrom('inbound_messages')
+    .select(['id', 'received_at', 'reason', 'from_address', 'mail_from', 'subject', 'error', 'size'])
+    .where('status', '=', 'held')
+    .orderBy('received_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(limit);
+  if (values.reason) q = q.where('reason', '=', values.reason);
+  const rows = await q.execute();
+  if (rows.length === 0) {
+    env.io.out('no held messages');
+    return;
+  }
+  env.io.out(['id', 'received', 'reason', 'from', 'subject', 'detail'].join('\t'));
+  for (const r of rows) {
+    env.io.out([r.id, r.received_at.toISOString(), r.reason, r.from_address ?? `<${r.mail_from}>`, clip(r.subject, 60), clip(r.error, 100)].join('\t'));
+  }
+}
+
+async function show(env: CliEnv, args: string[]): Promise<void> {
+  const id = oneId(args, 'held show <id>');
+  const r = await loadHeld(env, id);
+  const headerEnd = r.raw.indexOf('\r\n\r\n') >= 0 ? r.raw.indexOf('\r\n\r\n') : r.raw.indexOf('\n\n');
+  const headers = r.raw.subarray(0, headerEnd < 0 ? Math.min(r.raw.length, 8192) : Math.min(headerEnd, 8192)).toString('latin1');
+  const reason = r.reason && isHeldReason(r.reason) ? `${r.reason} (${HELD_REASONS[r.reason]})` : (r.reason ?? '');
+  const lines = [
+    `id:          ${r.id}`,
+    `status:      held`,
+    `reason:      ${reason}`,
+    `detail:      ${r.error ?? ''}`,
+    `received:    ${r.received_at.toISOString()}`,
+    `processed:   ${r.processed_at?.toISOString() ?? ''}`,
+    `envelope:    MAIL FROM:<${r.mail_from}> RCPT TO:${r.rcpt_to.map((a) => `<${a}>`).join(',')}`,
+    `client:      ${r.client_address} (HELO ${r.helo})${r.tls ? ' TLS' : ''}`,
+    `from:        ${r.from_address ?? ''}`,
+    `subject:     ${r.subject ?? ''}`,
+    `message-id:  ${r.header_message_id ?? ''}`,
+    `ticket:      ${r.ticket_id ?? ''}`,
+    `size:        ${r.size} bytes`,
+    `released:    ${r.release_overrides.join(', ')}`,
+  ];
+  if (r.auth) lines.push(`auth:        ${JSON.stringify(r.auth)}`);
+  lines.push('', '--- headers ---', headers.replace(/[^\t\n\r\x20-\x7e\x80-\xff]/g, '?'));
+  for (const l of lines) env.io.out(l);
+}
+
+async function release(env: CliEnv, args: string[]): Promise<void> {
+  const id = oneId(args, 'held release <id>');
+  const r = await loadHeld(env, id);
+  const overrides = [...new Set([...r.release_overrides, r.reason ?? ''])].filter(Boolean);
+  // Back to `received` with the waiver recorded; the pipeline's own row lock and status check make this safe against a running worker.
+  const updated = await env.db
+    .updateTable('inbound_messages')
+    .set({ status: 'received', reason: null, error: null, ticket_id: null, processed_at: null, attempts: 0, release_overrides: overrides })
+    .where('id', '=', id)
+    .where('status', '=', 'held')
+    .executeTakeFirst();
+  if (Number(updated.numUpdatedRows) !== 1) throw new AppError('VALIDATION', `inbound message ${id} changed while releasing; try again`);
+  const ctx = createContext(env.config, createLogger('warn'));
+  try {
+    const result = await processInboundMessage(ctx, id);
+    if (result.status === 'held') {
+      env.io.out(`released ${id} from ${r.reason}; held again: ${result.reason}`);
+    } else {
+      env.io.out(`released ${id} from ${r.reason}; processed${result.ticketId ? ` as ticket ${result.ticketId}` : ''}${result.reason ? ` (${result.reason})` : ''}`);
+    }
+  } finally {
+    await closeSharedParsePool();
+    await closeContext(ctx);
+  }
+}
+
+async function remove(env: CliEnv, args: string[]): Promise<void> {
+  const id = oneId(args, 'held delete <id>');
+  await loadHeld(env, id);
+  await env.db.transaction().execute(async (trx) => {
+    await trx.updateTable('outbound_mails').set({ bounce_inbound_id: null }).where('bounce_inbound_id', '=', id).execute();
+    await trx.deleteFrom('inbound_messages').where('id', '=', id).where('status', '=', 'held').execute();
+  });
+  env.io.out(`deleted held message ${id}`);
+}
+
+export const heldCommands: CliCommand[] = [
+  { words: ['held', 'list'], usage: 'held list [--reason REASON] [--limit N]', run: list },
+  { words: ['held', 'show'], usage: 'held show <id>', run: show },
+  { words: ['held', 'release'], usage: 'held release <id>', run: release },
+  { words: ['held', 'delete'], usage: 'held delete <id>', run: remove },
+];

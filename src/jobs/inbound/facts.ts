@@ -1,0 +1,115 @@
+import { sql } from 'kysely';
+import type { Config } from '../../config.js';
+import type { Db, InboundMessageRow, UserRow } from '../../db/database.js';
+import { ensureUser } from '../../db/queries/users.js';
+import type { AnalyzedMessage } from './analyze.js';
+
+/**
+ * What the database knows about a message before any rule runs: is it a
+ * duplicate, how much has its sender sent lately, does the sender have an
+ * account. One statement, because every round trip costs more on the hot
+ * path than the queries themselves; it also claims the dedupe ledger entry.
+ */
+
+type Cfg = Pick<Config, 'SUPPORT_ADDRESSES' | 'SENDER_BREAKER_WINDOW_MS' | 'SENDER_BREAKER_MAX' | 'DEFAULT_LOCALE'>;
+export type Sender = Pick<UserRow, 'id' | 'email' | 'role'>;
+
+export interface MessageFacts {
+  /** Another row already holds this message's dedupe entry: its ticket. */
+  duplicateOf: { inboundId: number; ticketId: number | null } | null;
+  /** The per-sender breaker's verdict (null: not tripped). */
+  breaker: string | null;
+  sender: Sender | null;
+}
+
+/** The mailbox a message was delivered to, for per-address dedupe: reply addresses count as their support address. */
+export function dedupeMailbox(cfg: Pick<Config, 'SUPPORT_ADDRESSES'>, rcptTo: string[]): string {
+  const boxes = rcptTo.map((r) => {
+    const lower = r.toLowerCase();
+    const at = lower.lastIndexOf('@');
+    return `${lower.slice(0, at).split('+')[0]}${lower.slice(at)}`;
+  });
+  return boxes.filter((b) => cfg.SUPPORT_ADDRESSES.includes(b)).sort()[0] ?? boxes.sort()[0] ?? cfg.SUPPORT_ADDRESSES[0]!;
+}
+
+interface FactsRow {
+  inserted: number;
+  existing_id: number | null;
+  existing_ticket_id: number | null;
+  paused: number | null;
+  recent: number;
+  sender_id: number | null;
+  sender_email: string | null;
+  sender_role: Sender['role'] | null;
+}
+
+/**
+ * The breaker counts committed rows only, so messages from one sender
+ * processed at the same moment may overshoot by at most INBOUND_CONCURRENCY:
+ * a breaker against loops does not need to be exact, and a per-sender lock
+ * would serialise every message on the hot path.
+ */
+export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow, 'id' | 'rcpt_to'>, a: AnalyzedMessage): Promise<MessageFacts> {
+  const box = dedupeMailbox(cfg, row.rcpt_to);
+  const key = a.messageId ? `mid:${a.messageId.toLowerCase()}` : `sha256:${a.sha256}`;
+  const from = a.from?.address ?? '';
+  const { rows } = await sql<FactsRow>`
+    WITH ins AS (
+      INSERT INTO inbound_dedupe (support_address, dedupe_key, inbound_message_id)
+      VALUES (${box}, ${key}, ${row.id})
+      ON CONFLICT (support_address, dedupe_key) DO NOTHING
+      RETURNING 1
+    ), prior AS (
+      SELECT d.inbound_message_id, m.ticket_id FROM inbound_dedupe d JOIN inbound_messages m ON m.id = d.inbound_message_id
+      WHERE d.support_address = ${box} AND d.dedupe_key = ${key}
+    ), sender AS (
+      SELECT id, email, role FROM users WHERE lower(email) = ${from}
+    )
+    SELECT
+      (SELECT count(*) FROM ins)::int AS inserted,
+      (SELECT inbound_message_id FROM prior) AS existing_id,
+      (SELECT ticket_id FROM prior) AS existing_ticket_id,
+      (SELECT id FROM inbound_messages
+        WHERE from_address = ${from} AND status = 'held' AND reason = 'loop' AND id <> ${row.id}
+          AND processed_at > now() - interval '1 hour' LIMIT 1) AS paused,
+      (SELECT count(*) FROM inbound_messages
+        WHERE from_address = ${from} AND id <> ${row.id} AND status IN ('processed', 'held')
+          AND (reason IS NULL OR reason <> 'duplicate')
+          AND received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent,
+      (SELECT id FROM sender) AS sender_id,
+      (SELECT email FROM sender) AS sender_email,
+      (SELECT role FROM sender) AS sender_role
+  `.execute(trx);
+  const f = rows[0]!;
+
+  let duplicateOf: MessageFacts['duplicateOf'] = null;
+  if (f.inserted === 0) {
+    // The statement's snapshot may predate a concurrent delivery's commit that made our insert a no-op: look again.
+    const prior =
+      f.existing_id !== null
+        ? { inbound_message_id: f.existing_id, ticket_id: f.existing_ticket_id }
+        : await trx
+            .selectFrom('inbound_dedupe as d')
+            .innerJoin('inbound_messages as m', 'm.id', 'd.inbound_message_id')
+            .select(['d.inbound_message_id', 'm.ticket_id'])
+            .where('d.support_address', '=', box)
+            .where('d.dedupe_key', '=', key)
+            .executeTakeFirst();
+    // Our own ledger entry means this row is being re-run (held release), not re-delivered.
+    if (prior && prior.inbound_message_id !== row.id) duplicateOf = { inboundId: prior.inbound_message_id, ticketId: prior.ticket_id };
+  }
+
+  let breaker: string | null = null;
+  if (f.paused !== null) breaker = `sender paused for an hour after tripping the breaker (message ${f.paused})`;
+  else if (f.recent + 1 > cfg.SENDER_BREAKER_MAX) {
+    breaker = `${f.recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
+  }
+  const sender = f.sender_id !== null ? { id: f.sender_id, email: f.sender_email!, role: f.sender_role! } : null;
+  return { duplicateOf, breaker, sender };
+}
+
+/** The implicit account for a new sender: no password, unverified, name from the From header. */
+export async function createSender(trx: Db, cfg: Cfg, a: AnalyzedMessage): Promise<Sender> {
+  const { user } = await ensureUser(trx, { email: a.from!.address, name: a.from!.name || null, locale: a.japanese ? 'ja' : cfg.DEFAULT_LOCALE });
+  return user;
+}

@@ -1,0 +1,134 @@
+import type { AppContext } from '../../context.js';
+import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
+import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
+import { authenticateStaff } from '../../inbound/staff-auth.js';
+import { domainOf } from '../../mail/address.js';
+import { queueTicketMails, type TicketEvent } from '../../mail/notify.js';
+import type { ReplyToken } from '../../mail/tokens.js';
+import type { AnalyzedMessage } from './analyze.js';
+import { attachBounce } from './bounce.js';
+import { createSender, gatherFacts, type Sender } from './facts.js';
+import { Held, type HeldReason } from './held.js';
+import { applyStaffCommands, parseStaffCommands } from './staff-commands.js';
+import { addCcs, ccCandidates, createTicketWithMessage, newCcs, storeMessage } from './store.js';
+import { findThread } from './thread.js';
+
+/**
+ * Decides what one parsed message becomes, inside the caller's transaction
+ * (the inbound row is locked). Rules run in a fixed order; a rule the
+ * operator released this message from (`held release`) is skipped.
+ */
+
+export type InboundRow = Pick<InboundMessageRow, 'id' | 'raw' | 'mail_from' | 'rcpt_to' | 'client_address' | 'helo' | 'release_overrides'>;
+
+export type Outcome =
+  | { status: 'held'; held: Held }
+  | { status: 'processed'; ticketId: number | null; reason: string | null; outboxIds: number[] };
+
+const held = (reason: HeldReason, detail: string | null = null, ticketId: number | null = null): Outcome => ({
+  status: 'held',
+  held: new Held(reason, detail, ticketId),
+});
+
+type Cfg = AppContext['config'];
+
+/** Our support addresses and signed reply addresses: mail "from" them is ours coming back. */
+function isSupportAddress(cfg: Cfg, email: string): boolean {
+  if (cfg.SUPPORT_ADDRESSES.includes(email)) return true;
+  const local = email.slice(0, email.lastIndexOf('@'));
+  return domainOf(email) === cfg.MAIL_DOMAIN && cfg.SUPPORT_ADDRESSES.some((s) => local.startsWith(`${s.slice(0, s.lastIndexOf('@'))}+`));
+}
+
+async function newTicket(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, skip: Set<string>, followUpOf: number | null): Promise<Outcome> {
+  const ccs = ccCandidates(cfg, a, user.email);
+  if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
+  const { ticketId, messageId } = await createTicketWithMessage(trx, row, a, { requesterId: user.id, followUpOf });
+  await addCcs(trx, cfg, ticketId, ccs);
+  const outboxIds = await queueTicketMails(trx, cfg, { type: 'ticket_created', ticketId, messageId, authorId: user.id });
+  return { status: 'processed', ticketId, reason: followUpOf ? `follow_up_of:${followUpOf}` : null, outboxIds };
+}
+
+async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, skip: Set<string>): Promise<Outcome> {
+  const ccs = await newCcs(trx, ticket.id, ccCandidates(cfg, a, user.email));
+  if (ccs.length && (await countCcs(trx, ticket.id)) + ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) {
+    return held('cc_limit', `${ccs.length} new CC addresses would exceed MAX_CCS=${cfg.MAX_CCS}`, ticket.id);
+  }
+  await addCcs(trx, cfg, ticket.id, ccs);
+  const message = await storeMessage(trx, row, a, { ticketId: ticket.id, authorId: user.id, visibility: 'public' });
+  // A customer answering is the signal Zendesk reopens on; staff decide everything else.
+  if (ticket.status === 'solved' || ticket.status === 'pending') await setTicketStatus(trx, ticket.id, 'open');
+  const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility: 'public' };
+  return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds: await queueTicketMails(trx, cfg, event) };
+}
+
+async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, token: ReplyToken | null, skip: Set<string>): Promise<Outcome> {
+  const cfg = ctx.config;
+  if (!skip.has('auth_failed')) {
+    const auth = await authenticateStaff(ctx, {
+      raw: row.raw,
+      mailFrom: row.mail_from,
+      clientAddress: row.client_address,
+      helo: row.helo,
+      fromAddress: user.email,
+      replyToken: token,
+      staffUserId: user.id,
+    });
+    await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
+    if (!auth.ok) return held('auth_failed', auth.reason, ticket.id);
+  }
+  if (ticket.status === 'closed' && !skip.has('ticket_closed')) return held('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
+  const cmds = parseStaffCommands(a.visibleText);
+  let outboxIds: number[] = [];
+  if (cmds.body !== '' || a.attachments.length > 0) {
+    const visibility = cmds.note ? 'internal' : 'public';
+    // Command lines were removed from the text; the HTML still has them, so it is dropped when they were used.
+    const usedCommands = cmds.note || cmds.status !== undefined || cmds.ccAdd.length > 0 || cmds.ccRemove.length > 0;
+    const message = await storeMessage(trx, row, a, {
+      ticketId: ticket.id,
+      authorId: user.id,
+      visibility,
+      bodyText: cmds.body,
+      bodyHtml: usedCommands ? null : a.visibleHtml,
+    });
+    await applyStaffCommands(trx, cfg, ticket.id, cmds);
+    outboxIds = await queueTicketMails(trx, cfg, { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility });
+  } else {
+    await applyStaffCommands(trx, cfg, ticket.id, cmds);
+  }
+  return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds };
+}
+
+export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage): Promise<Outcome> {
+  const cfg = ctx.config;
+  const skip = new Set(row.release_overrides);
+
+  const facts = await gatherFacts(trx, cfg, row, a);
+  if (facts.duplicateOf) return { status: 'processed', ticketId: facts.duplicateOf.ticketId, reason: 'duplicate', outboxIds: [] };
+
+  if (a.machine && !skip.has(a.machine.kind)) {
+    if (a.machine.kind === 'bounce') {
+      const ids = await attachBounce(trx, cfg, row.id, a, row.rcpt_to);
+      return held('bounce', `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`);
+    }
+    return held(a.machine.kind, a.machine.rule);
+  }
+  // Nobody to attribute it to: releasing cannot help, it stays held.
+  if (!a.from) return held('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
+  if (isSupportAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
+  if (facts.breaker && !skip.has('loop')) return held('loop', facts.breaker);
+
+  let user = facts.sender;
+  if (!user) {
+    if (cfg.REGISTRATION === 'closed' && !skip.has('unknown_sender')) return held('unknown_sender', a.from.address);
+    user = await createSender(trx, cfg, a);
+  }
+
+  const { match, token } = await findThread(trx, cfg, a, row.rcpt_to);
+  if (!match) return newTicket(trx, cfg, row, a, user, skip, null);
+  const ticket = (await lockTicket(trx, match.ticketId))!;
+  if (user.role === 'staff') return staffReply(ctx, trx, row, a, user, ticket, token, skip);
+  const role = await participantRole(trx, ticket.id, user.id);
+  if (!role && !skip.has('not_participant')) return held('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
+  if (ticket.status === 'closed') return newTicket(trx, cfg, row, a, user, skip, ticket.id);
+  return customerReply(trx, cfg, row, a, user, ticket, skip);
+}
