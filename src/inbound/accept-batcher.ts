@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db } from '../db/database.js';
 import type { InboundEnvelope } from '../db/queries/inbound-messages.js';
-import { parsePayload } from '../jobs/define-job.js';
+import { ENQUEUE_TIMEOUT_MS, parsePayload } from '../jobs/define-job.js';
+import { withTimeout } from '../timeout.js';
 import { inboundJobId } from '../jobs/job-ids.js';
 import { processInboundJob } from '../jobs/process-inbound.js';
 
@@ -97,13 +98,14 @@ export class AcceptBatcher {
 /** One Redis round trip for a committed batch; best effort, the sweeper covers a Redis outage. */
 export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'log'>, ids: number[]): Promise<void> {
   try {
-    await ctx.queues.inbound.addBulk(
+    // addBulk, like add, waits forever for a Redis that has been down since start.
+    await withTimeout(ctx.queues.inbound.addBulk(
       ids.map((inboundId) => ({
         name: processInboundJob.name,
         data: parsePayload(processInboundJob, { inboundId }, false),
         opts: { ...processInboundJob.options, jobId: inboundJobId(inboundId) },
       })),
-    );
+    ), ENQUEUE_TIMEOUT_MS, 'enqueue of an accepted batch');
   } catch (err) {
     ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry');
   }

@@ -32,3 +32,16 @@ export function assertHeaderSafe(value: string, what: string): string {
   if (/[\r\n\0]/.test(value)) throw new AppError('VALIDATION', `${what} contains a line break`);
   return value;
 }
+
+/**
+ * Our own addresses: the support addresses and their `+token` reply
+ * addresses under MAIL_DOMAIN (signed or not). Not "anything @MAIL_DOMAIN":
+ * MAIL_DOMAIN defaults to the support domain, where staff have mailboxes too.
+ */
+export function isOurAddress(config: { SUPPORT_ADDRESSES: readonly string[]; MAIL_DOMAIN: string }, raw: string): boolean {
+  const email = normalizeEmail(raw);
+  if (config.SUPPORT_ADDRESSES.includes(email)) return true;
+  if (domainOf(email) !== config.MAIL_DOMAIN) return false;
+  const local = email.slice(0, email.lastIndexOf('@'));
+  return config.SUPPORT_ADDRESSES.some((s) => local.startsWith(`${s.slice(0, s.lastIndexOf('@'))}+`));
+}

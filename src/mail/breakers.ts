@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { OutboundKind, OutboundMailRow } from '../db/database.js';
 import type { BreakerCounts } from './mail-context.js';
-import { domainOf } from './address.js';
+import { isOurAddress } from './address.js';
 
 /**
  * Loop breakers, checked right before a mail goes out (so every suppressed
@@ -25,10 +25,6 @@ export type BreakerConfig = Pick<
 const TICKET_KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update'];
 const CUSTOMER_KINDS: OutboundKind[] = ['acknowledgement', 'ticket_update'];
 
-export function isOwnAddress(config: Pick<Config, 'SUPPORT_ADDRESSES' | 'MAIL_DOMAIN'>, email: string): boolean {
-  const lower = email.trim().toLowerCase();
-  return config.SUPPORT_ADDRESSES.includes(lower) || domainOf(lower) === config.MAIL_DOMAIN;
-}
 
 /**
  * Serialises deliveries to one recipient for the rest of the transaction,
@@ -47,7 +43,7 @@ export function lockRecipientSql(outboundId: number): string {
 
 /** The reason this mail must not be sent, or null. Counts must be read with lockRecipient held. */
 export function breakerReason(config: BreakerConfig, row: Pick<OutboundMailRow, 'kind' | 'recipient' | 'ticket_id'>, n: BreakerCounts): string | null {
-  if (isOwnAddress(config, row.recipient)) return 'own_address: never mail our own addresses';
+  if (isOurAddress(config, row.recipient)) return 'own_address: never mail our own addresses';
   if (!TICKET_KINDS.includes(row.kind)) return null;
   const windowSecs = config.BREAKER_WINDOW_MS / 1000;
   if (row.kind === 'acknowledgement' && n.acks >= config.ACK_MAX_PER_SENDER_PER_HOUR) {

@@ -1,7 +1,6 @@
 import type { Config } from '../config.js';
 import type { Db, UserRow } from '../db/database.js';
-import { isValidEmail } from './address.js';
-import { isOwnAddress } from './breakers.js';
+import { isOurAddress, isValidEmail } from './address.js';
 import { insertOutboundMail } from './outbox.js';
 
 /**
@@ -49,7 +48,7 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
 
   const send = async (kind: 'acknowledgement' | 'staff_notification' | 'ticket_update', to: UserRow, payload: object) => {
     if (kind !== 'acknowledgement' && to.id === author.id) return;
-    if (mailed.has(to.id) || !isValidEmail(to.email) || isOwnAddress(config, to.email)) return;
+    if (mailed.has(to.id) || !isValidEmail(to.email) || isOurAddress(config, to.email)) return;
     mailed.add(to.id);
     const row = await insertOutboundMail(db, config, {
       kind,

@@ -162,10 +162,11 @@ describe('staff replies (STAFF_AUTH=token)', () => {
     expect((await ticket(db(), t.ticketId)).status).toBe('new');
   });
 
-  it('staff mail that threads to no ticket opens a new ticket from that address', async () => {
+  it('unauthenticated staff mail that threads to no ticket is held auth_failed, not opened as a ticket "from staff"', async () => {
     const staff = await makeStaff(db());
     const row = await deliver(db(), port, { from: staff.email, to: 'support@help.test', subject: 'Internal request', text: 'New laptop please' });
-    expect(row.status).toBe('processed');
-    expect((await ticket(db(), row.ticket_id!)).requester_id).toBe(staff.id);
+    expect(row).toMatchObject({ status: 'held', reason: 'auth_failed', ticket_id: null });
+    const opened = await db().selectFrom('tickets').select('id').where('requester_id', '=', staff.id).execute();
+    expect(opened).toEqual([]);
   });
 });

@@ -238,9 +238,9 @@ describe('loop breakers', () => {
     expect(statuses).toEqual(['sent', 'sent', 'suppressed']);
   });
 
-  it('never sends to our own addresses even if a row names one', async () => {
+  it('never sends to our own addresses (support and its +token reply addresses) even if a row names one', async () => {
     const t = await seedTicket(direct.ctx.db);
-    for (const own of ['support@help.test', 'anything@help.test']) {
+    for (const own of ['support@help.test', 'support+1.2.abcdefghijklmnop@help.test', 'SUPPORT+forged@help.test']) {
       const r = await updateRow(direct, { recipient: own, userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId });
       await deliver(r.id);
       const row = await outboundRow(direct.ctx.db, r.id);
@@ -248,6 +248,13 @@ describe('loop breakers', () => {
       expect(row.last_error).toMatch(/^own_address/);
     }
     expect(sink.received.filter(to('support@help.test'))).toHaveLength(0);
+  });
+
+  it('still mails a colleague whose mailbox is on the support domain (MAIL_DOMAIN defaults to it)', async () => {
+    const t = await seedTicket(direct.ctx.db);
+    const r = await updateRow(direct, { recipient: 'alice@help.test', userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId });
+    await deliver(r.id);
+    expect((await outboundRow(direct.ctx.db, r.id)).status).toBe('sent');
   });
 });
 

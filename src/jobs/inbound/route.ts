@@ -2,7 +2,7 @@ import type { AppContext } from '../../context.js';
 import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
 import { authenticateStaff } from '../../inbound/staff-auth.js';
-import { domainOf } from '../../mail/address.js';
+import { isOurAddress } from '../../mail/address.js';
 import { queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -32,13 +32,6 @@ const held = (reason: HeldReason, detail: string | null = null, ticketId: number
 
 type Cfg = AppContext['config'];
 
-/** Our support addresses and signed reply addresses: mail "from" them is ours coming back. */
-function isSupportAddress(cfg: Cfg, email: string): boolean {
-  if (cfg.SUPPORT_ADDRESSES.includes(email)) return true;
-  const local = email.slice(0, email.lastIndexOf('@'));
-  return domainOf(email) === cfg.MAIL_DOMAIN && cfg.SUPPORT_ADDRESSES.some((s) => local.startsWith(`${s.slice(0, s.lastIndexOf('@'))}+`));
-}
-
 async function newTicket(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, skip: Set<string>, followUpOf: number | null): Promise<Outcome> {
   const ccs = ccCandidates(cfg, a, user.email);
   if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
@@ -61,21 +54,30 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
   return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds: await queueTicketMails(trx, cfg, event) };
 }
 
+/**
+ * Mail whose From is a staff account counts as staff only when it is
+ * authenticated; the verdict is stored on the row for `held show`.
+ * Returns the held outcome when it is not, null when it may proceed.
+ */
+async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, user: Sender, token: ReplyToken | null, skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
+  if (skip.has('auth_failed')) return null;
+  const auth = await authenticateStaff(ctx, {
+    raw: row.raw,
+    mailFrom: row.mail_from,
+    clientAddress: row.client_address,
+    helo: row.helo,
+    fromAddress: user.email,
+    replyToken: token,
+    staffUserId: user.id,
+  });
+  await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
+  return auth.ok ? null : held('auth_failed', auth.reason, ticketId);
+}
+
 async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, token: ReplyToken | null, skip: Set<string>): Promise<Outcome> {
   const cfg = ctx.config;
-  if (!skip.has('auth_failed')) {
-    const auth = await authenticateStaff(ctx, {
-      raw: row.raw,
-      mailFrom: row.mail_from,
-      clientAddress: row.client_address,
-      helo: row.helo,
-      fromAddress: user.email,
-      replyToken: token,
-      staffUserId: user.id,
-    });
-    await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
-    if (!auth.ok) return held('auth_failed', auth.reason, ticket.id);
-  }
+  const refused = await checkStaffIdentity(ctx, trx, row, user, token, skip, ticket.id);
+  if (refused) return refused;
   if (ticket.status === 'closed' && !skip.has('ticket_closed')) return held('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
   const cmds = parseStaffCommands(a.visibleText);
   let outboxIds: number[] = [];
@@ -114,7 +116,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   }
   // Nobody to attribute it to: releasing cannot help, it stays held.
   if (!a.from) return held('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
-  if (isSupportAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
+  if (isOurAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
   if (facts.breaker && !skip.has('loop')) return held('loop', facts.breaker);
 
   let user = facts.sender;
@@ -124,7 +126,14 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   }
 
   const { match, token } = await findThread(trx, cfg, a, row.rcpt_to);
-  if (!match) return newTicket(trx, cfg, row, a, user, skip, null);
+  if (!match) {
+    // A new ticket "from staff" is shown to other staff as their colleague's: same rule as replies.
+    if (user.role === 'staff') {
+      const refused = await checkStaffIdentity(ctx, trx, row, user, token, skip, null);
+      if (refused) return refused;
+    }
+    return newTicket(trx, cfg, row, a, user, skip, null);
+  }
   const ticket = (await lockTicket(trx, match.ticketId))!;
   if (user.role === 'staff') return staffReply(ctx, trx, row, a, user, ticket, token, skip);
   const role = await participantRole(trx, ticket.id, user.id);

@@ -2,7 +2,7 @@ import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import { addParticipant, countCcs, lockTicket, removeCc, setTicketStatus } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
-import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
 
 /**
  * Staff reply commands, in the spirit of Zendesk's Mail API: lines at the
@@ -56,10 +56,6 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
 }
 
 /** Our own addresses must never become participants: they would mail themselves. */
-function isOurAddress(config: Pick<Config, 'SUPPORT_ADDRESSES' | 'MAIL_DOMAIN'>, email: string): boolean {
-  return config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === config.MAIL_DOMAIN;
-}
-
 /**
  * Applies status and CC changes inside the caller's transaction. A staff
  * reply to a `new` ticket without `#status` opens it: someone has answered.
