@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -9,6 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { emitResult, percentile, round, type BenchResult } from './lib.js';
+import { freePort } from '../test/support/net.js';
 
 /**
  * npm run bench:portal
@@ -28,17 +28,6 @@ const WARMUP = 200;
 const USERS = 20_000;
 const MY_TICKETS = 500;
 const PASSWORD = 'Bench-Password-1';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Adds tickets with ids (from, to]; every `stride`-th of the first 100k belongs to the bench user. */
 async function seedTickets(db: Db, from: number, to: number, me: number, staff: number, firstBulkUser: number, stride: number): Promise<void> {

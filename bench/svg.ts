@@ -32,7 +32,7 @@ export function latencyChart(title: string, series: Array<{ label: string; sampl
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`);
     parts.push(`<text x="${m.l - 6}" y="${yy + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toFixed(-e)} ms</text>`);
   }
-  for (const p of [0, 25, 50, 75, 90, 99, 100]) {
+  for (const p of [0, 25, 50, 75, 90, 99]) {
     parts.push(`<line x1="${x(p)}" x2="${x(p)}" y1="${m.t}" y2="${H - m.b}" stroke="#eee"/>`);
     parts.push(`<text x="${x(p)}" y="${H - m.b + 16}" text-anchor="middle">p${p}</text>`);
   }

@@ -1,39 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createUser } from '../src/db/queries/users.js';
 import { migrations } from '../migrations/index.js';
-
-// These tests need a truly empty database, not the migrated template.
-async function emptyDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const server = inject('pgServerUrl');
-  const name = `${inject('templateDb')}_empty_${randomBytes(3).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: server });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: server });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
+import { createTestDatabase } from './support/env.js';
 
 describe('migrations', () => {
-  let database: Awaited<ReturnType<typeof emptyDatabase>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let dbs: Db[] = [];
   beforeAll(async () => {
-    database = await emptyDatabase();
+    // A truly empty database, not the migrated template.
+    database = await createTestDatabase({ empty: true });
   });
   afterAll(async () => {
     await Promise.all(dbs.map((d) => d.destroy()));

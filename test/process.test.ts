@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.js';
 import { createTestDatabase, testQueuePrefix } from './support/env.js';
 import { spawnReplyline } from './support/process.js';
+import { freePort } from './support/net.js';
 
 function readBanner(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -19,14 +20,6 @@ function readBanner(port: number): Promise<string> {
     s.once('error', reject);
     s.connect(port, '127.0.0.1');
   });
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 describe('replyline as a process', () => {

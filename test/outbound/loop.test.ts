@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { startTestApp, type TestApp } from '../support/app.js';
 import { deliverRaw, waitInbound } from './support/smtp-client.js';
 import { buildMail } from './support/staff-mail.js';
 import { mid } from './support/flow.js';
+import { freePort } from '../support/net.js';
 
 /**
  * Two replyline instances whose support addresses write to each other:
@@ -21,17 +21,6 @@ afterAll(async () => {
   closeTransports();
   for (const s of started.reverse()) await s.teardown();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A relay that "helpfully" drops every header that marks mail as automatic, then forwards. */
 async function strippingRelay(targetPort: number) {

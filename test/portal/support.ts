@@ -1,22 +1,11 @@
-import { createServer } from 'node:net';
 import { sql } from 'kysely';
 import { hashPassword } from '../../src/auth/password.js';
 import type { Db, TicketStatus, UserRole, Visibility } from '../../src/db/database.js';
 import { addAttachment, addMessage, addParticipant, createTicket, setTicketStatus } from '../../src/db/queries/tickets.js';
 import { createUser } from '../../src/db/queries/users.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-
-/** A port that was free a moment ago, so PUBLIC_URL can name the real origin (Origin checks, redirects). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/net.js';
+export { freePort };
 
 export interface PortalTestApp extends TestApp {
   base: string;

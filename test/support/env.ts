@@ -3,16 +3,19 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 
-/** A database of this test file's own, cloned from the run's migrated template. */
-export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+/**
+ * A database of this test file's own, cloned from the run's migrated template,
+ * or empty (`{ empty: true }`) for tests of the migrations themselves.
+ */
+export async function createTestDatabase(opts: { empty?: boolean } = {}): Promise<{ url: string; drop(): Promise<void> }> {
   const server = inject('pgServerUrl');
-  const name = `${inject('templateDb')}_${randomBytes(4).toString('hex')}`;
+  const name = `${inject('templateDb')}_${opts.empty ? 'empty_' : ''}${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: server });
   await admin.connect();
   // CREATE DATABASE … TEMPLATE fails if anyone is connected to the template; retry briefly.
   for (let attempt = 0; ; attempt++) {
     try {
-      await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject('templateDb')}`);
+      await admin.query(opts.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${inject('templateDb')}`);
       break;
     } catch (err) {
       if (attempt > 20) throw err;

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { sql } from 'kysely';
 import { inject } from 'vitest';
 import { createDb, type Db } from '../../../src/db/database.js';
@@ -7,14 +6,7 @@ import { startRelaySink, type RelaySink } from '../../outbound/support/relay-sin
 import { createTestDatabase, testQueuePrefix } from '../../support/env.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { spawnReplyline, type ReplylineProcess } from '../../support/process.js';
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { freePort } from '../../support/net.js';
 
 /**
  * One replyline *process* (as in production) for a fault scenario: its own
