@@ -1,5 +1,3 @@
-import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, describe, expect, it } from 'vitest';
 import { closeTransports } from '../../src/mail/transport.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -7,6 +5,7 @@ import { deliverRaw, waitInbound } from './support/smtp-client.js';
 import { buildMail } from './support/staff-mail.js';
 import { mid } from './support/flow.js';
 import { freePort } from '../support/net.js';
+import { startStrippingRelay } from '../support/stripping-relay.js';
 
 /**
  * Two replyline instances whose support addresses write to each other:
@@ -22,44 +21,13 @@ afterAll(async () => {
   for (const s of started.reverse()) await s.teardown();
 });
 
-/** A relay that "helpfully" drops every header that marks mail as automatic, then forwards. */
-async function strippingRelay(targetPort: number) {
-  const forward = nodemailer.createTransport({ host: '127.0.0.1', port: targetPort, ignoreTLS: true });
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('latin1');
-        const split = raw.indexOf('\r\n\r\n');
-        const headers = raw
-          .slice(0, split)
-          .replace(/\r\n[ \t]+/g, ' ')
-          .split('\r\n')
-          .filter((l) => !/^(auto-submitted|x-auto-response-suppress|x-replyline-loop|precedence):/i.test(l))
-          .join('\r\n');
-        forward
-          .sendMail({
-            envelope: { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) },
-            raw: Buffer.from(headers + raw.slice(split), 'latin1'),
-          })
-          .then(() => callback(), (err: Error) => callback(err));
-      });
-    },
-  });
-  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.server.address() as { port: number }).port)));
-  return { port, teardown: () => new Promise<void>((r) => server.close(() => { forward.close(); r(); })) };
-}
-
 async function pair(opts: { strip: boolean }) {
   const [portA, portB] = [await freePort(), await freePort()];
-  const relayToB = opts.strip ? await strippingRelay(portB) : null;
-  const relayToA = opts.strip ? await strippingRelay(portA) : null;
-  if (relayToB) started.push(relayToB);
-  if (relayToA) started.push(relayToA);
+  // A relay that "helpfully" drops every header that marks mail as automatic, then forwards.
+  const relayToB = opts.strip ? await startStrippingRelay(portB) : null;
+  const relayToA = opts.strip ? await startStrippingRelay(portA) : null;
+  if (relayToB) started.push({ teardown: relayToB.stop });
+  if (relayToA) started.push({ teardown: relayToA.stop });
   const a = await startTestApp({
     SUPPORT_ADDRESSES: 'support@a.test', MAIL_DOMAIN: 'a.test', SMTP_LISTEN: `127.0.0.1:${portA}`,
     OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${relayToB?.port ?? portB}`,
