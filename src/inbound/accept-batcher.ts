@@ -2,8 +2,7 @@ import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db } from '../db/database.js';
 import type { InboundEnvelope } from '../db/queries/inbound-messages.js';
-import { ENQUEUE_TIMEOUT_MS, parsePayload } from '../jobs/define-job.js';
-import { withTimeout } from '../timeout.js';
+import { enqueueBulk } from '../jobs/define-job.js';
 import { inboundJobId } from '../jobs/job-ids.js';
 import { processInboundJob } from '../jobs/process-inbound.js';
 
@@ -96,17 +95,9 @@ export class AcceptBatcher {
 }
 
 /** One Redis round trip for a committed batch; best effort, the sweeper covers a Redis outage. */
-export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'log'>, ids: number[]): Promise<void> {
-  try {
-    // addBulk, like add, waits forever for a Redis that has been down since start.
-    await withTimeout(ctx.queues.inbound.addBulk(
-      ids.map((inboundId) => ({
-        name: processInboundJob.name,
-        data: parsePayload(processInboundJob, { inboundId }, false),
-        opts: { ...processInboundJob.options, jobId: inboundJobId(inboundId) },
-      })),
-    ), ENQUEUE_TIMEOUT_MS, 'enqueue of an accepted batch');
-  } catch (err) {
-    ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry');
-  }
+export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'redis' | 'log'>, ids: number[]): Promise<void> {
+  const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(inboundId) } }));
+  await enqueueBulk(ctx, processInboundJob, items).catch((err) =>
+    ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry'),
+  );
 }

@@ -37,14 +37,29 @@ export function parsePayload<S extends z.ZodType>(def: JobDefinition<S>, data: u
  */
 export const ENQUEUE_TIMEOUT_MS = 3_000;
 
+/** Redis calls a producer must never wait on: fail at once when not connected, give up after the timeout. */
+export function guarded<T>(ctx: Pick<AppContext, 'redis'>, what: string, run: () => Promise<T>): Promise<T> {
+  if (ctx.redis.status !== 'ready') return Promise.reject(new Error(`${what}: Redis not ready (${ctx.redis.status})`));
+  return withTimeout(run(), ENQUEUE_TIMEOUT_MS, `${what} (Redis unreachable?)`);
+}
+
 /** Enqueues a job after validating its payload. Throws while Redis is unreachable (producers never buffer). */
 export async function enqueue<S extends z.ZodType>(
-  ctx: Pick<AppContext, 'queues'>,
+  ctx: Pick<AppContext, 'queues' | 'redis'>,
   def: JobDefinition<S>,
   data: z.input<S>,
   options: JobsOptions = {},
 ): Promise<void> {
   const payload = parsePayload(def, data, false);
-  const add = ctx.queues[def.queue].add(def.name, payload, { ...def.options, ...options });
-  await withTimeout(add, ENQUEUE_TIMEOUT_MS, `enqueue ${def.name} (Redis unreachable?)`);
+  await guarded(ctx, `enqueue ${def.name}`, () => ctx.queues[def.queue].add(def.name, payload, { ...def.options, ...options }));
+}
+
+/** Several jobs of one definition in one Redis round trip (the accept path's group commit). */
+export async function enqueueBulk<S extends z.ZodType>(
+  ctx: Pick<AppContext, 'queues' | 'redis'>,
+  def: JobDefinition<S>,
+  items: Array<{ data: z.input<S>; options?: JobsOptions }>,
+): Promise<void> {
+  const jobs = items.map((i) => ({ name: def.name, data: parsePayload(def, i.data, false), opts: { ...def.options, ...i.options } }));
+  await guarded(ctx, `enqueue ${items.length} × ${def.name}`, () => ctx.queues[def.queue].addBulk(jobs));
 }

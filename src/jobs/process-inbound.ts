@@ -11,6 +11,6 @@ export const processInboundJob = defineJob({
   handler: (ctx, data) => processInboundMessage(ctx, data.inboundId),
 });
 
-export function enqueueInbound(ctx: Pick<AppContext, 'queues'>, inboundId: number): Promise<void> {
+export function enqueueInbound(ctx: Pick<AppContext, 'queues' | 'redis'>, inboundId: number): Promise<void> {
   return enqueue(ctx, processInboundJob, { inboundId }, { jobId: inboundJobId(inboundId) });
 }

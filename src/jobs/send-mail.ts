@@ -12,7 +12,7 @@ export const sendMailJob = defineJob({
   handler: (ctx, data) => deliverOutboundMail(ctx, data.outboundId),
 });
 
-export function enqueueOutbound(ctx: Pick<AppContext, 'queues' | 'config'>, outboundId: number): Promise<void> {
+export function enqueueOutbound(ctx: Pick<AppContext, 'queues' | 'redis' | 'config'>, outboundId: number): Promise<void> {
   return enqueue(ctx, sendMailJob, { outboundId }, {
     jobId: outboundJobId(outboundId),
     backoff: { type: 'exponential', delay: ctx.config.OUTBOUND_RETRY_BASE_MS },
@@ -20,7 +20,7 @@ export function enqueueOutbound(ctx: Pick<AppContext, 'queues' | 'config'>, outb
 }
 
 /** After a transaction commits its outbox rows: best effort, the sweeper covers failures. */
-export async function enqueueOutboundAll(ctx: Pick<AppContext, 'queues' | 'log' | 'config'>, ids: number[]): Promise<void> {
+export async function enqueueOutboundAll(ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'config'>, ids: number[]): Promise<void> {
   await Promise.all(
     ids.map((id) =>
       enqueueOutbound(ctx, id).catch((err) => ctx.log.warn({ err: String(err), outboundId: id }, 'enqueue failed; sweeper will retry')),

@@ -4,8 +4,7 @@ import type { AppContext } from '../context.js';
 import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
 import { findQueuedOutboundIds } from '../mail/outbox.js';
 import { createWorkerRedis } from '../redis.js';
-import { withTimeout } from '../timeout.js';
-import { ENQUEUE_TIMEOUT_MS, parsePayload, type QueueName } from './define-job.js';
+import { guarded, parsePayload, type QueueName } from './define-job.js';
 import { inboundJobId, outboundJobId } from './job-ids.js';
 import { enqueueInbound } from './process-inbound.js';
 import { jobsForQueue } from './registry.js';
@@ -52,7 +51,7 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
  * by BullMQ, or ran out of attempts during an outage. Such a job is retried
  * (failed) or removed (completed) so the enqueue that follows takes effect.
  */
-async function reviveFinishedJob(queue: Queue, jobId: string): Promise<void> {
+async function reviveFinishedJob(ctx: AppContext, queue: Queue, jobId: string): Promise<void> {
   const revive = async () => {
     const job = await queue.getJob(jobId);
     if (!job) return;
@@ -60,7 +59,7 @@ async function reviveFinishedJob(queue: Queue, jobId: string): Promise<void> {
     if (state === 'failed') await job.retry('failed');
     else if (state === 'completed') await job.remove();
   };
-  await withTimeout(revive(), ENQUEUE_TIMEOUT_MS, `checking job ${jobId}`);
+  await guarded(ctx, `checking job ${jobId}`, revive);
 }
 
 /**
@@ -73,12 +72,12 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
   let inbound = 0;
   let outbound = 0;
   for (const id of await findStaleReceivedIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx.queues.inbound, inboundJobId(id));
+    await reviveFinishedJob(ctx, ctx.queues.inbound, inboundJobId(id));
     await enqueueInbound(ctx, id);
     inbound++;
   }
   for (const id of await findQueuedOutboundIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx.queues.outbound, outboundJobId(id));
+    await reviveFinishedJob(ctx, ctx.queues.outbound, outboundJobId(id));
     await enqueueOutbound(ctx, id);
     outbound++;
   }

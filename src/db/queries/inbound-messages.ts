@@ -1,4 +1,4 @@
-import type { Db, InboundMessageRow } from '../database.js';
+import type { Db } from '../database.js';
 
 export interface InboundEnvelope {
   mailFrom: string;
@@ -24,10 +24,6 @@ export async function insertInboundMessage(db: Db, raw: Buffer, env: InboundEnve
     .returning('id')
     .executeTakeFirstOrThrow();
   return row.id;
-}
-
-export async function findInboundMessage(db: Db, id: number): Promise<InboundMessageRow | undefined> {
-  return db.selectFrom('inbound_messages').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
 /** Rows still waiting for processing after the grace period: the sweeper re-enqueues them. */
