@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Queue } from 'bullmq';
 import type { Db } from './db/database.js';
@@ -61,48 +61,27 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     },
   });
   // Only the small, indexed slices of the tables: rows waiting or held, not the history.
-  new Gauge({
-    name: 'replyline_inbound_pending',
-    help: 'Inbound messages stored but not yet processed',
-    registers: [registry],
-    async collect() {
-      const row = await sql<{ n: string }>`select count(*) as n from inbound_messages where status = 'received'`.execute(deps.db);
-      this.set(Number(row.rows[0]?.n ?? 0));
-    },
-  });
-  new Gauge({
-    name: 'replyline_inbound_held',
-    help: 'Held inbound messages by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      const rows = await sql<{ reason: string | null; n: string }>`
-        select reason, count(*) as n from inbound_messages where status = 'held' group by 1`.execute(deps.db);
-      for (const r of rows.rows) this.set({ reason: r.reason ?? '' }, Number(r.n));
-    },
-  });
-  new Gauge({
-    name: 'replyline_outbound_queued',
-    help: 'Outbox rows waiting to be sent',
-    registers: [registry],
-    async collect() {
-      const row = await sql<{ n: string }>`select count(*) as n from outbound_mails where status = 'queued'`.execute(deps.db);
-      this.set(Number(row.rows[0]?.n ?? 0));
-    },
-  });
-  new Gauge({
-    name: 'replyline_outbound_failed',
-    help: 'Outbox rows that failed permanently, by mail kind',
-    labelNames: ['kind'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      const rows = await sql<{ kind: string; n: string }>`
-        select kind, count(*) as n from outbound_mails where status = 'failed' group by 1`.execute(deps.db);
-      for (const r of rows.rows) this.set({ kind: r.kind }, Number(r.n));
-    },
-  });
+  const countGauge = (name: string, help: string, query: RawBuilder<{ label: string | null; n: string }>, label?: string) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: label ? [label] : [],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const { rows } = await query.execute(deps.db);
+        if (!label) this.set(Number(rows[0]?.n ?? 0));
+        else for (const r of rows) this.set({ [label]: r.label ?? '' }, Number(r.n));
+      },
+    });
+  countGauge('replyline_inbound_pending', 'Inbound messages stored but not yet processed',
+    sql`select null as label, count(*) as n from inbound_messages where status = 'received'`);
+  countGauge('replyline_inbound_held', 'Held inbound messages by reason',
+    sql`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`, 'reason');
+  countGauge('replyline_outbound_queued', 'Outbox rows waiting to be sent',
+    sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`);
+  countGauge('replyline_outbound_failed', 'Outbox rows that failed permanently, by mail kind',
+    sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`, 'kind');
 
   return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures };
 }

@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, type ColumnType, type Generated, type Insertable, type Selectable } from 'kysely';
+import { Kysely, PostgresDialect, type ColumnType, type Generated, type Selectable } from 'kysely';
 import pg from 'pg';
 import { PreparingClient } from './prepared-client.js';
 
@@ -171,7 +171,6 @@ export type TicketRow = Selectable<TicketsTable>;
 export type MessageRow = Selectable<MessagesTable>;
 export type InboundMessageRow = Selectable<InboundMessagesTable>;
 export type OutboundMailRow = Selectable<OutboundMailsTable>;
-export type NewOutboundMail = Insertable<OutboundMailsTable>;
 
 export function createDb(databaseUrl: string, poolSize = 10): Db {
   const pool = new pg.Pool({

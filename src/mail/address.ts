@@ -27,12 +27,6 @@ export function domainOf(email: string): string {
   return email.slice(email.lastIndexOf('@') + 1).toLowerCase();
 }
 
-/** Header values must never carry CR/LF: this is where header injection dies. */
-export function assertHeaderSafe(value: string, what: string): string {
-  if (/[\r\n\0]/.test(value)) throw new AppError('VALIDATION', `${what} contains a line break`);
-  return value;
-}
-
 /**
  * Our own addresses: the support addresses and their `+token` reply
  * addresses under MAIL_DOMAIN (signed or not). Not "anything @MAIL_DOMAIN":

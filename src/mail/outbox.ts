@@ -57,10 +57,6 @@ export async function insertOutboundMail<K extends OutboundKind>(
     .executeTakeFirstOrThrow();
 }
 
-export async function findOutboundMail(db: Db, id: number): Promise<OutboundMailRow | undefined> {
-  return db.selectFrom('outbound_mails').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
 export async function findQueuedOutboundIds(db: Db, olderThan: Date, limit: number): Promise<number[]> {
   const rows = await db
     .selectFrom('outbound_mails')

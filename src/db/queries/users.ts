@@ -3,30 +3,6 @@ import type { Db, Locale, UserRole, UserRow } from '../database.js';
 import { AppError } from '../../errors.js';
 import { normalizeEmail } from '../../mail/address.js';
 
-export interface User {
-  id: number;
-  email: string;
-  name: string | null;
-  role: UserRole;
-  hasPassword: boolean;
-  verifiedAt: Date | null;
-  locale: Locale;
-  createdAt: Date;
-}
-
-export function toUser(row: UserRow): User {
-  return {
-    id: row.id,
-    email: row.email,
-    name: row.name,
-    role: row.role,
-    hasPassword: row.password_hash !== null,
-    verifiedAt: row.verified_at,
-    locale: row.locale,
-    createdAt: row.created_at,
-  };
-}
-
 export async function findUserByEmail(db: Db, email: string): Promise<UserRow | undefined> {
   return db
     .selectFrom('users')
@@ -79,10 +55,6 @@ export async function listUsers(db: Db, role?: UserRole): Promise<UserRow[]> {
   let q = db.selectFrom('users').selectAll().orderBy('id');
   if (role) q = q.where('role', '=', role);
   return q.execute();
-}
-
-export async function listStaff(db: Db): Promise<UserRow[]> {
-  return listUsers(db, 'staff');
 }
 
 export async function setUserRole(db: Db, id: number, role: UserRole): Promise<void> {
