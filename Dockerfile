@@ -1,14 +1,21 @@
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY migrations ./migrations
+COPY templates ./templates
+RUN npm run build
+
 FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-# --omit=dev keeps tsx (a runtime dependency) and drops test tooling.
 RUN npm ci --omit=dev && npm cache clean --force
-COPY tsconfig.json ./
-COPY src ./src
-COPY migrations ./migrations
-COPY templates ./templates
+# Compiled JavaScript: under tsx the process needs about 90 MB more memory and a third more CPU per message (bench:inbound).
+COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 2525 3000
 # SIGTERM reaches node directly (no shell wrapper) so shutdown is graceful.
-CMD ["node", "--import", "tsx", "src/main.ts"]
+CMD ["node", "dist/src/main.js"]

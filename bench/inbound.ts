@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,8 +13,9 @@ import { emitResult, percentile, round } from './lib.js';
 /**
  * bench:inbound — 10,000 × 5 KB messages over 20 reused SMTP connections
  * (nodemailer's SMTPConnection as the load generator), first against a bare
- * draining smtp-server, then against replyline (`src/main.ts` as its own
- * process), in the same run. Then one 25 MB message.
+ * draining smtp-server, then against replyline as it runs in production
+ * (`npm run build`, then `dist/src/main.js` as its own process), in the same
+ * run. Then one 25 MB message.
  *
  * Env: DATABASE_URL (server; a fresh database is created and dropped),
  * REDIS_URL, BENCH_MESSAGES (10000), BENCH_CONNECTIONS (20).
@@ -45,7 +46,8 @@ interface Child {
 function startChild(args: string[], env: Record<string, string>, ready: (line: Record<string, unknown>) => number | null): Promise<Child> {
   // BENCH_NODE_ARGS (e.g. "--cpu-prof") go to the measured processes, for profiling.
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (args[0]!.endsWith('.ts')) nodeArgs.push('--import', 'tsx');
+  const proc = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before it was ready`)));
     createInterface({ input: proc.stdout! }).on('line', (line) => {
@@ -171,9 +173,10 @@ async function main(): Promise<void> {
   console.log(`bare sink: ${bare.accepted} accepted in ${round(bare.seconds)} s`);
 
   // 2. replyline, all roles in one process, fresh database and queue prefix.
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
   const relay = await outboundSink();
   const app = await startChild(
-    ['src/main.ts'],
+    ['dist/src/main.js'],
     {
       NODE_ENV: 'production',
       SECRET_KEY: randomBytes(24).toString('hex'),

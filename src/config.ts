@@ -91,7 +91,7 @@ const schema = z
     SMTP_CONN_PER_IP_PER_MIN: int(1).default(120),
     SMTP_MSG_PER_IP_PER_MIN: int(1).default(600),
     INBOUND_SWEEP_GRACE_MS: int(1000).default(30_000),
-    INBOUND_CONCURRENCY: int(1, 64).default(4),
+    INBOUND_CONCURRENCY: int(1, 256).default(32),
     MAX_CCS: int(0, 1000).default(48),
     ATTACHMENT_MAX_BYTES: int(1024).default(20 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).default(20),

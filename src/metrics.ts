@@ -16,6 +16,7 @@ export interface Metrics {
   smtpAcceptedBytes: Counter<string>;
   jobDuration: Histogram<'queue' | 'job' | 'outcome'>;
   outboundFailures: Counter<'kind' | 'permanent'>;
+  inboundProcessed: Counter<'path'>;
 }
 
 export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): Metrics {
@@ -40,6 +41,13 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     name: 'replyline_outbound_failures_total',
     help: 'Outbound send attempts that failed, by mail kind and whether the failure is permanent',
     labelNames: ['kind', 'permanent'] as const,
+    registers: [registry],
+  });
+
+  const inboundProcessed = new Counter({
+    name: 'replyline_inbound_processed_total',
+    help: 'Inbound messages processed, by path: bulk (plain first mails written set-wise in a batch) or rules (decided one by one)',
+    labelNames: ['path'] as const,
     registers: [registry],
   });
 
@@ -83,5 +91,5 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
   countGauge('replyline_outbound_failed', 'Outbox rows that failed permanently, by mail kind',
     sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`, 'kind');
 
-  return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures };
+  return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures, inboundProcessed };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
-import { defineJob, enqueue } from './define-job.js';
+import { defineJob, enqueue, enqueueBulk } from './define-job.js';
 import { outboundJobId } from './job-ids.js';
 import { deliverOutboundMail } from './outbound/deliver.js';
 
@@ -12,18 +12,18 @@ export const sendMailJob = defineJob({
   handler: (ctx, data) => deliverOutboundMail(ctx, data.outboundId),
 });
 
+const jobOptions = (config: Pick<AppContext['config'], 'OUTBOUND_RETRY_BASE_MS'>, outboundId: number) => ({
+  jobId: outboundJobId(outboundId),
+  backoff: { type: 'exponential', delay: config.OUTBOUND_RETRY_BASE_MS },
+});
+
 export function enqueueOutbound(ctx: Pick<AppContext, 'queues' | 'redis' | 'config'>, outboundId: number): Promise<void> {
-  return enqueue(ctx, sendMailJob, { outboundId }, {
-    jobId: outboundJobId(outboundId),
-    backoff: { type: 'exponential', delay: ctx.config.OUTBOUND_RETRY_BASE_MS },
-  });
+  return enqueue(ctx, sendMailJob, { outboundId }, jobOptions(ctx.config, outboundId));
 }
 
-/** After a transaction commits its outbox rows: best effort, the sweeper covers failures. */
+/** After a transaction commits its outbox rows: one Redis round trip, best effort, the sweeper covers failures. */
 export async function enqueueOutboundAll(ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'config'>, ids: number[]): Promise<void> {
-  await Promise.all(
-    ids.map((id) =>
-      enqueueOutbound(ctx, id).catch((err) => ctx.log.warn({ err: String(err), outboundId: id }, 'enqueue failed; sweeper will retry')),
-    ),
-  );
+  if (ids.length === 0) return;
+  const items = ids.map((outboundId) => ({ data: { outboundId }, options: jobOptions(ctx.config, outboundId) }));
+  await enqueueBulk(ctx, sendMailJob, items).catch((err) => ctx.log.warn({ err: String(err), outboundIds: ids }, 'enqueue failed; sweeper will retry'));
 }

@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { Db, UserRow } from '../db/database.js';
 import { isOurAddress, isValidEmail } from './address.js';
-import { insertOutboundMail } from './outbox.js';
+import { insertOutboundMails, type OutboxInsert } from './outbox.js';
 
 /**
  * Who gets mail when something happens on a ticket. Called inside the
@@ -36,6 +36,37 @@ export function isMachineAddress(email: string): boolean {
   return MACHINE_LOCAL_PART.test(email.slice(0, email.lastIndexOf('@')));
 }
 
+type Recipient = Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>;
+type MailKind = 'acknowledgement' | 'staff_notification' | 'ticket_update';
+type Planned = { kind: MailKind; to: Recipient; payload: OutboxInsert<MailKind>['payload'] };
+
+/** Outbox rows for the planned mails: never the author back (but the acknowledgement), each recipient once, never our own addresses. */
+function outboxRows(config: NotifyConfig, event: TicketEvent, planned: Planned[]): Array<OutboxInsert<MailKind>> {
+  const mailed = new Set<number>();
+  const rows: Array<OutboxInsert<MailKind>> = [];
+  for (const { kind, to, payload } of planned) {
+    if (kind !== 'acknowledgement' && to.id === event.authorId) continue;
+    if (mailed.has(to.id) || !isValidEmail(to.email) || isOurAddress(config, to.email)) continue;
+    mailed.add(to.id);
+    rows.push({ kind, recipient: to.email, userId: to.id, locale: to.locale, ticketId: event.ticketId, ticketMessageId: event.messageId, payload });
+  }
+  return rows;
+}
+
+/** The mails of a new ticket whose requester wrote it: an acknowledgement (to a customer) and the staff notifications. */
+export function ticketCreatedMails(config: NotifyConfig, event: TicketEvent & { type: 'ticket_created' }, author: Recipient, requesterId: number, staff: Recipient[]) {
+  const planned: Planned[] = [];
+  if (author.id === requesterId && author.role === 'customer' && !isMachineAddress(author.email)) planned.push({ kind: 'acknowledgement', to: author, payload: {} });
+  for (const s of staff) planned.push({ kind: 'staff_notification', to: s, payload: { event: 'ticket_created' } });
+  // CCs on the first mail already have it: they were addressed by the author.
+  return outboxRows(config, event, planned);
+}
+
+/** Every staff account, for notifications on tickets without an assignee. */
+export function listStaffRecipients(db: Db): Promise<Recipient[]> {
+  return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('role', '=', 'staff').orderBy('id').execute();
+}
+
 export async function queueTicketMails(db: Db, config: NotifyConfig, event: TicketEvent): Promise<number[]> {
   const ticket = await db
     .selectFrom('tickets')
@@ -43,31 +74,13 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
     .where('id', '=', event.ticketId)
     .executeTakeFirstOrThrow();
   const author = await db.selectFrom('users').selectAll().where('id', '=', event.authorId).executeTakeFirstOrThrow();
-  const ids: number[] = [];
-  const mailed = new Set<number>();
 
-  const send = async (kind: 'acknowledgement' | 'staff_notification' | 'ticket_update', to: UserRow, payload: object) => {
-    if (kind !== 'acknowledgement' && to.id === author.id) return;
-    if (mailed.has(to.id) || !isValidEmail(to.email) || isOurAddress(config, to.email)) return;
-    mailed.add(to.id);
-    const row = await insertOutboundMail(db, config, {
-      kind,
-      recipient: to.email,
-      userId: to.id,
-      locale: to.locale,
-      ticketId: ticket.id,
-      ticketMessageId: event.messageId,
-      payload: payload as never,
-    });
-    ids.push(row.id);
-  };
-
-  const staffTargets = async (): Promise<UserRow[]> => {
+  const staffTargets = async (): Promise<Recipient[]> => {
     if (ticket.assignee_id !== null) {
       const assignee = await db.selectFrom('users').selectAll().where('id', '=', ticket.assignee_id).where('role', '=', 'staff').execute();
       if (assignee.length > 0) return assignee;
     }
-    return db.selectFrom('users').selectAll().where('role', '=', 'staff').orderBy('id').execute();
+    return listStaffRecipients(db);
   };
 
   const participants = () =>
@@ -80,22 +93,17 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
       .execute();
 
   if (event.type === 'ticket_created') {
-    if (author.id === ticket.requester_id && author.role === 'customer' && !isMachineAddress(author.email)) {
-      await send('acknowledgement', author, {});
-    }
-    for (const staff of await staffTargets()) await send('staff_notification', staff, { event: 'ticket_created' });
-    // CCs on the first mail already have it: they were addressed by the author.
-    return ids;
+    return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets()));
   }
+  if (event.visibility === 'internal') return [];
 
-  if (event.visibility === 'internal') return ids;
-
+  const planned: Planned[] = [];
   if (author.role !== 'staff') {
-    for (const staff of await staffTargets()) await send('staff_notification', staff, { event: 'customer_reply' });
+    for (const staff of await staffTargets()) planned.push({ kind: 'staff_notification', to: staff, payload: { event: 'customer_reply' } });
   }
   for (const p of await participants()) {
     if (p.role === 'staff') continue; // staff follow tickets through notifications, not customer updates
-    await send('ticket_update', p, {});
+    planned.push({ kind: 'ticket_update', to: p, payload: {} });
   }
-  return ids;
+  return insertOutboundMails(db, config, outboxRows(config, event, planned));
 }

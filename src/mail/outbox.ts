@@ -35,26 +35,41 @@ export interface OutboxInsert<K extends OutboundKind> {
   payload: OutboxPayload<K>;
 }
 
+function outboxValues<K extends OutboundKind>(config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>, mail: OutboxInsert<K>) {
+  const payload = PAYLOAD_SCHEMAS[mail.kind].parse(mail.payload);
+  return {
+    kind: mail.kind,
+    recipient: mail.recipient,
+    user_id: mail.userId,
+    locale: mail.locale,
+    ticket_id: mail.ticketId ?? null,
+    ticket_message_id: mail.ticketMessageId ?? null,
+    payload: JSON.stringify(payload),
+    message_id: makeMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, mail.ticketId ?? null),
+  };
+}
+
 export async function insertOutboundMail<K extends OutboundKind>(
   db: Db,
   config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>,
   mail: OutboxInsert<K>,
 ): Promise<OutboundMailRow> {
-  const payload = PAYLOAD_SCHEMAS[mail.kind].parse(mail.payload);
-  return db
+  return db.insertInto('outbound_mails').values(outboxValues(config, mail)).returningAll().executeTakeFirstOrThrow();
+}
+
+/** Several outbox rows in one statement; returns their ids (in no particular order). */
+export async function insertOutboundMails(
+  db: Db,
+  config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>,
+  mails: Array<OutboxInsert<OutboundKind>>,
+): Promise<number[]> {
+  if (mails.length === 0) return [];
+  const rows = await db
     .insertInto('outbound_mails')
-    .values({
-      kind: mail.kind,
-      recipient: mail.recipient,
-      user_id: mail.userId,
-      locale: mail.locale,
-      ticket_id: mail.ticketId ?? null,
-      ticket_message_id: mail.ticketMessageId ?? null,
-      payload: JSON.stringify(payload),
-      message_id: makeMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, mail.ticketId ?? null),
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+    .values(mails.map((m) => outboxValues(config, m)))
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
 }
 
 export async function findQueuedOutboundIds(db: Db, olderThan: Date, limit: number): Promise<number[]> {

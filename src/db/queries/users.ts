@@ -51,6 +51,37 @@ export async function ensureUser(db: Db, u: NewUser): Promise<{ user: UserRow; c
   return { user: existing, created: false };
 }
 
+/**
+ * ensureUser for many addresses in one statement (the inbound batch's new
+ * senders). Returns every address's user, keyed by normalised address; an
+ * address another transaction created meanwhile is read in a second statement,
+ * whose snapshot sees that commit.
+ */
+export async function ensureUsers(db: Db, users: NewUser[]): Promise<Map<string, Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>> {
+  const out = new Map<string, Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>();
+  if (users.length === 0) return out;
+  const emails = users.map((u) => normalizeEmail(u.email));
+  const { rows } = await sql<Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>`
+    WITH ins AS (
+      INSERT INTO users (email, name, locale)
+      SELECT * FROM unnest(${emails}::text[], ${users.map((u) => u.name ?? null)}::text[], ${users.map((u) => u.locale ?? 'en')}::text[])
+      ON CONFLICT (lower(email)) DO NOTHING
+      RETURNING id, email, role, locale
+    )
+    SELECT id, email, role, locale FROM ins
+    UNION ALL
+    SELECT id, email, role, locale FROM users WHERE lower(email) = ANY(${emails}::text[])
+  `.execute(db);
+  for (const r of rows) out.set(r.email, r);
+  const missing = emails.filter((e) => !out.has(e));
+  if (missing.length > 0) {
+    const late = await db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where(sql<string>`lower(email)`, 'in', missing).execute();
+    for (const r of late) out.set(r.email, r);
+  }
+  for (const e of emails) if (!out.has(e)) throw new Error(`user ${e} vanished during ensureUsers`);
+  return out;
+}
+
 export async function listUsers(db: Db, role?: UserRole): Promise<UserRow[]> {
   let q = db.selectFrom('users').selectAll().orderBy('id');
   if (role) q = q.where('role', '=', role);

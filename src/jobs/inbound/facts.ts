@@ -32,6 +32,18 @@ export function dedupeMailbox(cfg: Pick<Config, 'SUPPORT_ADDRESSES'>, rcptTo: st
   return boxes.filter((b) => cfg.SUPPORT_ADDRESSES.includes(b)).sort()[0] ?? boxes.sort()[0] ?? cfg.SUPPORT_ADDRESSES[0]!;
 }
 
+/** The dedupe ledger key: the Message-ID, or a hash of the raw bytes when there is none. */
+export function dedupeKey(a: Pick<AnalyzedMessage, 'messageId' | 'sha256'>): string {
+  return a.messageId ? `mid:${a.messageId.toLowerCase()}` : `sha256:${a.sha256}`;
+}
+
+/** The per-sender breaker's verdict from the sender's paused marker and recent count (null: not tripped). */
+export function breakerReason(cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_BREAKER_WINDOW_MS'>, paused: number | null, recent: number): string | null {
+  if (paused !== null) return `sender paused for an hour after tripping the breaker (message ${paused})`;
+  if (recent + 1 > cfg.SENDER_BREAKER_MAX) return `${recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
+  return null;
+}
+
 interface FactsRow {
   inserted: number;
   existing_id: number | null;
@@ -51,7 +63,7 @@ interface FactsRow {
  */
 export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow, 'id' | 'rcpt_to'>, a: AnalyzedMessage): Promise<MessageFacts> {
   const box = dedupeMailbox(cfg, row.rcpt_to);
-  const key = a.messageId ? `mid:${a.messageId.toLowerCase()}` : `sha256:${a.sha256}`;
+  const key = dedupeKey(a);
   const from = a.from?.address ?? '';
   const { rows } = await sql<FactsRow>`
     WITH ins AS (
@@ -99,11 +111,7 @@ export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow
     if (prior && prior.inbound_message_id !== row.id) duplicateOf = { inboundId: prior.inbound_message_id, ticketId: prior.ticket_id };
   }
 
-  let breaker: string | null = null;
-  if (f.paused !== null) breaker = `sender paused for an hour after tripping the breaker (message ${f.paused})`;
-  else if (f.recent + 1 > cfg.SENDER_BREAKER_MAX) {
-    breaker = `${f.recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
-  }
+  const breaker = breakerReason(cfg, f.paused, f.recent);
   const sender = f.sender_id !== null ? { id: f.sender_id, email: f.sender_email!, role: f.sender_role! } : null;
   return { duplicateOf, breaker, sender };
 }

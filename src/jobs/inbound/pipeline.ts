@@ -5,7 +5,7 @@ import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { Held } from './held.js';
 import { ParseFailedError, sharedParsePool } from './parse-pool.js';
-import { routeMessage, type Outcome } from './route.js';
+import { routeMessage, type InboundRow, type Outcome } from './route.js';
 
 /**
  * The process-inbound job: parse off-thread, then decide and write in ONE
@@ -26,15 +26,18 @@ export interface InboundResult {
   ticketId: number | null;
 }
 
+/** The listing facts a parsed message gives its inbound row. */
+export function listingFacts(a: AnalyzedMessage) {
+  return {
+    header_message_id: a.messageId?.slice(0, 998) ?? null,
+    from_address: a.from?.address ?? a.fromHeaderAddress?.toLowerCase() ?? null,
+    subject: a.subject,
+  };
+}
+
 /** The listing facts plus the outcome, in one UPDATE at the end of the transaction. */
 async function finish(trx: AppContext['db'], id: number, outcome: Outcome, a: AnalyzedMessage | null): Promise<void> {
-  const facts = a
-    ? {
-        header_message_id: a.messageId?.slice(0, 998) ?? null,
-        from_address: a.from?.address ?? a.fromHeaderAddress?.toLowerCase() ?? null,
-        subject: a.subject,
-      }
-    : {};
+  const facts = a ? listingFacts(a) : {};
   const status =
     outcome.status === 'held'
       ? { status: 'held' as const, reason: outcome.held.reason, error: outcome.held.detail, ticket_id: outcome.held.ticketId }
@@ -46,10 +49,40 @@ async function finish(trx: AppContext['db'], id: number, outcome: Outcome, a: An
     .execute();
 }
 
-function result(inboundId: number, outcome: Outcome | null): InboundResult {
+export function result(inboundId: number, outcome: Outcome | null): InboundResult {
   if (!outcome) return { inboundId, status: 'skipped', reason: null, ticketId: null };
   if (outcome.status === 'held') return { inboundId, status: 'held', reason: outcome.held.reason, ticketId: outcome.held.ticketId };
   return { inboundId, status: 'processed', reason: outcome.reason, ticketId: outcome.ticketId };
+}
+
+/** Parses off-thread; a message the parser cannot handle within its limits comes back as the ParseFailedError. */
+export async function parseInbound(ctx: AppContext, row: Pick<InboundRow, 'raw' | 'mail_from' | 'release_overrides'>): Promise<AnalyzedMessage | ParseFailedError> {
+  // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
+  const timeout = row.release_overrides.includes('parse_failed') ? RELEASED_PARSE_TIMEOUT_MS : ctx.config.INBOUND_PARSE_TIMEOUT_MS;
+  try {
+    return await sharedParsePool(ctx.config.INBOUND_CONCURRENCY).analyze(
+      row.raw,
+      { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
+      timeout,
+    );
+  } catch (err) {
+    if (err instanceof ParseFailedError) return err;
+    throw err;
+  }
+}
+
+/** Rules and writes for one message whose row the caller's transaction has locked and found `received`. */
+export async function decideLocked(ctx: AppContext, trx: AppContext['db'], row: InboundRow, parsed: AnalyzedMessage | ParseFailedError): Promise<Outcome> {
+  ctx.metrics.inboundProcessed.inc({ path: 'rules' });
+  if (parsed instanceof ParseFailedError) {
+    ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
+    const outcome: Outcome = { status: 'held', held: new Held('parse_failed', parsed.message) };
+    await finish(trx, row.id, outcome, null);
+    return outcome;
+  }
+  const outcome = await routeMessage(ctx, trx, row, parsed);
+  await finish(trx, row.id, outcome, parsed);
+  return outcome;
 }
 
 /**
@@ -66,26 +99,7 @@ async function runOnce(ctx: AppContext, inboundId: number): Promise<Outcome | nu
       .forUpdate()
       .executeTakeFirst();
     if (!row || row.status !== 'received') return null;
-
-    let analysis: AnalyzedMessage;
-    try {
-      // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
-      const timeout = row.release_overrides.includes('parse_failed') ? RELEASED_PARSE_TIMEOUT_MS : ctx.config.INBOUND_PARSE_TIMEOUT_MS;
-      analysis = await sharedParsePool(ctx.config.INBOUND_CONCURRENCY).analyze(
-        row.raw,
-        { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
-        timeout,
-      );
-    } catch (err) {
-      if (!(err instanceof ParseFailedError)) throw err;
-      ctx.log.warn({ inboundId, err: err.message }, 'inbound message held: parse_failed');
-      const outcome: Outcome = { status: 'held', held: new Held('parse_failed', err.message) };
-      await finish(trx, inboundId, outcome, null);
-      return outcome;
-    }
-    const outcome = await routeMessage(ctx, trx, row, analysis);
-    await finish(trx, inboundId, outcome, analysis);
-    return outcome;
+    return decideLocked(ctx, trx, row, await parseInbound(ctx, row));
   });
 }
 

@@ -91,6 +91,17 @@ export async function storeMessage(
   return message;
 }
 
+/** The columns of a ticket's first message, as the email brought them. */
+export function firstMessageFields(a: AnalyzedMessage) {
+  return {
+    bodyText: a.visibleText + omittedNote(a),
+    bodyHtml: a.visibleHtml,
+    originalText: a.text,
+    originalHtml: a.originalHtml,
+    messageId: a.messageId ? a.messageId.replace(/^<|>$/g, '').toLowerCase() : null,
+  };
+}
+
 /**
  * A new ticket, its requester and its first message in one statement (the
  * same rows createTicket + addMessage write, minus three round trips on the
@@ -102,7 +113,7 @@ export async function createTicketWithMessage(
   a: AnalyzedMessage,
   t: { requesterId: number; followUpOf: number | null },
 ): Promise<{ ticketId: number; messageId: number }> {
-  const messageId = a.messageId ? a.messageId.replace(/^<|>$/g, '').toLowerCase() : null;
+  const m = firstMessageFields(a);
   const { rows } = await sql<{ ticket_id: number; id: number }>`
     WITH t AS (
       INSERT INTO tickets (subject, requester_id, via, follow_up_of, status, updated_at)
@@ -112,7 +123,7 @@ export async function createTicketWithMessage(
       INSERT INTO ticket_participants (ticket_id, user_id, role) SELECT id, ${t.requesterId}, 'requester' FROM t
     )
     INSERT INTO messages (ticket_id, author_id, visibility, via, body_text, body_html, original_text, original_html, message_id, inbound_message_id)
-    SELECT id, ${t.requesterId}, 'public', 'email', ${a.visibleText + omittedNote(a)}, ${a.visibleHtml}, ${a.text}, ${a.originalHtml}, ${messageId}, ${row.id} FROM t
+    SELECT id, ${t.requesterId}, 'public', 'email', ${m.bodyText}, ${m.bodyHtml}, ${m.originalText}, ${m.originalHtml}, ${m.messageId}, ${row.id} FROM t
     RETURNING ticket_id, id
   `.execute(trx);
   const r = rows[0]!;
