@@ -1,5 +1,20 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { startApp as StartApp } from '../src/app.js';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+/**
+ * replyline as it is deployed: `npm run build`, then the compiled app. The
+ * benchmarks run under tsx themselves, and the code they measure must not.
+ */
+export async function compiledStartApp(): Promise<typeof StartApp> {
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
+  const mod = (await import(pathToFileURL(path.join(root, 'dist/src/app.js')).href)) as { startApp: typeof StartApp };
+  return mod.startApp;
+}
 
 /**
  * The shape every benchmark writes when BENCH_JSON is set, so `npm run bench`

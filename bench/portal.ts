@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { startApp, type RunningApp } from '../src/app.js';
+import type { RunningApp } from '../src/app.js';
 import { hashPassword } from '../src/auth/password.js';
 import { loadConfig } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { emitResult, percentile, round, type BenchResult } from './lib.js';
+import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
+
+const startApp = await compiledStartApp();
 import { freePort } from '../test/support/net.js';
 
 /**

@@ -2,14 +2,15 @@ import { z } from 'zod';
 import type { AppContext } from '../context.js';
 import { defineJob, enqueue, enqueueBulk } from './define-job.js';
 import { outboundJobId } from './job-ids.js';
-import { deliverOutboundMail } from './outbound/deliver.js';
+import { outboundBatcher } from './outbound/deliver-batch.js';
 
 export const sendMailJob = defineJob({
   name: 'send-mail',
   queue: 'outbound',
   schema: z.object({ outboundId: z.number().int().positive() }),
   options: { attempts: 12, backoff: { type: 'exponential', delay: 5_000 } },
-  handler: (ctx, data) => deliverOutboundMail(ctx, data.outboundId),
+  // Jobs running at the same time share one transaction (outbound/deliver-batch.ts); each keeps its own outcome.
+  handler: (ctx, data) => outboundBatcher(ctx).process(data.outboundId),
 });
 
 const jobOptions = (config: Pick<AppContext['config'], 'OUTBOUND_RETRY_BASE_MS'>, outboundId: number) => ({

@@ -87,7 +87,8 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
 export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP_INTERVAL_MS): WorkerSet {
   const started = [
     startQueueWorker(ctx, 'inbound', ctx.config.INBOUND_CONCURRENCY),
-    startQueueWorker(ctx, 'outbound', ctx.config.OUTBOUND_CONCURRENCY),
+    // Two batches of OUTBOUND_CONCURRENCY: one sends over every relay connection while the other reads or commits.
+    startQueueWorker(ctx, 'outbound', 2 * ctx.config.OUTBOUND_CONCURRENCY),
   ];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();

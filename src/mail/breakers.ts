@@ -41,6 +41,19 @@ export function lockRecipientSql(outboundId: number): string {
   return `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended('rl-out:' || recipient, 0)) FROM outbound_mails WHERE id = ${outboundId}`;
 }
 
+/**
+ * lockRecipientSql for a batch: every recipient's lock, taken in hash order
+ * so that two batches sharing recipients wait for each other instead of
+ * deadlocking.
+ */
+export function lockRecipientsSql(outboundIds: number[]): string {
+  if (!outboundIds.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${outboundIds.join(',')}`);
+  return (
+    `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(h) FROM ` +
+    `(SELECT DISTINCT hashtextextended('rl-out:' || recipient, 0) AS h FROM outbound_mails WHERE id IN (${outboundIds.join(', ')}) ORDER BY 1) AS r`
+  );
+}
+
 /** The reason this mail must not be sent, or null. Counts must be read with lockRecipient held. */
 export function breakerReason(config: BreakerConfig, row: Pick<OutboundMailRow, 'kind' | 'recipient' | 'ticket_id'>, n: BreakerCounts): string | null {
   if (isOurAddress(config, row.recipient)) return 'own_address: never mail our own addresses';

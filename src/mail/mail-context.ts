@@ -67,12 +67,15 @@ const ROW_COLUMNS = [
 ] as const satisfies ReadonlyArray<keyof OutboundMailRow>;
 
 /** The statement itself (exported so it can be EXPLAINed). */
-export function mailContextQuery(config: Pick<Config, 'BREAKER_WINDOW_MS'>, outboundId: number, opts: { lock: boolean }) {
+export function mailContextQuery(config: Pick<Config, 'BREAKER_WINDOW_MS'>, outboundId: number | number[], opts: { lock: boolean }) {
   const windowSecs = config.BREAKER_WINDOW_MS / 1000;
   // SKIP LOCKED: another worker holding this row is sending it right now.
   const lock = opts.lock ? sql`FOR UPDATE OF o SKIP LOCKED` : sql``;
   // Prepared per connection: planning this statement costs ~10× its execution.
-  const name = sql.raw(preparedName(opts.lock ? 'rl_mail_context_lock' : 'rl_mail_context'));
+  // A batch (an id array) has its own statement: one row's plan stays the plan for one row.
+  const many = Array.isArray(outboundId);
+  const name = sql.raw(preparedName(`rl_mail_context${many ? 's' : ''}${opts.lock ? '_lock' : ''}`));
+  const where = many ? sql`o.id = ANY(${outboundId}::bigint[])` : sql`o.id = ${outboundId}`;
   return sql<Raw>`${name}
     SELECT ${sql.raw(ROW_COLUMNS.map((c) => `o.${c}`).join(', '))},
       u.name AS x_to_name,
@@ -115,20 +118,17 @@ export function mailContextQuery(config: Pick<Config, 'BREAKER_WINDOW_MS'>, outb
          AND s.kind IN ('acknowledgement', 'staff_notification', 'ticket_update')
          AND s.created_at > now() - interval '7 days'
     ) b
-    WHERE o.id = ${outboundId}
+    WHERE ${where}
     ${lock}
   `;
 }
 
-export async function loadMailContext(
-  db: Db,
-  config: Pick<Config, 'BREAKER_WINDOW_MS'>,
-  outboundId: number,
-  opts: { lock: boolean },
-): Promise<{ row: OutboundMailRow; context: MailContext } | null> {
-  const { rows } = await mailContextQuery(config, outboundId, opts).execute(db);
-  const raw = rows[0];
-  if (!raw) return null;
+export interface LoadedMail {
+  row: OutboundMailRow;
+  context: MailContext;
+}
+
+function toLoaded(raw: Raw): LoadedMail {
   const {
     x_to_name, x_ticket_id, x_subject, x_status, x_requester_name, x_requester_email, x_message_id, x_text,
     x_author_name, x_author_email, x_author_role, x_attachments, x_thread, x_acks, x_per_ticket, x_customer,
@@ -151,4 +151,15 @@ export async function loadMailContext(
       counts: { acks: x_acks, perTicket: x_per_ticket, customer: x_customer },
     },
   };
+}
+
+export async function loadMailContext(db: Db, config: Pick<Config, 'BREAKER_WINDOW_MS'>, outboundId: number, opts: { lock: boolean }): Promise<LoadedMail | null> {
+  const { rows } = await mailContextQuery(config, outboundId, opts).execute(db);
+  return rows[0] ? toLoaded(rows[0]) : null;
+}
+
+/** loadMailContext for several rows in one statement; a row another worker holds (lock) or that is gone is absent. */
+export async function loadMailContexts(db: Db, config: Pick<Config, 'BREAKER_WINDOW_MS'>, ids: number[], opts: { lock: boolean }): Promise<Map<number, LoadedMail>> {
+  const { rows } = await mailContextQuery(config, ids, opts).execute(db);
+  return new Map(rows.map((r) => [r.id, toLoaded(r)]));
 }

@@ -1,4 +1,5 @@
 import type { AppContext } from '../../context.js';
+import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
@@ -6,26 +7,13 @@ import { ParseFailedError } from './parse-pool.js';
 import { decideLocked, parseInbound, processInboundMessage, result, type InboundResult } from './pipeline.js';
 
 /**
- * Group processing for process-inbound jobs. Each job still stands for one
- * message and resolves with that message's own result, but jobs that arrive
- * while earlier ones are being processed share the next batch: one read of
- * their rows, parsing in parallel, one transaction. Inside it the plain
- * first mails are written set-wise (bulk-tickets.ts) and every other
- * message runs the per-message rules. Like the accept batcher, nothing waits
- * on a timer: a lone job runs at once.
- *
- * If a batch fails, its messages are retried one by one (processInboundJobs):
- * one bad message never fails its neighbours.
+ * The inbound side of the job batcher (../job-batcher.ts): the messages of
+ * jobs that run together are read in one query, parsed in parallel, and
+ * decided in one transaction. Inside it the plain first mails are written
+ * set-wise (bulk-tickets.ts) and every other message runs the per-message
+ * rules. If a batch fails, its messages are retried one by one
+ * (processInboundJobs): one bad message never fails its neighbours.
  */
-
-interface Pending {
-  id: number;
-  resolve(r: InboundResult): void;
-  reject(err: unknown): void;
-}
-
-/** Two batches in flight: one can parse while the other writes. */
-const MAX_IN_FLIGHT = 2;
 
 const ROW_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'] as const;
 
@@ -70,55 +58,16 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
   return results;
 }
 
-export class InboundBatcher {
-  private queue: Pending[] = [];
-  private running = 0;
-
-  constructor(
-    private readonly ctx: AppContext,
-    private readonly maxBatch: number,
-  ) {}
-
-  process(inboundId: number): Promise<InboundResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ id: inboundId, resolve, reject });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    while (this.running < MAX_IN_FLIGHT && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.running++;
-      void this.run(batch).finally(() => {
-        this.running--;
-        this.pump();
-      });
-    }
-  }
-
-  private async run(batch: Pending[]): Promise<void> {
-    const settled = await processInboundJobs(this.ctx, batch.map((p) => p.id));
-    for (const p of batch) {
-      const r = settled.get(p.id)!;
-      if (r.status === 'fulfilled') p.resolve(r.value);
-      else p.reject(r.reason);
-    }
-  }
-}
-
 /**
  * The messages of jobs that run together: one batch, or, when the batch as a
  * whole fails, one at a time on the per-message path, which counts attempts
  * and holds a message that keeps failing. One at a time also keeps the
  * fallback from taking every pooled connection from the SMTP accept path.
  */
-export async function processInboundJobs(ctx: AppContext, ids: number[]): Promise<Map<number, PromiseSettledResult<InboundResult>>> {
+export async function processInboundJobs(ctx: AppContext, ids: number[]): Promise<Map<number, Settled<InboundResult>>> {
   const unique = [...new Set(ids)];
-  const settled = new Map<number, PromiseSettledResult<InboundResult>>();
-  const one = async (id: number) => {
-    settled.set(id, await processInboundMessage(ctx, id).then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const));
-  };
+  const settled = new Map<number, Settled<InboundResult>>();
+  const one = (id: number) => settleInto(settled, id, processInboundMessage(ctx, id));
   if (unique.length === 1) {
     await one(unique[0]!);
     return settled;
@@ -133,14 +82,9 @@ export async function processInboundJobs(ctx: AppContext, ids: number[]): Promis
   return settled;
 }
 
-const batchers = new WeakMap<AppContext, InboundBatcher>();
+const batchers = new WeakMap<AppContext, JobBatcher<InboundResult>>();
 
 /** The process's batcher for this context; a batch is at most INBOUND_CONCURRENCY jobs, the jobs BullMQ runs at once. */
-export function inboundBatcher(ctx: AppContext): InboundBatcher {
-  let b = batchers.get(ctx);
-  if (!b) {
-    b = new InboundBatcher(ctx, ctx.config.INBOUND_CONCURRENCY);
-    batchers.set(ctx, b);
-  }
-  return b;
+export function inboundBatcher(ctx: AppContext): JobBatcher<InboundResult> {
+  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY));
 }

@@ -4,8 +4,8 @@ import type { AppContext } from '../../context.js';
 import type { Db, OutboundMailRow } from '../../db/database.js';
 import { AppError, isAppError } from '../../errors.js';
 import { breakerReason, lockRecipientSql } from '../../mail/breakers.js';
-import { composeMail } from '../../mail/compose.js';
-import { loadMailContext } from '../../mail/mail-context.js';
+import { composeMail, type ComposedMail } from '../../mail/compose.js';
+import { loadMailContext, type LoadedMail } from '../../mail/mail-context.js';
 import { sendComposed } from '../../mail/transport.js';
 
 /**
@@ -28,7 +28,7 @@ import { sendComposed } from '../../mail/transport.js';
 /** After this many temporary failures the row is marked failed (matches the send-mail job's attempts). */
 export const OUTBOUND_MAX_ATTEMPTS = 12;
 
-type Outcome =
+export type Outcome =
   | { type: 'skipped'; status: string }
   | { type: 'locked' }
   | { type: 'sent'; response: string }
@@ -63,78 +63,70 @@ async function finish(trx: Db, id: number, set: { status: OutboundMailRow['statu
   return row.attempts;
 }
 
-/** What happened, and whether the row was sent (marked in the COMMIT statement itself). */
-interface Decision {
-  outcome: Outcome;
-  markSent: boolean;
+/** A row the locked context query did not return: another worker holds it, or it is gone. */
+export async function notLoaded(conn: Db, outboundId: number): Promise<Outcome> {
+  const other = await conn.selectFrom('outbound_mails').select('status').where('id', '=', outboundId).executeTakeFirst();
+  if (other?.status === 'queued') return { type: 'locked' };
+  return { type: 'skipped', status: other?.status ?? 'missing' };
 }
 
-async function decideAndSend(conn: Db, config: AppContext['config'], outboundId: number): Promise<Decision> {
-  const done = (outcome: Outcome): Decision => ({ outcome, markSent: false });
-  const loaded = await loadMailContext(conn, config, outboundId, { lock: true });
-  if (!loaded) {
-    const other = await conn.selectFrom('outbound_mails').select('status').where('id', '=', outboundId).executeTakeFirst();
-    if (other?.status === 'queued') return done({ type: 'locked' });
-    return done({ type: 'skipped', status: other?.status ?? 'missing' });
-  }
-  const { row, context } = loaded;
-  if (row.status !== 'queued') return done({ type: 'skipped', status: row.status });
-
+/** Breakers and rendering for a locked row: either its outcome already, or the mail to send. */
+export async function prepare(conn: Db, config: AppContext['config'], { row, context }: LoadedMail): Promise<{ outcome: Outcome } | { mail: ComposedMail }> {
+  if (row.status !== 'queued') return { outcome: { type: 'skipped', status: row.status } };
   const reason = breakerReason(config, row, context.counts);
   if (reason) {
     await conn.updateTable('outbound_mails').set({ status: 'suppressed', last_error: reason }).where('id', '=', row.id).execute();
-    return done({ type: 'suppressed', reason });
+    return { outcome: { type: 'suppressed', reason } };
   }
-
-  let mail;
   try {
-    mail = composeMail(config, row, context);
+    return { mail: composeMail(config, row, context) };
   } catch (err) {
     if (!isAppError(err)) throw err;
     const error = `${err.code}: ${err.message}`;
     await finish(conn, row.id, { status: 'failed', last_error: error });
-    return done({ type: 'permanent', error });
+    return { outcome: { type: 'permanent', error } };
   }
+}
 
-  try {
-    const info = await sendComposed(config, mail);
-    return { outcome: { type: 'sent', response: info.response }, markSent: true };
-  } catch (err) {
-    const { permanent, text } = describeSendError(err);
-    if (permanent) {
-      await finish(conn, row.id, { status: 'failed', last_error: text });
-      return done({ type: 'permanent', error: text });
-    }
-    const attempts = await finish(conn, row.id, { status: 'queued', last_error: text });
-    if (attempts >= OUTBOUND_MAX_ATTEMPTS) {
-      const error = `gave up after ${attempts} attempts: ${text}`;
-      await conn.updateTable('outbound_mails').set({ status: 'failed', last_error: error }).where('id', '=', row.id).execute();
-      return done({ type: 'permanent', error });
-    }
-    return done({ type: 'temporary', error: text, attempts });
+/** A send the relay refused or that never reached it: 5xx is final, anything else is retried until the attempts run out. */
+export async function recordSendFailure(conn: Db, outboundId: number, err: unknown): Promise<Outcome> {
+  const { permanent, text } = describeSendError(err);
+  if (permanent) {
+    await finish(conn, outboundId, { status: 'failed', last_error: text });
+    return { type: 'permanent', error: text };
   }
+  const attempts = await finish(conn, outboundId, { status: 'queued', last_error: text });
+  if (attempts >= OUTBOUND_MAX_ATTEMPTS) {
+    const error = `gave up after ${attempts} attempts: ${text}`;
+    await conn.updateTable('outbound_mails').set({ status: 'failed', last_error: error }).where('id', '=', outboundId).execute();
+    return { type: 'permanent', error };
+  }
+  return { type: 'temporary', error: text, attempts };
+}
+
+/** The statement that marks rows sent; it travels in one message with the COMMIT. */
+export function markSentSql(ids: number[]): string {
+  if (ids.length === 0) return '';
+  if (!ids.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${ids.join(',')}`);
+  return `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now() WHERE id IN (${ids.join(', ')}); `;
 }
 
 /**
  * One transaction on one reserved connection. On a small machine each
- * statement's syscalls dominate, so the happy path is three round trips:
- * BEGIN + recipient lock, the locked row with its context (prepared), and
- * the `sent` mark + COMMIT. The first and last carry only the integer row
- * id, inlined, so they can go as one simple-protocol message each.
+ * statement's syscalls dominate, so `first` shares one simple-protocol
+ * message with BEGIN and the body's `last` one with COMMIT: the happy path
+ * is three round trips (BEGIN + recipient lock, the locked rows with their
+ * context (prepared), the `sent` mark + COMMIT).
  */
-async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
-  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
+export async function transact<T>(ctx: AppContext, first: string, body: (conn: Db) => Promise<{ value: T; last: string }>): Promise<T> {
   return ctx.db.connection().execute(async (conn) => {
     let open = true;
     try {
-      await sql.raw(`BEGIN; ${lockRecipientSql(outboundId)}`).execute(conn);
-      const { outcome, markSent } = await decideAndSend(conn, ctx.config, outboundId);
-      const mark = markSent
-        ? `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now() WHERE id = ${outboundId}; `
-        : '';
-      await sql.raw(`${mark}COMMIT`).execute(conn);
+      await sql.raw(`BEGIN; ${first}`).execute(conn);
+      const { value, last } = await body(conn);
+      await sql.raw(`${last}COMMIT`).execute(conn);
       open = false;
-      return outcome;
+      return value;
     } catch (err) {
       if (open) await sql.raw('ROLLBACK').execute(conn).catch(() => {});
       throw err;
@@ -142,8 +134,25 @@ async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
   });
 }
 
-export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
-  const outcome = await attempt(ctx, outboundId);
+async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
+  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
+  return transact(ctx, lockRecipientSql(outboundId), async (conn) => {
+    const done = (value: Outcome) => ({ value, last: '' });
+    const loaded = await loadMailContext(conn, ctx.config, outboundId, { lock: true });
+    if (!loaded) return done(await notLoaded(conn, outboundId));
+    const p = await prepare(conn, ctx.config, loaded);
+    if ('outcome' in p) return done(p.outcome);
+    try {
+      const info = await sendComposed(ctx.config, p.mail);
+      return { value: { type: 'sent', response: info.response }, last: markSentSql([outboundId]) };
+    } catch (err) {
+      return done(await recordSendFailure(conn, outboundId, err));
+    }
+  });
+}
+
+/** Logs the outcome; throws what BullMQ must see (retry later, or a permanent failure). */
+export function settleOutcome(ctx: AppContext, outboundId: number, outcome: Outcome): void {
   const log = ctx.log;
   switch (outcome.type) {
     case 'sent':
@@ -164,4 +173,8 @@ export async function deliverOutboundMail(ctx: AppContext, outboundId: number): 
       log.warn({ outboundId, error: outcome.error }, 'outbound mail failed permanently');
       throw new UnrecoverableError(`outbound mail ${outboundId} failed permanently: ${outcome.error}`);
   }
+}
+
+export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
+  settleOutcome(ctx, outboundId, await attempt(ctx, outboundId));
 }
