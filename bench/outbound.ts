@@ -7,9 +7,10 @@ import { loadConfig, type Config } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { outboundJobId } from '../src/jobs/job-ids.js';
+import { OUTBOUND_BATCHES_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
 import { composeOutboundMail } from '../src/mail/compose.js';
 import { makeMessageId } from '../src/mail/tokens.js';
-import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { compiledStartApp, dropQueuePrefix, emitResult, percentile, round, type BenchResult } from './lib.js';
 import { offerLoad } from './outbound-load.js';
 import { now, startSink } from './outbound-sink.js';
 
@@ -209,12 +210,13 @@ async function throughput(result: BenchResult): Promise<void> {
       { label: 'bare nodemailer pooled', value: round(bareRate, 1), unit: 'msg/s' },
       { label: 'replyline outbox delivery', value: round(rate, 1), unit: 'msg/s' },
       { label: 'rows marked sent', value: `${Number(sent.n) - WARMUP} / ${N}`, target: 'all', pass: Number(sent.n) - WARMUP === N },
-      { label: 'SMTP connections / worker concurrency (both sides)', value: CONCURRENCY },
+      { label: 'SMTP connections (both sides) / sends in flight: bare, replyline', value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_BATCHES_IN_FLIGHT} batches of ≤ ${CONCURRENCY}` },
       { label: 'interleaved rounds', value: ROUNDS },
     );
   } finally {
     bare.close();
     await app.stop();
+    await dropQueuePrefix(REDIS_URL, config.QUEUE_PREFIX);
     sink.child.kill();
     await database.drop();
   }
@@ -276,6 +278,7 @@ async function ackLatency(result: BenchResult): Promise<void> {
     result.latency.push({ label: '250 → ack at sink', samplesMs: samples });
   } finally {
     await app.stop();
+    await dropQueuePrefix(REDIS_URL, config.QUEUE_PREFIX);
     sink.child.kill();
     await database.drop();
   }

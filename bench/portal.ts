@@ -7,10 +7,10 @@ import { hashPassword } from '../src/auth/password.js';
 import { loadConfig } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { compiledStartApp, dropQueuePrefix, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { freePort } from '../test/support/net.js';
 
 const startApp = await compiledStartApp();
-import { freePort } from '../test/support/net.js';
 
 /**
  * npm run bench:portal
@@ -233,7 +233,10 @@ async function main(): Promise<void> {
     result.latency = ['healthz', 'requests', 'request'].map((key) => ({ label: `${labels.large} ${key}`, samplesMs: samples[`large.${key}`]! }));
     emitResult(result);
   } finally {
-    for (const app of apps) await app.stop();
+    for (const app of apps) {
+      await app.stop();
+      await dropQueuePrefix(REDIS_URL, app.ctx.config.QUEUE_PREFIX);
+    }
     for (const name of names) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
   }

@@ -15,9 +15,6 @@ interface Pending<R> {
   reject(err: unknown): void;
 }
 
-/** Two batches in flight: one can wait on the network (parse threads, the relay) while the other writes. */
-const MAX_IN_FLIGHT = 2;
-
 export class JobBatcher<R> {
   private queue: Array<Pending<R>> = [];
   private running = 0;
@@ -27,6 +24,8 @@ export class JobBatcher<R> {
     /** Settles every id it is given; duplicates are passed once. */
     private readonly runBatch: (ids: number[]) => Promise<Map<number, Settled<R>>>,
     private readonly maxBatch: number,
+    /** Batches running at once: while one waits on the network (parse threads, the relay), another reads or writes. */
+    private readonly maxInFlight: number,
   ) {}
 
   process(id: number): Promise<R> {
@@ -45,7 +44,7 @@ export class JobBatcher<R> {
   }
 
   private pump(): void {
-    while (this.running < MAX_IN_FLIGHT && this.queue.length > 0) {
+    while (this.running < this.maxInFlight && this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       this.running++;
       void this.run(batch).finally(() => {

@@ -7,6 +7,7 @@ import { createWorkerRedis } from '../redis.js';
 import { guarded, parsePayload, type QueueName } from './define-job.js';
 import { inboundJobId, outboundJobId } from './job-ids.js';
 import { enqueueInbound } from './process-inbound.js';
+import { OUTBOUND_BATCHES_IN_FLIGHT } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
 import { enqueueOutbound } from './send-mail.js';
 
@@ -87,8 +88,8 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
 export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP_INTERVAL_MS): WorkerSet {
   const started = [
     startQueueWorker(ctx, 'inbound', ctx.config.INBOUND_CONCURRENCY),
-    // Two batches of OUTBOUND_CONCURRENCY: one sends over every relay connection while the other reads or commits.
-    startQueueWorker(ctx, 'outbound', 2 * ctx.config.OUTBOUND_CONCURRENCY),
+    // Jobs for every batch the outbound batcher runs at once (deliver-batch.ts).
+    startQueueWorker(ctx, 'outbound', OUTBOUND_BATCHES_IN_FLIGHT * ctx.config.OUTBOUND_CONCURRENCY),
   ];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();

@@ -1,7 +1,6 @@
 import type { AppContext } from '../../context.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
 import { enqueueOutboundAll } from '../send-mail.js';
-import type { AnalyzedMessage } from './analyze.js';
 import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
 import { ParseFailedError } from './parse-pool.js';
 import { decideLocked, parseInbound, processInboundMessage, result, type InboundResult } from './pipeline.js';
@@ -24,6 +23,7 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
   const parsed = await Promise.all(rows.map(async (row) => ({ row, parsed: await parseInbound(ctx, row) })));
 
   const outboxIds: number[] = [];
+  let bulkCount = 0;
   if (parsed.length > 0) {
     await ctx.db.transaction().execute(async (trx) => {
       // Sorted, so two batches that share a row (a stalled job redelivered) wait for each other instead of deadlocking.
@@ -42,17 +42,20 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
         if (!(p.parsed instanceof ParseFailedError) && isPlainFirstMail(ctx.config, p.row, p.parsed)) plain.push({ row: p.row, a: p.parsed });
       }
       const bulk = await writePlainFirstMails(trx, ctx.config, plain);
-      ctx.metrics.inboundProcessed.inc({ path: 'bulk' }, bulk.tickets.size);
+      bulkCount = bulk.tickets.size;
       outboxIds.push(...bulk.outboxIds);
       for (const [inboundId, ticketId] of bulk.tickets) results.set(inboundId, { inboundId, status: 'processed', reason: null, ticketId });
       for (const p of live) {
         if (results.has(p.row.id)) continue;
-        const outcome = await decideLocked(ctx, trx, p.row, p.parsed as AnalyzedMessage | ParseFailedError);
+        const outcome = await decideLocked(ctx, trx, p.row, p.parsed);
         if (outcome.status === 'processed') outboxIds.push(...outcome.outboxIds);
         results.set(p.row.id, result(p.row.id, outcome));
       }
     });
   }
+  // Counted once committed: a batch that rolls back is counted by the one-by-one retry instead.
+  ctx.metrics.inboundProcessed.inc({ path: 'bulk' }, bulkCount);
+  ctx.metrics.inboundProcessed.inc({ path: 'rules' }, results.size - bulkCount);
   await enqueueOutboundAll(ctx, outboxIds);
   for (const id of ids) if (!results.has(id)) results.set(id, result(id, null));
   return results;
@@ -84,7 +87,10 @@ export async function processInboundJobs(ctx: AppContext, ids: number[]): Promis
 
 const batchers = new WeakMap<AppContext, JobBatcher<InboundResult>>();
 
+/** Two batches at once: one parses while the other writes. */
+export const INBOUND_BATCHES_IN_FLIGHT = 2;
+
 /** The process's batcher for this context; a batch is at most INBOUND_CONCURRENCY jobs, the jobs BullMQ runs at once. */
 export function inboundBatcher(ctx: AppContext): JobBatcher<InboundResult> {
-  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY));
+  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY, INBOUND_BATCHES_IN_FLIGHT));
 }

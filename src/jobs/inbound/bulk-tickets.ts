@@ -171,7 +171,7 @@ export async function writePlainFirstMails(trx: Db, cfg: Cfg, cands: Candidate[]
     newSenders.map((c) => ({ email: c.a.from!.address, name: c.a.from!.name || null, locale: c.a.japanese ? 'ja' : cfg.DEFAULT_LOCALE })),
   );
   const items = fast.map((c) => ({ c, sender: facts.get(c.row.id)!.sender ?? created.get(c.a.from!.address)! }));
-  // The sender's account may have been made staff or customer by someone else meanwhile: only customers go fast.
+  // An address someone else created meanwhile (`cli staff add`) may be staff: rare enough to redo the batch one by one.
   const customers = items.filter((i) => i.sender.role === 'customer');
   if (customers.length < items.length) throw new Error('bulk inbound: a new sender turned out not to be a customer');
 

@@ -73,7 +73,6 @@ export async function parseInbound(ctx: AppContext, row: Pick<InboundRow, 'raw' 
 
 /** Rules and writes for one message whose row the caller's transaction has locked and found `received`. */
 export async function decideLocked(ctx: AppContext, trx: AppContext['db'], row: InboundRow, parsed: AnalyzedMessage | ParseFailedError): Promise<Outcome> {
-  ctx.metrics.inboundProcessed.inc({ path: 'rules' });
   if (parsed instanceof ParseFailedError) {
     ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
     const outcome: Outcome = { status: 'held', held: new Held('parse_failed', parsed.message) };
@@ -129,6 +128,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
     });
   }
 
+  if (outcome) ctx.metrics.inboundProcessed.inc({ path: 'rules' });
   if (outcome?.status === 'processed') await enqueueOutboundAll(ctx, outcome.outboxIds);
   const r = result(inboundId, outcome);
   ctx.log.debug(r, 'inbound message processed');

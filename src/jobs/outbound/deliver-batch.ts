@@ -17,8 +17,8 @@ import { deliverOutboundMail, markSentSql, notLoaded, prepare, recordSendFailure
  * The breakers count mail already sent, so a batch sends at most one mail
  * per recipient; a second one to the same address waits for the commit and
  * goes alone, and sees the first one counted. The crash window (relay said
- * 250, commit not yet done) spans the whole batch, which is never more
- * than OUTBOUND_CONCURRENCY mails: the jobs in flight, as before.
+ * 250, commit not yet done) spans the batches in flight: at most
+ * OUTBOUND_BATCHES_IN_FLIGHT × OUTBOUND_CONCURRENCY mails.
  */
 
 interface BatchResult {
@@ -100,7 +100,15 @@ export async function deliverOutboundJobs(ctx: AppContext, ids: number[]): Promi
 
 const batchers = new WeakMap<AppContext, JobBatcher<void>>();
 
-/** The process's batcher for this context; a batch is at most OUTBOUND_CONCURRENCY jobs, the jobs BullMQ runs at once. */
+/**
+ * Three batches of OUTBOUND_CONCURRENCY at once, so one is sending over every
+ * relay connection while the others read or commit (bench:outbound: 0.48–0.55
+ * of bare nodemailer with two, 0.57–0.68 with three). The worker runs this
+ * many times OUTBOUND_CONCURRENCY jobs.
+ */
+export const OUTBOUND_BATCHES_IN_FLIGHT = 3;
+
+/** The process's batcher for this context; a batch is at most OUTBOUND_CONCURRENCY jobs. */
 export function outboundBatcher(ctx: AppContext): JobBatcher<void> {
-  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => deliverOutboundJobs(ctx, ids), ctx.config.OUTBOUND_CONCURRENCY));
+  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => deliverOutboundJobs(ctx, ids), ctx.config.OUTBOUND_CONCURRENCY, OUTBOUND_BATCHES_IN_FLIGHT));
 }
