@@ -43,7 +43,8 @@ const schema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     DATABASE_URL: z.url().default('postgres://postgres@127.0.0.1:5432/replyline'),
-    DATABASE_POOL_SIZE: int(1, 200).default(10),
+    // One process with every role holds up to ~8 at once under load (accept, 2 inbound and 3 outbound batches, sweeper, metrics), before the portal's.
+    DATABASE_POOL_SIZE: int(1, 200).default(20),
     REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
     SMTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 2525 }),
     HTTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 3000 }),
