@@ -28,8 +28,14 @@ const DEFAULT_JOB_OPTIONS = {
 export function createContext(config: Config, log: Logger = createLogger(config.LOG_LEVEL)): AppContext {
   const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const redis = createProducerRedis(config.REDIS_URL);
-  const queue = (name: QueueName) =>
-    new Queue(name, { connection: redis, prefix: config.QUEUE_PREFIX, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+  const queue = (name: QueueName) => {
+    const q = new Queue(name, { connection: redis, prefix: config.QUEUE_PREFIX, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+    // BullMQ re-emits connection failures on the queue; an 'error' event nobody listens to
+    // becomes an unhandled rejection (seen when Redis was down from start to shutdown).
+    // The producer's own listener and /healthz already report the outage.
+    q.on('error', (err) => log.debug({ queue: name, err: err.message }, 'queue connection error'));
+    return q;
+  };
   const queues = { inbound: queue('inbound'), outbound: queue('outbound') };
   return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }) };
 }
