@@ -9,7 +9,8 @@ import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import { analyzeMessage } from '../src/jobs/inbound/analyze.js';
 import { LOOP_HEADER } from '../src/mail/compose.js';
-import { dropQueuePrefix, emitResult, percentile, round } from './lib.js';
+import { emitResult, percentile, round } from './lib.js';
+import { dropKeysWithPrefix } from '../test/support/redis.js';
 
 /**
  * bench:inbound — 10,000 × 5 KB messages over 20 reused SMTP connections
@@ -308,7 +309,7 @@ async function main(): Promise<void> {
     await admin.connect();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
-    await dropQueuePrefix(REDIS_URL, prefix);
+    await dropKeysWithPrefix(REDIS_URL, prefix);
   }
 }
 

@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Redis } from 'ioredis';
 import type { startApp as StartApp } from '../src/app.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -55,20 +54,5 @@ export function emitResult(result: BenchResult): void {
   if (out) {
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, JSON.stringify(result));
-  }
-}
-
-/** Removes every Redis key of a benchmark's BullMQ prefix: a run leaves nothing behind on a shared server. */
-export async function dropQueuePrefix(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = nextCursor;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
   }
 }

@@ -10,7 +10,8 @@ import { outboundJobId } from '../src/jobs/job-ids.js';
 import { OUTBOUND_BATCHES_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
 import { composeOutboundMail } from '../src/mail/compose.js';
 import { makeMessageId } from '../src/mail/tokens.js';
-import { compiledStartApp, dropQueuePrefix, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { dropKeysWithPrefix } from '../test/support/redis.js';
 import { offerLoad } from './outbound-load.js';
 import { now, startSink } from './outbound-sink.js';
 
@@ -216,7 +217,7 @@ async function throughput(result: BenchResult): Promise<void> {
   } finally {
     bare.close();
     await app.stop();
-    await dropQueuePrefix(REDIS_URL, config.QUEUE_PREFIX);
+    await dropKeysWithPrefix(REDIS_URL, config.QUEUE_PREFIX);
     sink.child.kill();
     await database.drop();
   }
@@ -278,7 +279,7 @@ async function ackLatency(result: BenchResult): Promise<void> {
     result.latency.push({ label: '250 → ack at sink', samplesMs: samples });
   } finally {
     await app.stop();
-    await dropQueuePrefix(REDIS_URL, config.QUEUE_PREFIX);
+    await dropKeysWithPrefix(REDIS_URL, config.QUEUE_PREFIX);
     sink.child.kill();
     await database.drop();
   }

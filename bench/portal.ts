@@ -7,7 +7,8 @@ import { hashPassword } from '../src/auth/password.js';
 import { loadConfig } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { compiledStartApp, dropQueuePrefix, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
+import { dropKeysWithPrefix } from '../test/support/redis.js';
 import { freePort } from '../test/support/net.js';
 
 const startApp = await compiledStartApp();
@@ -235,7 +236,7 @@ async function main(): Promise<void> {
   } finally {
     for (const app of apps) {
       await app.stop();
-      await dropQueuePrefix(REDIS_URL, app.ctx.config.QUEUE_PREFIX);
+      await dropKeysWithPrefix(REDIS_URL, app.ctx.config.QUEUE_PREFIX);
     }
     for (const name of names) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
