@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -9,7 +9,7 @@ import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import { analyzeMessage } from '../src/jobs/inbound/analyze.js';
 import { LOOP_HEADER } from '../src/mail/compose.js';
-import { emitResult, percentile, round } from './lib.js';
+import { buildDist, emitResult, percentile, round } from './lib.js';
 import { dropKeysWithPrefix } from '../test/support/redis.js';
 
 /**
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
   const floorMs = await analysisFloorMs(2000);
 
   // 2. replyline, all roles in one process, fresh database and queue prefix.
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
+  buildDist();
   const relay = await outboundSink();
   const app = await startChild(
     ['dist/src/main.js'],

@@ -6,12 +6,14 @@ import type { startApp as StartApp } from '../src/app.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
-/**
- * replyline as it is deployed: `npm run build`, then the compiled app. The
- * benchmarks run under tsx themselves, and the code they measure must not.
- */
-export async function compiledStartApp(): Promise<typeof StartApp> {
+/** `npm run build`: the benchmarks run under tsx themselves, and the code they measure must not. */
+export function buildDist(): void {
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
+}
+
+/** replyline as it is deployed: the compiled app, freshly built. */
+export async function compiledStartApp(): Promise<typeof StartApp> {
+  buildDist();
   const mod = (await import(pathToFileURL(path.join(root, 'dist/src/app.js')).href)) as { startApp: typeof StartApp };
   return mod.startApp;
 }

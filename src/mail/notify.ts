@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
-import type { Db, UserRow } from '../db/database.js';
+import type { Db } from '../db/database.js';
+import type { UserRef } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail } from './address.js';
 import { insertOutboundMails, type OutboxInsert } from './outbox.js';
 
@@ -36,7 +37,7 @@ export function isMachineAddress(email: string): boolean {
   return MACHINE_LOCAL_PART.test(email.slice(0, email.lastIndexOf('@')));
 }
 
-type Recipient = Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>;
+type Recipient = UserRef;
 type MailKind = 'acknowledgement' | 'staff_notification' | 'ticket_update';
 type Planned = { kind: MailKind; to: Recipient; payload: OutboxInsert<MailKind>['payload'] };
 

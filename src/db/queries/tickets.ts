@@ -89,6 +89,11 @@ export async function touchTicket(db: Db, ticketId: number): Promise<void> {
   await db.updateTable('tickets').set({ updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
 }
 
+/** Message-IDs are stored bare and lower-cased, so threading lookups hit the plain index. */
+export function storedMessageId(id: string): string {
+  return id.replace(/^<|>$/g, '').toLowerCase();
+}
+
 export interface NewMessage {
   ticketId: number;
   authorId: number;
@@ -114,8 +119,7 @@ export async function addMessage(db: Db, m: NewMessage): Promise<MessageRow> {
       body_html: m.bodyHtml ?? null,
       original_text: m.originalText ?? null,
       original_html: m.originalHtml ?? null,
-      // Stored bare and lower-cased so threading lookups hit the plain index.
-      message_id: m.messageId ? m.messageId.replace(/^<|>$/g, '').toLowerCase() : null,
+      message_id: m.messageId ? storedMessageId(m.messageId) : null,
       inbound_message_id: m.inboundMessageId ?? null,
     })
     .returningAll()
@@ -155,7 +159,7 @@ export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
 /** The ticket that a stored RFC Message-ID belongs to: an inbound message's or one of our outbound mails'. */
 export async function findTicketIdByMessageIds(db: Db, messageIds: string[]): Promise<number | null> {
   if (messageIds.length === 0) return null;
-  const ids = messageIds.map((m) => m.replace(/^<|>$/g, '').toLowerCase());
+  const ids = messageIds.map(storedMessageId);
   const fromMessages = await db
     .selectFrom('messages')
     .select('ticket_id')

@@ -51,17 +51,20 @@ export async function ensureUser(db: Db, u: NewUser): Promise<{ user: UserRow; c
   return { user: existing, created: false };
 }
 
+/** What mail needs of a user: who, where, and in which language. */
+export type UserRef = Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>;
+
 /**
  * ensureUser for many addresses in one statement (the inbound batch's new
  * senders). Returns every address's user, keyed by normalised address; an
  * address another transaction created meanwhile is read in a second statement,
  * whose snapshot sees that commit.
  */
-export async function ensureUsers(db: Db, users: NewUser[]): Promise<Map<string, Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>> {
-  const out = new Map<string, Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>();
+export async function ensureUsers(db: Db, users: NewUser[]): Promise<Map<string, UserRef>> {
+  const out = new Map<string, UserRef>();
   if (users.length === 0) return out;
   const emails = users.map((u) => normalizeEmail(u.email));
-  const { rows } = await sql<Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>>`
+  const { rows } = await sql<UserRef>`
     WITH ins AS (
       INSERT INTO users (email, name, locale)
       SELECT * FROM unnest(${emails}::text[], ${users.map((u) => u.name ?? null)}::text[], ${users.map((u) => u.locale ?? 'en')}::text[])

@@ -1,13 +1,13 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
 import type { Db, UserRow } from '../../db/database.js';
-import { ensureUsers } from '../../db/queries/users.js';
+import { ensureUsers, type UserRef } from '../../db/queries/users.js';
 import { isOurAddress } from '../../mail/address.js';
 import { listStaffRecipients, ticketCreatedMails } from '../../mail/notify.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
-import { breakerReason, dedupeKey, dedupeMailbox } from './facts.js';
+import { breakerReason, dedupeKey, dedupeMailbox, senderBreakerColumns } from './facts.js';
 import { listingFacts } from './pipeline.js';
 import type { InboundRow } from './route.js';
 import { ccCandidates, firstMessageFields } from './store.js';
@@ -26,7 +26,7 @@ import { replyTokens } from './thread.js';
  */
 
 type Cfg = AppContext['config'];
-type Sender = Pick<UserRow, 'id' | 'email' | 'role' | 'locale'>;
+type Sender = UserRef;
 
 export interface Candidate {
   row: InboundRow;
@@ -80,13 +80,7 @@ async function bulkFacts(trx: Db, cfg: Cfg, cands: Candidate[]): Promise<Map<num
     )
     SELECT i.id::int AS id,
       EXISTS (SELECT 1 FROM ins WHERE ins.inbound_message_id = i.id) AS inserted,
-      (SELECT m.id FROM inbound_messages m
-        WHERE m.from_address = i.sender AND m.status = 'held' AND m.reason = 'loop' AND m.id <> i.id
-          AND m.processed_at > now() - interval '1 hour' LIMIT 1) AS paused,
-      (SELECT count(*) FROM inbound_messages m
-        WHERE m.from_address = i.sender AND m.id <> i.id AND m.status IN ('processed', 'held')
-          AND (m.reason IS NULL OR m.reason <> 'duplicate')
-          AND m.received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent,
+      ${senderBreakerColumns(cfg, sql.ref('i.sender'), sql.ref('i.id'))},
       u.id AS sender_id, u.email AS sender_email, u.role AS sender_role, u.locale AS sender_locale
     FROM input i LEFT JOIN users u ON lower(u.email) = i.sender
   `.execute(trx);

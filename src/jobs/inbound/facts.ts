@@ -44,6 +44,22 @@ export function breakerReason(cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_B
   return null;
 }
 
+/**
+ * The breaker's inputs for message `id` from `sender`, as the output columns
+ * `paused` and `recent` (gatherFacts and the batch's bulk facts count alike).
+ * Either argument may be a value or a column reference.
+ */
+export function senderBreakerColumns(cfg: Pick<Config, 'SENDER_BREAKER_WINDOW_MS'>, sender: unknown, id: unknown) {
+  return sql`
+      (SELECT m.id FROM inbound_messages m
+        WHERE m.from_address = ${sender} AND m.status = 'held' AND m.reason = 'loop' AND m.id <> ${id}
+          AND m.processed_at > now() - interval '1 hour' LIMIT 1) AS paused,
+      (SELECT count(*) FROM inbound_messages m
+        WHERE m.from_address = ${sender} AND m.id <> ${id} AND m.status IN ('processed', 'held')
+          AND (m.reason IS NULL OR m.reason <> 'duplicate')
+          AND m.received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent`;
+}
+
 interface FactsRow {
   inserted: number;
   existing_id: number | null;
@@ -81,13 +97,7 @@ export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow
       (SELECT count(*) FROM ins)::int AS inserted,
       (SELECT inbound_message_id FROM prior) AS existing_id,
       (SELECT ticket_id FROM prior) AS existing_ticket_id,
-      (SELECT id FROM inbound_messages
-        WHERE from_address = ${from} AND status = 'held' AND reason = 'loop' AND id <> ${row.id}
-          AND processed_at > now() - interval '1 hour' LIMIT 1) AS paused,
-      (SELECT count(*) FROM inbound_messages
-        WHERE from_address = ${from} AND id <> ${row.id} AND status IN ('processed', 'held')
-          AND (reason IS NULL OR reason <> 'duplicate')
-          AND received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent,
+      ${senderBreakerColumns(cfg, from, row.id)},
       (SELECT id FROM sender) AS sender_id,
       (SELECT email FROM sender) AS sender_email,
       (SELECT role FROM sender) AS sender_role

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow } from '../../db/database.js';
-import { addAttachment, addMessage, addParticipant } from '../../db/queries/tickets.js';
+import { addAttachment, addMessage, addParticipant, storedMessageId } from '../../db/queries/tickets.js';
 import { ensureUser } from '../../db/queries/users.js';
 import { domainOf } from '../../mail/address.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -98,7 +98,7 @@ export function firstMessageFields(a: AnalyzedMessage) {
     bodyHtml: a.visibleHtml,
     originalText: a.text,
     originalHtml: a.originalHtml,
-    messageId: a.messageId ? a.messageId.replace(/^<|>$/g, '').toLowerCase() : null,
+    messageId: a.messageId ? storedMessageId(a.messageId) : null,
   };
 }
 
