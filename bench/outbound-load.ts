@@ -58,5 +58,11 @@ export function offerLoad(port: number, tag: string, rate: number, total: number
 
 if (process.argv[2] === '--load') {
   const [port, tag, rate, total] = process.argv.slice(3);
-  runLoad(Number(port), tag!, Number(rate), Number(total)).then((r) => process.send!(r, () => process.exit(0)));
+  runLoad(Number(port), tag!, Number(rate), Number(total)).then(
+    (r) => process.send!(r, () => process.exit(0)),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

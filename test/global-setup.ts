@@ -38,6 +38,7 @@ async function fromEnvOrContainers(): Promise<{ databaseUrl: string; redisUrl: s
       'Tests need PostgreSQL and Redis. Set DATABASE_URL and REDIS_URL (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres ' +
         'REDIS_URL=redis://127.0.0.1:6379), or run a Docker engine so testcontainers can start them. ' +
         `testcontainers said: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
+      { cause: err },
     );
   }
 }

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import type { ParsedMail } from 'mailparser';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, startRelaySink, type RelaySink } from '../outbound/support/relay-sink.js';
 import { startTestApp, type TestApp } from '../support/app.js';
