@@ -1,5 +1,6 @@
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMail, queuedId, sendOnce, waitProcessed } from './inbound/support/smtp.js';
 import { Client, seedUser, startPortalApp, type PortalTestApp } from './portal/support.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -7,23 +8,28 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 describe('GET /metrics', () => {
   let app: PortalTestApp;
   beforeAll(async () => {
-    app = await startPortalApp({ REPLYLINE_ROLES: 'portal,smtp' });
+    app = await startPortalApp({ REPLYLINE_ROLES: 'portal,smtp,worker' });
   });
   afterAll(() => app.teardown());
 
-  it('exposes SMTP replies, held messages by reason and queue depths in Prometheus format', async () => {
-    // A reply code the listener counted, and a held row the gauge must read from PostgreSQL.
-    await fetch(`${app.base}/healthz`);
-    await app.ctx.db
-      .insertInto('inbound_messages')
-      .values({ raw: Buffer.from('x'), size: 1, rcpt_to: ['support@help.test'], client_address: '127.0.0.1', status: 'held', reason: 'auto_reply' })
-      .execute();
-    app.ctx.metrics.smtpReplies.inc({ code: '250' });
+  it('counts what the SMTP listener and the worker really did, in Prometheus format', async () => {
+    // Driven through the production path: a real SMTP transaction (counted by the listener)
+    // and an auto-reply the worker holds (read back from PostgreSQL by the gauge).
+    const raw = await buildMail({
+      from: 'ooo@customer.test',
+      to: 'support@help.test',
+      subject: 'Out of office',
+      text: 'I am away.',
+      headers: { 'Auto-Submitted': 'auto-replied' },
+    });
+    const row = await waitProcessed(app.ctx.db, queuedId(await sendOnce(app.smtp!.port, { from: 'ooo@customer.test', to: ['support@help.test'] }, raw)));
+    expect(row.reason).toBe('auto_reply');
     const res = await fetch(`${app.base}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     expect(text).toMatch(/^replyline_smtp_replies_total\{code="250"\} 1$/m);
+    expect(text).toMatch(new RegExp(`^replyline_smtp_accepted_bytes_total ${raw.length}$`, 'm'));
     expect(text).toMatch(/^replyline_inbound_held\{reason="auto_reply"\} 1$/m);
     expect(text).toMatch(/^replyline_queue_jobs\{queue="inbound",state="waiting"\} \d+$/m);
     expect(text).toMatch(/^# TYPE replyline_job_duration_seconds histogram$/m);

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -94,12 +95,22 @@ describe('replyline as a process', () => {
     const sent = new Promise<{ response?: string }>((resolve, reject) =>
       conn.send({ from: 'sender@example.com', to: ['support@help.test'] }, body, (err, info) => (err ? reject(err) : resolve(info))),
     );
+    // nodemailer starts reading the body only after the server's 354: once it flows, the server is inside DATA.
+    const inData = once(body, 'resume');
     body.write('From: sender@example.com\r\nTo: support@help.test\r\nSubject: in flight\r\n\r\nfirst half\r\n');
-    await sleep(300); // the server is now inside DATA
+    await inData;
     proc.child.kill('SIGTERM');
-    await sleep(300);
-    // The listener is closed: a new connection is refused.
-    await expect(readBanner(proc.smtpPort!)).rejects.toThrow(/ECONNREFUSED/);
+    // The listener closes: new connections are refused (polled, bounded), while our DATA stays open.
+    const deadline = Date.now() + 10_000;
+    let refused = '';
+    while (!refused && Date.now() < deadline) {
+      refused = await readBanner(proc.smtpPort!).then(
+        () => '',
+        (err: unknown) => String(err),
+      );
+      if (!refused) await sleep(50);
+    }
+    expect(refused).toMatch(/ECONNREFUSED/);
     body.end('second half\r\n');
     const info = await sent;
     expect(info.response).toMatch(/^250 /);

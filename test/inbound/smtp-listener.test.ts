@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeContext, createContext, type AppContext } from '../../src/context.js';
 import { startSmtpListener, type SmtpListener } from '../../src/inbound/smtp-listener.js';
+import { startWorkers } from '../../src/jobs/worker.js';
 import { makeReplyAddress } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { testConfig } from '../support/env.js';
-import { buildMail, queuedId, rawDialogue, sendOnce, SmtpClient, uid } from './support/smtp.js';
+import { buildMail, queuedId, rawDialogue, sendOnce, SmtpClient, uid, waitProcessed } from './support/smtp.js';
 
 const SECRET = 'test-secret-key-0123456789abcdef0123456789';
 let app: TestApp;
@@ -134,8 +135,21 @@ describe('durability when a dependency is down', () => {
     try {
       const response = await sendOnce(listener.port, { from: 'a@customer.example', to: ['support@help.test'] }, 'From: a@customer.example\r\nSubject: redis down\r\n\r\nx\r\n');
       expect(response).toMatch(/^250/);
-      const row = await app.ctx.db.selectFrom('inbound_messages').select(['status', 'subject']).where('id', '=', queuedId(response)).executeTakeFirstOrThrow();
+      const id = queuedId(response);
+      const row = await app.ctx.db.selectFrom('inbound_messages').select(['status', 'subject']).where('id', '=', id).executeTakeFirstOrThrow();
       expect(row.status).toBe('received');
+
+      // Redis is back: a worker's sweeper (not the accept path, which never got to enqueue) picks the row up.
+      const workerCtx = createContext(testConfig(app.databaseUrl, { REPLYLINE_ROLES: 'worker', SWEEP_INTERVAL_MS: '200', INBOUND_SWEEP_GRACE_MS: '1000' }));
+      const workers = startWorkers(workerCtx);
+      try {
+        const processed = await waitProcessed(app.ctx.db, id, 20_000);
+        expect(processed.status).not.toBe('received');
+        expect(processed.ticket_id).not.toBeNull();
+      } finally {
+        await workers.close();
+        await closeContext(workerCtx);
+      }
     } finally {
       await listener.close();
       await closeContext(ctx);
