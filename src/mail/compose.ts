@@ -166,7 +166,7 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       const who = (a: { authorName: string | null; authorEmail: string; authorRole: string }) =>
         // Customers see a staff member's name (or the brand), never their personal address.
         !toStaff && a.authorRole === 'staff' ? (a.authorName ? oneLine(a.authorName, 100) : brand) : displayName({ name: a.authorName, email: a.authorEmail }, toStaff);
-      const actor = c.message ?? (c.ticket ? { authorName: c.ticket.requesterName, authorEmail: c.ticket.requesterEmail, authorRole: 'customer' } : null);
+      const actor = c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
       return {
         ...base,
         ...ticketLayout(ticket.tag),

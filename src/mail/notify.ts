@@ -107,7 +107,7 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
     return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets()));
   }
   if (event.type === 'customer_solved') {
-    const planned: Planned[] = (await staffTargets()).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'customer_solved' } }));
+    const planned: Planned[] = (await staffTargets()).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'customer_solved', by: { name: author.name, email: author.email } } }));
     return insertOutboundMails(db, config, outboxRows(config, event, planned));
   }
   if (event.visibility === 'internal') {

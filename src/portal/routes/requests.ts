@@ -77,9 +77,12 @@ export async function renderThread(
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
       ccs: participants.filter((p) => p.role === 'cc').map((p) => display({ ...p, isStaff: p.userRole === 'staff' })),
       messages: messages.map((m) => {
-        const html = m.bodyHtml ? sanitizeMailHtml(m.bodyHtml) : null;
-        const originalHtml = m.originalHtml ? sanitizeMailHtml(m.originalHtml) : null;
-        const hasOriginal = originalHtml ? differs(originalHtml, html) : differs(m.originalText, m.bodyText);
+        // An agent's mail as their client sent it quotes our notification (commands, requester, internal
+        // context): customers get only the cleaned reply, as plain text, and never the original.
+        const cleanedOnly = m.authorRole === 'staff' && viewer.role !== 'staff';
+        const html = m.bodyHtml && !cleanedOnly ? sanitizeMailHtml(m.bodyHtml) : null;
+        const originalHtml = m.originalHtml && !cleanedOnly ? sanitizeMailHtml(m.originalHtml) : null;
+        const hasOriginal = cleanedOnly ? false : originalHtml ? differs(originalHtml, html) : differs(m.originalText, m.bodyText);
         return {
           id: m.id,
           author: display({ name: m.authorName, email: m.authorEmail, isStaff: m.authorRole === 'staff' }),
