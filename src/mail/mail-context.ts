@@ -7,7 +7,9 @@ import { preparedName } from '../db/prepared-client.js';
  * Everything needed to decide on and render one outbox row, read in ONE
  * statement: the row itself (optionally locked), the recipient's name, the
  * ticket with its requester, the message with its author and attachment
- * list, the conversation's Message-IDs for threading, and the loop-breaker
+ * list (not their bytes: the delivery step reads those outside the
+ * transaction), the earlier public messages to quote, the conversation's
+ * Message-IDs for threading, and the loop-breaker
  * counters for the recipient. Sending is the hot path (one call per mail),
  * and on a small machine every round trip to PostgreSQL shows up in the
  * throughput.

@@ -90,7 +90,7 @@ describe('files by email', () => {
       attachments: [{ filename: 'invoice-2026-11-corrected.pdf', content: invoice, contentType: 'application/pdf' }],
     });
     expect(inbound.status).toBe('processed');
-    const [update] = await rig.sink.waitFor((m) => to(customer)(m) && ofTicket(ticketId)(m) && (m.raw.includes('invoice-2026-11') as boolean));
+    const [update] = await rig.sink.waitFor((m) => to(customer)(m) && ofTicket(ticketId)(m) && m.raw.includes('invoice-2026-11'));
     const up = await parse(update!);
     expect(up.text).toContain('The corrected invoice is attached.');
     const att = up.attachments.find((a) => a.filename === 'invoice-2026-11-corrected.pdf');
