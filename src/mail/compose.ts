@@ -165,7 +165,7 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       if (!c.message && event !== 'customer_solved') throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: message not found`);
       const who = (a: { authorName: string | null; authorEmail: string; authorRole: string }) =>
         // Customers see a staff member's name (or the brand), never their personal address.
-        !toStaff && a.authorRole === 'staff' ? (a.authorName ? oneLine(a.authorName, 100) : brand) : displayName({ name: a.authorName, email: a.authorEmail }, toStaff);
+        !toStaff && a.authorRole === 'staff' ? oneLine(a.authorName ?? '', 100) || brand : displayName({ name: a.authorName, email: a.authorEmail }, toStaff);
       const actor = c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
       return {
         ...base,
