@@ -17,8 +17,8 @@ import { insertOutboundMails, type OutboxInsert } from './outbox.js';
  *  - internal note: the other staff accounts, never anyone else;
  *  - a customer marks the request solved (portal): staff notified.
  * Never the author back (except the acknowledgement, which is *for* the
- * author), never our own addresses, and never someone the author's mail was
- * addressed to directly (To/Cc): they already have that text. Rate limits and loop breakers are
+ * author), never our own addresses, and no ticket update to a participant
+ * the author's mail was addressed to directly (To/Cc): they have that text. Rate limits and loop breakers are
  * applied when the mail is sent (src/mail/breakers.ts), so a suppressed mail
  * stays visible in the outbox with its reason.
  *
@@ -55,7 +55,9 @@ function outboxRows(config: NotifyConfig, event: TicketEvent, planned: Planned[]
   const direct = new Set('directTo' in event ? event.directTo : []);
   const rows: Array<OutboxInsert<MailKind>> = [];
   for (const { kind, to, payload } of planned) {
-    if (kind !== 'acknowledgement' && (to.id === event.authorId || direct.has(to.email.toLowerCase()))) continue;
+    if (kind !== 'acknowledgement' && to.id === event.authorId) continue;
+    // Only participants' updates: a Cc header is the sender's claim, and must not be a way to keep staff from hearing of a mail.
+    if (kind === 'ticket_update' && direct.has(to.email.toLowerCase())) continue;
     if (mailed.has(to.id) || !isValidEmail(to.email) || isOurAddress(config, to.email)) continue;
     mailed.add(to.id);
     const ticketMessageId = 'messageId' in event ? event.messageId : null;
