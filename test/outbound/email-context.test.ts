@@ -106,13 +106,14 @@ describe('context and no duplicates', () => {
     }
   });
 
-  it('the customer\'s reply copying Dan directly: staff are notified with history, Dan gets no second copy', async () => {
+  it('the customer\'s reply copying Dan directly: staff are notified with history (even Bob, also in Cc), Dan gets no second copy', async () => {
     const ackMid = header((await rig.sink.waitFor(containing(customer, 'password/new')))[0]!, 'Message-ID');
     const messageId = mid('cust');
     const raw = await buildMail({
       from: `Carol <${customer}>`,
       to: customerReplyTo,
-      cc: `Dan <${dan}>`,
+      // Bob (staff) named in Cc too: a Cc header is only a claim, so staff are notified regardless.
+      cc: [`Dan <${dan}>`, rig.bob.email],
       subject: 'Re: Printer on fire',
       text: 'It is still on fire.\n\nOn Monday, Help Desk wrote:\n> We are sending a fire engine.',
       inReplyTo: ackMid,
@@ -173,9 +174,13 @@ describe('everyone who should know, knows', () => {
     await web.get(`/requests/${ticketId}`);
     const form = new FormData();
     form.set('body', 'Fire is out, thanks from the portal.');
+    const photo = Buffer.from(`%PDF-1.4 burnt printer ${Date.now()}`);
+    form.set('files', new File([photo], 'burnt.pdf', { type: 'application/pdf' }));
     expect((await web.postMultipart(`/requests/${ticketId}/comments`, form)).status).toBe(303);
     const forAlice = await mailTo(rig.alice.email, 'Fire is out, thanks from the portal.');
     expect(forAlice.text).toContain('replied to request');
+    // The file uploaded in the portal reaches staff as an attachment, byte for byte.
+    expect((await parse(forAlice.raw)).attachments.find((a) => a.filename === 'burnt.pdf')?.content.equals(photo)).toBe(true);
     const forBob = await mailTo(rig.bob.email, 'Fire is out, thanks from the portal.');
     expect(forBob.text).toContain('返信しました');
     await mailTo(dan, 'Fire is out, thanks from the portal.');
