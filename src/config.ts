@@ -37,6 +37,20 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "3600", "90m", "12h", "30d" → milliseconds (a bare number is seconds). */
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const m = /^(\d{1,9})\s*([smhd]?)$/i.exec(String(value).trim());
+    if (!m || Number(m[1]) === 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 3600, 90m, 12h or 30d, got "${value}"` });
+      return z.NEVER;
+    }
+    return Number(m[1]) * DURATION_UNITS[(m[2] || 's').toLowerCase()]!;
+  });
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
 const schema = z
@@ -109,6 +123,12 @@ const schema = z
     BREAKER_PER_TICKET: int(1).default(10),
     BREAKER_PER_RECIPIENT: int(1).default(30),
     BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+    /** Files ride along as MIME attachments up to this many bytes per mail; beyond it each file is a signed link. */
+    MAIL_ATTACH_MAX_BYTES: int(0).default(10 * 1024 * 1024),
+    /** How long a file link in a mail works: a number of seconds, or with a unit (90m, 12h, 30d). */
+    FILE_LINK_TTL: duration.default(30 * 24 * 60 * 60_000),
+    /** Earlier public messages quoted below the new one in each ticket mail. */
+    MAIL_HISTORY_MESSAGES: int(0, 50).default(5),
 
     // Portal
     PASSWORD_MIN_LENGTH: int(6, 256).default(8),

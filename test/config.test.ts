@@ -77,4 +77,16 @@ describe('config', () => {
   it('treats empty variables as unset, as docker-compose produces them', () => {
     expect(loadConfig({ REGISTRATION: '', MAIL_DOMAIN: '' }).REGISTRATION).toBe('open');
   });
+
+  it('reads the mail file settings: sizes in bytes, FILE_LINK_TTL as seconds or with a unit', () => {
+    const d = loadConfig({});
+    expect(d.MAIL_ATTACH_MAX_BYTES).toBe(10 * 1024 * 1024);
+    expect(d.FILE_LINK_TTL).toBe(30 * 24 * 60 * 60_000);
+    expect(d.MAIL_HISTORY_MESSAGES).toBe(5);
+    expect(loadConfig({ FILE_LINK_TTL: '3600' }).FILE_LINK_TTL).toBe(3_600_000);
+    expect(loadConfig({ FILE_LINK_TTL: '90m' }).FILE_LINK_TTL).toBe(5_400_000);
+    expect(loadConfig({ FILE_LINK_TTL: '12h' }).FILE_LINK_TTL).toBe(43_200_000);
+    expect(loadConfig({ FILE_LINK_TTL: '7d' }).FILE_LINK_TTL).toBe(7 * 86_400_000);
+    for (const bad of ['0', '-5', '1w', 'soon']) expect(() => loadConfig({ FILE_LINK_TTL: bad }), bad).toThrow(ConfigError);
+  });
 });

@@ -6,9 +6,10 @@ import { AppError } from '../errors.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
-import { loadMailContext, type MailContext } from './mail-context.js';
+import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
 import { buildThreadHeaders } from './threading.js';
-import { makeReplyAddress, makeTicketTag } from './tokens.js';
+import { makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
+import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 /**
  * Turns one outbox row into the message nodemailer sends: rendered from the
@@ -19,8 +20,24 @@ import { makeReplyAddress, makeTicketTag } from './tokens.js';
 
 export type ComposeConfig = Pick<
   Config,
-  'SECRET_KEY' | 'MAIL_DOMAIN' | 'MAIL_FROM' | 'PUBLIC_URL' | 'SUPPORT_ADDRESSES'
+  'SECRET_KEY' | 'MAIL_DOMAIN' | 'MAIL_FROM' | 'PUBLIC_URL' | 'SUPPORT_ADDRESSES' | 'MAIL_ATTACH_MAX_BYTES' | 'FILE_LINK_TTL'
 >;
+
+/** A file the mail carries as a MIME part; its bytes are read by the delivery step, outside any transaction. */
+export interface MailFile {
+  attachmentId: number;
+  filename: string;
+  contentType: string;
+  /** Set for inline images: the HTML part shows them as <img src="cid:…">. */
+  cid: string | null;
+}
+
+export interface ComposeOptions {
+  /** Every file as a signed link, whatever its size (the recipient's relay refused the mail with the files). */
+  links?: boolean;
+  /** When the links are made (their expiry counts from here). */
+  now?: Date;
+}
 
 export interface Mailbox {
   name: string;
@@ -39,6 +56,10 @@ export interface ComposedMail {
   references?: string[];
   headers: Record<string, string>;
   envelope: { from: string; to: string[] };
+  /** Attached as MIME parts (empty when the files went as links). */
+  files: MailFile[];
+  /** Files went as links: there is nothing smaller to fall back to. */
+  linked: boolean;
 }
 
 /** LOOP_HEADER carries MAIL_DOMAIN: the inbound side treats mail carrying its own domain here as ours. */
@@ -100,7 +121,32 @@ function payloadOf<K extends 'staff_notification' | 'password_setup'>(kind: K, r
 
 const NO_LAYOUT: LayoutData = { delimiter: '', delimiterHint: '', tag: '' };
 
-function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContext, recipient: Mailbox, brand: string) {
+type FileView = { filename: string; size: string; url: string | null; cid: string | null; image: boolean };
+
+/**
+ * Which files go as MIME parts and which as links. All of a mail's files go
+ * one way: attached when together they fit MAIL_ATTACH_MAX_BYTES, else each a
+ * link signed for this recipient (so the link dies with their access).
+ */
+export function planFiles(config: ComposeConfig, row: OutboundMailRow, c: MailContext, opts: ComposeOptions): { parts: MailFile[]; view: FileView[]; linked: boolean } {
+  const total = c.attachments.reduce((n, a) => n + a.size, 0);
+  const linked = row.user_id !== null && (opts.links === true || total > config.MAIL_ATTACH_MAX_BYTES);
+  const expiresAt = Math.floor(((opts.now ?? new Date()).getTime() + config.FILE_LINK_TTL) / 1000);
+  const parts: MailFile[] = [];
+  const view: FileView[] = [];
+  for (const a of c.attachments) {
+    const filename = oneLine(a.filename, 200) || 'attachment';
+    const contentType = SAFE_CONTENT_TYPE.test(a.contentType) ? a.contentType.toLowerCase() : 'application/octet-stream';
+    // Our own Content-ID, never the sender's: it is an identifier we put in our HTML.
+    const cid = a.inline && contentType.startsWith('image/') ? `file${a.id}@${config.MAIL_DOMAIN}` : null;
+    const url = linked ? `${config.PUBLIC_URL}/files/${makeFileToken(config.SECRET_KEY, { attachmentId: a.id, userId: row.user_id!, expiresAt })}` : null;
+    if (!linked) parts.push({ attachmentId: a.id, filename, contentType, cid });
+    view.push({ filename, size: formatSize(a.size), url, cid: linked ? null : cid, image: cid !== null });
+  }
+  return { parts, view, linked };
+}
+
+function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContext, recipient: Mailbox, brand: string, files: { view: FileView[] }) {
   const locale = row.locale;
   const base = { brand, publicUrl: config.PUBLIC_URL, recipient: { name: recipient.name, email: recipient.address } };
   const ticketLayout = (tag: string) => ({ delimiter: REPLY_DELIMITER, delimiterHint: REPLY_DELIMITER_HINT[locale], tag });
@@ -112,22 +158,27 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     case 'staff_notification':
     case 'ticket_update': {
       const ticket = ticketView(config, row, c, locale);
-      if (!c.message) throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: message not found`);
-      const author = { name: c.message.authorName, email: c.message.authorEmail };
       const toStaff = row.kind === 'staff_notification';
       const payload = toStaff ? payloadOf('staff_notification', row) : null;
-      let authorDisplay = displayName(author, toStaff);
-      // Customers see a staff member's name (or the brand), never their personal address.
-      if (!toStaff && c.message.authorRole === 'staff' && !author.name) authorDisplay = brand;
+      const event = payload?.event ?? 'update';
+      // A status change (the customer's "solved") has no message of its own.
+      if (!c.message && event !== 'customer_solved') throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: message not found`);
+      const who = (a: { authorName: string | null; authorEmail: string; authorRole: string }) =>
+        // Customers see a staff member's name (or the brand), never their personal address.
+        !toStaff && a.authorRole === 'staff' ? oneLine(a.authorName ?? '', 100) || brand : displayName({ name: a.authorName, email: a.authorEmail }, toStaff);
+      const actor = c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
       return {
         ...base,
         ...ticketLayout(ticket.tag),
         ticket,
-        isNew: payload?.event === 'ticket_created',
-        author: { display: authorDisplay },
+        isNew: event === 'ticket_created',
+        isNote: event === 'internal_note',
+        isSolved: event === 'customer_solved',
+        author: { display: actor ? who(actor) : '' },
         requester: { display: displayName({ name: c.ticket?.requesterName ?? null, email: c.ticket?.requesterEmail ?? '' }, true) },
-        message: { text: c.message.text },
-        attachments: c.attachments.map((a) => ({ filename: oneLine(a.filename, 200), size: formatSize(a.size) })),
+        message: { text: c.message?.text ?? '' },
+        attachments: files.view,
+        history: c.history.map((h) => ({ author: who(h), at: formatDate(new Date(h.at), locale), text: h.text })),
       };
     }
     case 'password_setup': {
@@ -141,11 +192,12 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
 }
 
 /** Renders one outbox row from its loaded context (see loadMailContext). Pure: no I/O. */
-export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: MailContext): ComposedMail {
+export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: MailContext, opts: ComposeOptions = {}): ComposedMail {
   if (!isValidEmail(row.recipient)) throw new AppError('INVALID_EMAIL', `invalid recipient address: ${JSON.stringify(row.recipient)}`);
   const from = parseMailFrom(config.MAIL_FROM);
   const to: Mailbox = { name: c.toName ? oneLine(c.toName, 100) : '', address: normalizeEmail(row.recipient) };
-  const rendered = renderMail(row.kind, row.locale, templateData(config, row, c, to, from.name || from.address));
+  const files = row.kind === 'staff_notification' || row.kind === 'ticket_update' ? planFiles(config, row, c, opts) : { parts: [], view: [], linked: false };
+  const rendered = renderMail(row.kind, row.locale, templateData(config, row, c, to, from.name || from.address, files));
 
   const mail: ComposedMail = {
     from,
@@ -163,6 +215,8 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
     },
     // Bounces go to our support address, where the inbound side matches them to this row.
     envelope: { from: from.address, to: [to.address] },
+    files: files.parts,
+    linked: files.linked,
   };
 
   if (row.ticket_id !== null && row.user_id !== null) {
@@ -179,7 +233,7 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
 }
 
 /** Loads and renders one row without locking it (previews, benchmarks, tests). */
-export async function composeOutboundMail(db: Db, config: ComposeConfig & Pick<Config, 'BREAKER_WINDOW_MS'>, row: Pick<OutboundMailRow, 'id'>): Promise<ComposedMail> {
+export async function composeOutboundMail(db: Db, config: ComposeConfig & MailContextConfig, row: Pick<OutboundMailRow, 'id'>): Promise<ComposedMail> {
   const loaded = await loadMailContext(db, config, row.id, { lock: false });
   if (!loaded) throw new AppError('NOT_FOUND', `outbound mail ${row.id} not found`);
   return composeMail(config, loaded.row, loaded.context);

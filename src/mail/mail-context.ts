@@ -7,7 +7,9 @@ import { preparedName } from '../db/prepared-client.js';
  * Everything needed to decide on and render one outbox row, read in ONE
  * statement: the row itself (optionally locked), the recipient's name, the
  * ticket with its requester, the message with its author and attachment
- * list, the conversation's Message-IDs for threading, and the loop-breaker
+ * list (not their bytes: the delivery step reads those outside the
+ * transaction), the earlier public messages to quote, the conversation's
+ * Message-IDs for threading, and the loop-breaker
  * counters for the recipient. Sending is the hot path (one call per mail),
  * and on a small machine every round trip to PostgreSQL shows up in the
  * throughput.
@@ -31,11 +33,36 @@ export interface BreakerCounts {
   customer: number;
 }
 
+export interface MailAttachment {
+  id: number;
+  filename: string;
+  size: number;
+  contentType: string;
+  inline: boolean;
+}
+
+/** An earlier public message, quoted below the new one. */
+export interface HistoryEntry {
+  id: number;
+  text: string;
+  /** ISO timestamp (JSON). */
+  at: string;
+  authorName: string | null;
+  authorEmail: string;
+  authorRole: UserRole;
+}
+
 export interface MailContext {
   toName: string | null;
   ticket: { id: number; subject: string; status: TicketStatus; requesterName: string | null; requesterEmail: string } | null;
   message: { id: number; text: string; authorName: string | null; authorEmail: string; authorRole: UserRole } | null;
-  attachments: Array<{ filename: string; size: number }>;
+  attachments: MailAttachment[];
+  /**
+   * Public messages before this one, newest first (up to MAIL_HISTORY_MESSAGES),
+   * then the ticket's first message when the recipient was never mailed on
+   * this ticket before and it is not already among them. Ticket mails only.
+   */
+  history: HistoryEntry[];
   /** Oldest first. */
   thread: ThreadEntry[];
   counts: BreakerCounts;
@@ -53,7 +80,9 @@ interface Raw extends OutboundMailRow {
   x_author_name: string | null;
   x_author_email: string | null;
   x_author_role: UserRole | null;
-  x_attachments: Array<{ filename: string; size: number }>;
+  x_attachments: MailAttachment[];
+  x_history: HistoryEntry[];
+  x_original: HistoryEntry | null;
   x_thread: ThreadEntry[];
   x_acks: number;
   x_per_ticket: number;
@@ -66,8 +95,13 @@ const ROW_COLUMNS = [
   'status', 'attempts', 'last_error', 'bounced_at', 'bounce_inbound_id', 'created_at', 'sent_at',
 ] as const satisfies ReadonlyArray<keyof OutboundMailRow>;
 
+export type MailContextConfig = Pick<Config, 'BREAKER_WINDOW_MS' | 'MAIL_HISTORY_MESSAGES'>;
+
+const historyEntry = (m: string, a: string) =>
+  sql.raw(`json_build_object('id', ${m}.id, 'text', ${m}.body_text, 'at', ${m}.created_at, 'authorName', ${a}.name, 'authorEmail', ${a}.email, 'authorRole', ${a}.role)`);
+
 /** The statement itself (exported so it can be EXPLAINed). */
-export function mailContextQuery(config: Pick<Config, 'BREAKER_WINDOW_MS'>, outboundId: number | number[], opts: { lock: boolean }) {
+export function mailContextQuery(config: MailContextConfig, outboundId: number | number[], opts: { lock: boolean }) {
   const windowSecs = config.BREAKER_WINDOW_MS / 1000;
   // SKIP LOCKED: another worker holding this row is sending it right now.
   const lock = opts.lock ? sql`FOR UPDATE OF o SKIP LOCKED` : sql``;
@@ -84,9 +118,29 @@ export function mailContextQuery(config: Pick<Config, 'BREAKER_WINDOW_MS'>, outb
       m.id AS x_message_id, m.body_text AS x_text,
       a.name AS x_author_name, a.email AS x_author_email, a.role AS x_author_role,
       COALESCE((
-        SELECT json_agg(json_build_object('filename', at.filename, 'size', at.size) ORDER BY at.id)
-          FROM attachments at WHERE at.message_id = m.id AND NOT at.inline
+        SELECT json_agg(json_build_object('id', at.id, 'filename', at.filename, 'size', at.size, 'contentType', at.content_type, 'inline', at.inline) ORDER BY at.id)
+          FROM attachments at WHERE at.message_id = m.id
       ), '[]'::json) AS x_attachments,
+      COALESCE((
+        SELECT json_agg(${historyEntry('hm', 'ha')} ORDER BY hm.id DESC)
+          FROM (
+            SELECT * FROM messages hm0
+             WHERE hm0.ticket_id = o.ticket_id AND hm0.visibility = 'public'
+               AND o.kind IN ('staff_notification', 'ticket_update')
+               AND hm0.id < COALESCE(o.ticket_message_id, 9223372036854775807)
+             ORDER BY hm0.id DESC LIMIT ${config.MAIL_HISTORY_MESSAGES}
+          ) hm JOIN users ha ON ha.id = hm.author_id
+      ), '[]'::json) AS x_history,
+      (
+        -- The original request, for a recipient this ticket never mailed before (a late CC, a new colleague).
+        SELECT ${historyEntry('fm', 'fa')}
+          FROM messages fm JOIN users fa ON fa.id = fm.author_id
+         WHERE fm.ticket_id = o.ticket_id AND fm.visibility = 'public'
+           AND o.kind IN ('staff_notification', 'ticket_update')
+           AND fm.id < COALESCE(o.ticket_message_id, 9223372036854775807)
+           AND NOT EXISTS (SELECT 1 FROM outbound_mails fo WHERE fo.ticket_id = o.ticket_id AND fo.recipient = o.recipient AND fo.status = 'sent' AND fo.id < o.id)
+         ORDER BY fm.id LIMIT 1
+      ) AS x_original,
       COALESCE((
         SELECT json_agg(json_build_object('id', th.id, 'original', th.original, 'seen', th.seen) ORDER BY th.at, th.ord, th.seq)
           FROM (
@@ -131,9 +185,10 @@ export interface LoadedMail {
 function toLoaded(raw: Raw): LoadedMail {
   const {
     x_to_name, x_ticket_id, x_subject, x_status, x_requester_name, x_requester_email, x_message_id, x_text,
-    x_author_name, x_author_email, x_author_role, x_attachments, x_thread, x_acks, x_per_ticket, x_customer,
+    x_author_name, x_author_email, x_author_role, x_attachments, x_history, x_original, x_thread, x_acks, x_per_ticket, x_customer,
     ...row
   } = raw;
+  const history = x_original && !x_history.some((h) => h.id === x_original.id) ? [...x_history, x_original] : x_history;
   return {
     row,
     context: {
@@ -147,19 +202,20 @@ function toLoaded(raw: Raw): LoadedMail {
           ? { id: x_message_id, text: x_text ?? '', authorName: x_author_name, authorEmail: x_author_email, authorRole: x_author_role }
           : null,
       attachments: x_attachments,
+      history,
       thread: x_thread,
       counts: { acks: x_acks, perTicket: x_per_ticket, customer: x_customer },
     },
   };
 }
 
-export async function loadMailContext(db: Db, config: Pick<Config, 'BREAKER_WINDOW_MS'>, outboundId: number, opts: { lock: boolean }): Promise<LoadedMail | null> {
+export async function loadMailContext(db: Db, config: MailContextConfig, outboundId: number, opts: { lock: boolean }): Promise<LoadedMail | null> {
   const { rows } = await mailContextQuery(config, outboundId, opts).execute(db);
   return rows[0] ? toLoaded(rows[0]) : null;
 }
 
 /** loadMailContext for several rows in one statement; a row another worker holds (lock) or that is gone is absent. */
-export async function loadMailContexts(db: Db, config: Pick<Config, 'BREAKER_WINDOW_MS'>, ids: number[], opts: { lock: boolean }): Promise<Map<number, LoadedMail>> {
+export async function loadMailContexts(db: Db, config: MailContextConfig, ids: number[], opts: { lock: boolean }): Promise<Map<number, LoadedMail>> {
   const { rows } = await mailContextQuery(config, ids, opts).execute(db);
   return new Map(rows.map((r) => [r.id, toLoaded(r)]));
 }

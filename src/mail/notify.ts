@@ -14,9 +14,11 @@ import { insertOutboundMails, type OutboxInsert } from './outbox.js';
  *  - public message by a customer: staff notified, the other participants
  *    (requester, CCs) get a ticket update;
  *  - public message by staff: the requester and CCs get a ticket update;
- *  - internal note: nobody outside staff is mailed.
+ *  - internal note: the other staff accounts, never anyone else;
+ *  - a customer marks the request solved (portal): staff notified.
  * Never the author back (except the acknowledgement, which is *for* the
- * author), never our own addresses. Rate limits and loop breakers are
+ * author), never our own addresses, and no ticket update to a participant
+ * the author's mail was addressed to directly (To/Cc): they have that text. Rate limits and loop breakers are
  * applied when the mail is sent (src/mail/breakers.ts), so a suppressed mail
  * stays visible in the outbox with its reason.
  *
@@ -25,8 +27,14 @@ import { insertOutboundMails, type OutboxInsert } from './outbox.js';
  * only machines write from.
  */
 export type TicketEvent =
-  | { type: 'ticket_created'; ticketId: number; messageId: number; authorId: number }
-  | { type: 'message_added'; ticketId: number; messageId: number; authorId: number; visibility: 'public' | 'internal' };
+  | { type: 'ticket_created'; ticketId: number; messageId: number; authorId: number; directTo?: string[] }
+  | { type: 'message_added'; ticketId: number; messageId: number; authorId: number; visibility: 'public' | 'internal'; directTo?: string[] }
+  | { type: 'customer_solved'; ticketId: number; authorId: number };
+
+/** The addresses an inbound mail was written to (To and Cc): they hold its text already. */
+export function directRecipients(mail: { to: Array<{ address: string }>; cc: Array<{ address: string }> }): string[] {
+  return [...mail.to, ...mail.cc].map((m) => m.address.toLowerCase());
+}
 
 type NotifyConfig = Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN' | 'SUPPORT_ADDRESSES'>;
 
@@ -44,12 +52,16 @@ type Planned = { kind: MailKind; to: Recipient; payload: OutboxInsert<MailKind>[
 /** Outbox rows for the planned mails: never the author back (but the acknowledgement), each recipient once, never our own addresses. */
 function outboxRows(config: NotifyConfig, event: TicketEvent, planned: Planned[]): Array<OutboxInsert<MailKind>> {
   const mailed = new Set<number>();
+  const direct = new Set('directTo' in event ? event.directTo : []);
   const rows: Array<OutboxInsert<MailKind>> = [];
   for (const { kind, to, payload } of planned) {
     if (kind !== 'acknowledgement' && to.id === event.authorId) continue;
+    // Only participants' updates: a Cc header is the sender's claim, and must not be a way to keep staff from hearing of a mail.
+    if (kind === 'ticket_update' && direct.has(to.email.toLowerCase())) continue;
     if (mailed.has(to.id) || !isValidEmail(to.email) || isOurAddress(config, to.email)) continue;
     mailed.add(to.id);
-    rows.push({ kind, recipient: to.email, userId: to.id, locale: to.locale, ticketId: event.ticketId, ticketMessageId: event.messageId, payload });
+    const ticketMessageId = 'messageId' in event ? event.messageId : null;
+    rows.push({ kind, recipient: to.email, userId: to.id, locale: to.locale, ticketId: event.ticketId, ticketMessageId, payload });
   }
   return rows;
 }
@@ -96,7 +108,15 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
   if (event.type === 'ticket_created') {
     return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets()));
   }
-  if (event.visibility === 'internal') return [];
+  if (event.type === 'customer_solved') {
+    const planned: Planned[] = (await staffTargets()).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'customer_solved', by: { name: author.name, email: author.email } } }));
+    return insertOutboundMails(db, config, outboxRows(config, event, planned));
+  }
+  if (event.visibility === 'internal') {
+    // A note is for the team: every other staff account, whoever the assignee is.
+    const planned: Planned[] = (await listStaffRecipients(db)).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'internal_note' } }));
+    return insertOutboundMails(db, config, outboxRows(config, event, planned));
+  }
 
   const planned: Planned[] = [];
   if (author.role !== 'staff') {

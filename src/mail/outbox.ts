@@ -12,7 +12,11 @@ import { makeMessageId } from './tokens.js';
 
 export const PAYLOAD_SCHEMAS = {
   acknowledgement: z.object({}),
-  staff_notification: z.object({ event: z.enum(['ticket_created', 'customer_reply']) }),
+  staff_notification: z.object({
+    event: z.enum(['ticket_created', 'customer_reply', 'internal_note', 'customer_solved']),
+    /** Who acted, for events without a message of their own (customer_solved). */
+    by: z.object({ name: z.string().max(200).nullable(), email: z.string().max(320) }).optional(),
+  }),
   ticket_update: z.object({}),
   password_setup: z.object({
     /** The full link, built from PUBLIC_URL; the raw token exists only here and in the mail. */

@@ -31,6 +31,17 @@ hbs.registerHelper('multiline', (value: unknown) => {
   return new hbs.SafeString(escaped.replace(/\r?\n/g, '<br>\n'));
 });
 
+/** Quoted like a mail client quotes: every line behind "> ". */
+hbs.registerHelper('quote', (value: unknown) => String(value ?? '').replace(/\r\n?/g, '\n').split('\n').map((l) => (l ? `> ${l}` : '>')).join('\n'));
+
+// Shared pieces of the ticket mails (templates/mail/<locale>/_<name>.<part>.hbs), used as {{> en_files_text}}.
+// A partial is compiled with the options of the template that calls it, so text parts stay unescaped.
+for (const locale of ['en', 'ja'] as const) {
+  for (const name of ['files', 'history']) {
+    for (const p of ['text', 'html']) hbs.registerPartial(`${locale}_${name}_${p}`, readFileSync(`${TEMPLATE_DIR}${locale}/_${name}.${p}.hbs`, 'utf8'));
+  }
+}
+
 const cache = new Map<string, Template>();
 
 function load(file: string, escape: boolean): Template {

@@ -101,3 +101,26 @@ export function findTicketTags(secret: string, text: string): number[] {
   }
   return [...found];
 }
+
+export interface FileLink {
+  attachmentId: number;
+  /** The recipient the link was made for: it stops working when they lose access to the ticket. */
+  userId: number;
+  /** Seconds since the epoch. */
+  expiresAt: number;
+}
+
+/** `<attachment>.<user>.<expiry>.<sig>`: a file link for one recipient, valid until it expires or they lose access. */
+export function makeFileToken(secret: string, f: FileLink): string {
+  const data = `${f.attachmentId}.${f.userId}.${f.expiresAt}`;
+  return `${data}.${sign(secret, 'file', data)}`;
+}
+
+/** The link's content when the signature is valid and it has not expired; null otherwise. */
+export function verifyFileToken(secret: string, token: string, now: Date): FileLink | null {
+  const m = /^(\d{1,15})\.(\d{1,15})\.(\d{1,12})\.([a-z2-7]{16})$/.exec(token.toLowerCase());
+  if (!m) return null;
+  if (!safeEqual(sign(secret, 'file', `${m[1]}.${m[2]}.${m[3]}`), m[4]!)) return null;
+  const link = { attachmentId: Number(m[1]), userId: Number(m[2]), expiresAt: Number(m[3]) };
+  return link.expiresAt * 1000 > now.getTime() ? link : null;
+}

@@ -48,7 +48,13 @@ export interface SendResult {
   response: string;
 }
 
-export async function sendComposed(config: TransportConfig, mail: ComposedMail): Promise<SendResult> {
+/** Sends a composed mail; `contents` holds the bytes of its files (a file whose row vanished is left out). */
+export async function sendComposed(config: TransportConfig, mail: ComposedMail, contents: ReadonlyMap<number, Buffer> = new Map()): Promise<SendResult> {
+  const attachments = mail.files.flatMap((f) => {
+    const content = contents.get(f.attachmentId);
+    if (!content) return [];
+    return [{ filename: f.filename, content, contentType: f.contentType, ...(f.cid ? { cid: f.cid, contentDisposition: 'inline' as const } : {}) }];
+  });
   const info = await getTransport(config).sendMail({
     from: mail.from,
     to: mail.to,
@@ -61,6 +67,7 @@ export async function sendComposed(config: TransportConfig, mail: ComposedMail):
     references: mail.references,
     headers: mail.headers,
     envelope: mail.envelope,
+    attachments,
     // Everything we send is rendered in memory: nodemailer must never read a file or fetch a URL for us.
     disableFileAccess: true,
     disableUrlAccess: true,

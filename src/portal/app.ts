@@ -13,6 +13,7 @@ import { requireUser, sessionAndLocale } from './middleware/session.js';
 import { registerMetricsRoute, registerQueueDashboard } from './routes/admin.js';
 import { registerAssetRoutes } from './routes/assets.js';
 import { registerAuthRoutes } from './routes/auth.js';
+import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
@@ -81,6 +82,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerLocaleRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
+  registerFileRoutes(app, deps);
   registerQueueDashboard(app, deps);
 
   app.notFound((c) => renderError(c as PortalContext, deps, 404));

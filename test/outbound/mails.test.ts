@@ -168,12 +168,17 @@ describe('ticket update', () => {
     expect(parseReplyAddress(SECRET, 'help.test', pc.replyTo!.value[0]!.address!)).toEqual({ ticketId: t.ticketId, userId: cc.id });
   });
 
-  it('sends nothing to customers for an internal note', async () => {
+  it('sends nothing to customers for an internal note (only the other staff hear of it)', async () => {
     const staff = await makeStaff(app.ctx.db);
     const t = await seedTicket(app.ctx.db);
+    const cc = await addCc(app.ctx.db, t.ticketId, `cc-${uid()}@example.com`);
     const note = await staffReply(app.ctx.db, t.ticketId, staff.id, 'internal only', 'internal');
     const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: note.id, authorId: staff.id, visibility: 'internal' });
-    expect(ids).toEqual([]);
+    const rows = await app.ctx.db.selectFrom('outbound_mails as o').innerJoin('users as u', 'u.id', 'o.user_id').select(['o.kind', 'u.role', 'o.user_id']).where('o.id', 'in', ids.length ? ids : [0]).execute();
+    expect(rows.every((r) => r.kind === 'staff_notification' && r.role === 'staff')).toBe(true);
+    expect(rows.map((r) => r.user_id)).not.toContain(staff.id);
+    expect(rows.map((r) => r.user_id)).not.toContain(t.customer.id);
+    expect(rows.map((r) => r.user_id)).not.toContain(cc.id);
   });
 
   it('never mails our own addresses, even as a participant', async () => {

@@ -3,7 +3,7 @@ import type { AppContext } from '../../context.js';
 import type { Db, UserRow } from '../../db/database.js';
 import { ensureUsers, type UserRef } from '../../db/queries/users.js';
 import { isOurAddress } from '../../mail/address.js';
-import { listStaffRecipients, ticketCreatedMails } from '../../mail/notify.js';
+import { directRecipients, listStaffRecipients, ticketCreatedMails } from '../../mail/notify.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -174,7 +174,7 @@ export async function writePlainFirstMails(trx: Db, cfg: Cfg, cands: Candidate[]
   const staff = await listStaffRecipients(trx);
   const mails = customers.flatMap(({ c, sender }) => {
     const w = byInbound.get(c.row.id)!;
-    return ticketCreatedMails(cfg, { type: 'ticket_created', ticketId: w.ticketId, messageId: w.messageId, authorId: sender.id }, sender, sender.id, staff);
+    return ticketCreatedMails(cfg, { type: 'ticket_created', ticketId: w.ticketId, messageId: w.messageId, authorId: sender.id, directTo: directRecipients(c.a) }, sender, sender.id, staff);
   });
   const outboxIds = await insertOutboundMails(trx, cfg, mails);
   await markProcessed(trx, customers.map(({ c }) => ({ c, ticketId: byInbound.get(c.row.id)!.ticketId })));

@@ -3,7 +3,7 @@ import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
 import { authenticateStaff } from '../../inbound/staff-auth.js';
 import { isOurAddress } from '../../mail/address.js';
-import { queueTicketMails, type TicketEvent } from '../../mail/notify.js';
+import { directRecipients, queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { attachBounce } from './bounce.js';
@@ -37,7 +37,7 @@ async function newTicket(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage,
   if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
   const { ticketId, messageId } = await createTicketWithMessage(trx, row, a, { requesterId: user.id, followUpOf });
   await addCcs(trx, cfg, ticketId, ccs);
-  const outboxIds = await queueTicketMails(trx, cfg, { type: 'ticket_created', ticketId, messageId, authorId: user.id });
+  const outboxIds = await queueTicketMails(trx, cfg, { type: 'ticket_created', ticketId, messageId, authorId: user.id, directTo: directRecipients(a) });
   return { status: 'processed', ticketId, reason: followUpOf ? `follow_up_of:${followUpOf}` : null, outboxIds };
 }
 
@@ -50,7 +50,7 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
   const message = await storeMessage(trx, row, a, { ticketId: ticket.id, authorId: user.id, visibility: 'public' });
   // A customer answering is the signal Zendesk reopens on; staff decide everything else.
   if (ticket.status === 'solved' || ticket.status === 'pending') await setTicketStatus(trx, ticket.id, 'open');
-  const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility: 'public' };
+  const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility: 'public', directTo: directRecipients(a) };
   return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds: await queueTicketMails(trx, cfg, event) };
 }
 
@@ -93,7 +93,8 @@ async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: Analyzed
       bodyHtml: usedCommands ? null : a.visibleHtml,
     });
     await applyStaffCommands(trx, cfg, ticket.id, cmds);
-    outboxIds = await queueTicketMails(trx, cfg, { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility });
+    const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility, directTo: directRecipients(a) };
+    outboxIds = await queueTicketMails(trx, cfg, event);
   } else {
     await applyStaffCommands(trx, cfg, ticket.id, cmds);
   }

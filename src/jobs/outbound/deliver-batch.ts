@@ -1,8 +1,8 @@
 import type { AppContext } from '../../context.js';
 import { lockRecipientsSql } from '../../mail/breakers.js';
 import type { ComposedMail } from '../../mail/compose.js';
-import { loadMailContexts } from '../../mail/mail-context.js';
-import { sendComposed } from '../../mail/transport.js';
+import { loadMailContexts, type LoadedMail } from '../../mail/mail-context.js';
+import { sendWithFiles } from './files.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
 import { deliverOutboundMail, markSentSql, notLoaded, prepare, recordSendFailure, settleOutcome, transact, type Outcome } from './deliver.js';
 
@@ -35,7 +35,7 @@ async function attemptBatch(ctx: AppContext, ids: number[], sending: { started: 
     for (const id of ids) if (!loaded.has(id)) outcomes.set(id, await notLoaded(conn, id));
 
     const recipients = new Set<string>();
-    const toSend: Array<{ id: number; mail: ComposedMail }> = [];
+    const toSend: Array<{ loaded: LoadedMail; mail: ComposedMail }> = [];
     for (const l of [...loaded.values()].sort((a, b) => a.row.id - b.row.id)) {
       if (l.row.status === 'queued' && recipients.has(l.row.recipient)) {
         deferred.push(l.row.id);
@@ -44,14 +44,14 @@ async function attemptBatch(ctx: AppContext, ids: number[], sending: { started: 
       recipients.add(l.row.recipient);
       const p = await prepare(conn, ctx.config, l);
       if ('outcome' in p) outcomes.set(l.row.id, p.outcome);
-      else toSend.push({ id: l.row.id, mail: p.mail });
+      else toSend.push({ loaded: l, mail: p.mail });
     }
 
     sending.started = toSend.length > 0;
-    const sent = await Promise.allSettled(toSend.map((s) => sendComposed(ctx.config, s.mail)));
+    const sent = await Promise.allSettled(toSend.map((s) => sendWithFiles(ctx, s.loaded, s.mail)));
     const sentIds: number[] = [];
     for (const [i, r] of sent.entries()) {
-      const { id } = toSend[i]!;
+      const id = toSend[i]!.loaded.row.id;
       if (r.status === 'fulfilled') {
         sentIds.push(id);
         outcomes.set(id, { type: 'sent', response: r.value.response });

@@ -6,7 +6,7 @@ import { AppError, isAppError } from '../../errors.js';
 import { breakerReason, lockRecipientSql } from '../../mail/breakers.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
 import { loadMailContext, type LoadedMail } from '../../mail/mail-context.js';
-import { sendComposed } from '../../mail/transport.js';
+import { sendWithFiles } from './files.js';
 
 /**
  * Sends one outbox row. The row is the source of truth, the job only a
@@ -143,7 +143,7 @@ async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
     const p = await prepare(conn, ctx.config, loaded);
     if ('outcome' in p) return done(p.outcome);
     try {
-      const info = await sendComposed(ctx.config, p.mail);
+      const info = await sendWithFiles(ctx, loaded, p.mail);
       return { value: { type: 'sent', response: info.response }, last: markSentSql([outboundId]) };
     } catch (err) {
       return done(await recordSendFailure(conn, outboundId, err));

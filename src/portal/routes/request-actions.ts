@@ -153,15 +153,21 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
   app.post('/requests/:id/solve', async (c) => {
     const viewer = viewerOf(c);
     const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    let outboxIds: number[];
     try {
-      await ctx.db.transaction().execute(async (trx) => {
+      outboxIds = await ctx.db.transaction().execute(async (trx) => {
         const locked = await lockWritable(trx, ticket.id);
-        if (locked.status !== 'solved') await setTicketStatus(trx, ticket.id, 'solved');
+        if (locked.status === 'solved') return [];
+        await setTicketStatus(trx, ticket.id, 'solved');
+        // Staff hear when a customer closes the matter themselves; staff solving tell nobody (as by mail).
+        if (viewer.role === 'staff') return [];
+        return queueTicketMails(trx, ctx.config, { type: 'customer_solved', ticketId: ticket.id, authorId: viewer.id });
       });
     } catch (err) {
       if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
       throw err;
     }
+    await enqueueAfterCommit(ctx, outboxIds);
     return redirectTo(c, deps, `/requests/${ticket.id}?notice=solved`);
   });
 }

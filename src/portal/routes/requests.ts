@@ -1,4 +1,3 @@
-import contentDisposition from 'content-disposition';
 import type { Hono } from 'hono';
 import {
   findAttachmentForViewer,
@@ -14,14 +13,14 @@ import {
 } from '../../db/queries/portal-requests.js';
 import { AppError } from '../../errors.js';
 import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import { attachmentDownload } from '../download.js';
 import { sanitizeMailHtml } from '../sanitize.js';
 import { formatBytes } from '../views.js';
 
 export const PAGE_SIZE = 25;
 const MAX_PAGE = 10_000;
 const NOTICES = new Set(['commented', 'cc_added', 'solved']);
-/** A bare type/subtype token pair: anything else is served and stored as application/octet-stream. */
-export const SAFE_CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
+export { SAFE_CONTENT_TYPE } from '../../mail/content-type.js';
 
 export function viewerOf(c: PortalContext): Viewer {
   const user = c.get('user');
@@ -78,9 +77,12 @@ export async function renderThread(
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
       ccs: participants.filter((p) => p.role === 'cc').map((p) => display({ ...p, isStaff: p.userRole === 'staff' })),
       messages: messages.map((m) => {
-        const html = m.bodyHtml ? sanitizeMailHtml(m.bodyHtml) : null;
-        const originalHtml = m.originalHtml ? sanitizeMailHtml(m.originalHtml) : null;
-        const hasOriginal = originalHtml ? differs(originalHtml, html) : differs(m.originalText, m.bodyText);
+        // An agent's mail as their client sent it quotes our notification (commands, requester, internal
+        // context): customers get only the cleaned reply, as plain text, and never the original.
+        const cleanedOnly = m.authorRole === 'staff' && viewer.role !== 'staff';
+        const html = m.bodyHtml && !cleanedOnly ? sanitizeMailHtml(m.bodyHtml) : null;
+        const originalHtml = m.originalHtml && !cleanedOnly ? sanitizeMailHtml(m.originalHtml) : null;
+        const hasOriginal = cleanedOnly ? false : originalHtml ? differs(originalHtml, html) : differs(m.originalText, m.bodyText);
         return {
           id: m.id,
           author: display({ name: m.authorName, email: m.authorEmail, isStaff: m.authorRole === 'staff' }),
@@ -156,13 +158,6 @@ export function registerRequestRoutes(app: Hono<PortalEnv>, deps: PortalDeps): v
     const attachmentId = parseId(c.req.param('attachmentId'));
     const found = await findAttachmentForViewer(ctx.db, ticketId, attachmentId, viewerOf(c));
     if (!found) throw new AppError('NOT_FOUND', `attachment ${attachmentId} not visible`);
-    return c.body(new Uint8Array(found.content), 200, {
-      'Content-Type': SAFE_CONTENT_TYPE.test(found.contentType) ? found.contentType : 'application/octet-stream',
-      // Always a download, never rendered in our origin: an HTML or SVG attachment cannot run as us.
-      'Content-Disposition': contentDisposition(found.filename || 'attachment', { type: 'attachment' }),
-      'X-Content-Type-Options': 'nosniff',
-      'Content-Security-Policy': "default-src 'none'; sandbox",
-      'Cache-Control': 'private, no-store',
-    });
+    return attachmentDownload(c, found);
   });
 }

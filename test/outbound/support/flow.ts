@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 import type { TestApp } from '../../support/app.js';
 import { header, parse, to, type ReceivedMail, type RelaySink } from './relay-sink.js';
 import { deliverRaw, waitInbound } from './smtp-client.js';
-import { buildMail } from './staff-mail.js';
+import { buildMail, type BuildMail } from './staff-mail.js';
 
 export const mid = (tag: string) => `${tag}.${randomBytes(5).toString('hex')}@mail.test`;
 export const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
@@ -31,7 +31,7 @@ export function flow(env: () => { app: TestApp; sink: RelaySink; staffEmail: str
   }
 
   /** Alice answers a notification from her own mail client: quoted history below, commands on top. */
-  async function staffAnswers(notification: ReceivedMail, body: string, opts: { from?: string; to?: string; rcpt?: string; signWith?: DkimSigner | null; mailFrom?: string; headers?: Record<string, string>; replyTo?: string } = {}) {
+  async function staffAnswers(notification: ReceivedMail, body: string, opts: { from?: string; to?: string; rcpt?: string; signWith?: DkimSigner | null; mailFrom?: string; headers?: Record<string, string>; replyTo?: string; attachments?: BuildMail['attachments'] } = {}) {
     const parsed = await parse(notification);
     const replyTo = parsed.replyTo!.value[0]!.address!;
     const answerMid = mid('staff');
@@ -44,6 +44,7 @@ export function flow(env: () => { app: TestApp; sink: RelaySink; staffEmail: str
       inReplyTo: header(notification, 'Message-ID'),
       references: [header(notification, 'Message-ID')!],
       replyTo: opts.replyTo,
+      attachments: opts.attachments,
       headers: { 'Message-ID': `<${answerMid}>`, ...opts.headers },
       dkim: opts.signWith === null ? undefined : (opts.signWith ?? env().dkim),
     });

@@ -18,6 +18,8 @@ export interface RelaySink {
   url: string;
   received: ReceivedMail[];
   mode: SinkMode;
+  /** Messages larger than this are refused with 552 after DATA, like a relay with a size limit. */
+  maxMessageBytes: number | null;
   /** Recipients refused at RCPT TO with this reply (a mailbox that does not exist, say). */
   rejectRecipients: Map<string, { code: number; message: string }>;
   /** Resolves with the first `count` mails matching `filter` (waits up to timeoutMs). */
@@ -44,6 +46,7 @@ export async function startRelaySink(port = 0): Promise<RelaySink> {
   const sink = {} as RelaySink;
   sink.received = received;
   sink.mode = { type: 'accept' };
+  sink.maxMessageBytes = null;
   sink.rejectRecipients = new Map();
 
   const make = () => {
@@ -64,6 +67,10 @@ export async function startRelaySink(port = 0): Promise<RelaySink> {
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
           const mode = sink.mode;
+          const size = chunks.reduce((n, c) => n + c.length, 0);
+          if (sink.maxMessageBytes !== null && size > sink.maxMessageBytes) {
+            return callback(Object.assign(new Error('5.3.4 Message size exceeds fixed maximum message size'), { responseCode: 552 }));
+          }
           if (mode.type === 'reject') {
             const err = Object.assign(new Error(mode.message), { responseCode: mode.code });
             return callback(err);

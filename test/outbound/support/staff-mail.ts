@@ -11,6 +11,7 @@ export function makeDkimKey() {
 export interface BuildMail {
   from: string;
   to: string | string[];
+  cc?: string | string[];
   subject?: string;
   text: string;
   replyTo?: string;
@@ -18,6 +19,8 @@ export interface BuildMail {
   references?: string[];
   headers?: Record<string, string>;
   dkim?: { domainName: string; keySelector: string; privateKey: string };
+  attachments?: Array<{ filename: string; content: Buffer; contentType: string; cid?: string }>;
+  html?: string;
 }
 
 /** The exact bytes a staff member's mail server would send, DKIM-signed when asked. */
@@ -26,8 +29,11 @@ export async function buildMail(m: BuildMail): Promise<Buffer> {
   const info = await transport.sendMail({
     from: m.from,
     to: m.to,
+    cc: m.cc,
     subject: m.subject ?? 'Re: test',
     text: m.text,
+    html: m.html,
+    attachments: m.attachments,
     replyTo: m.replyTo,
     inReplyTo: m.inReplyTo,
     references: m.references,

@@ -1,0 +1,48 @@
+import { sql } from 'kysely';
+import type { Db } from '../database.js';
+import type { AttachmentContent } from './portal-requests.js';
+
+/**
+ * Attachment bytes for outbound mail and for signed file links. Kept apart
+ * from the mail-context statement on purpose: bytes are read only when a
+ * mail really carries them, and never inside the delivery transaction.
+ */
+
+/** The bytes of these attachments (missing ids are simply absent). */
+export async function loadAttachmentContents(db: Db, ids: number[]): Promise<Map<number, Buffer>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.selectFrom('attachments').select(['id', 'content']).where('id', 'in', ids).execute();
+  return new Map(rows.map((r) => [r.id, r.content]));
+}
+
+/**
+ * The attachment a file link names, if its recipient may still see it:
+ * staff see every file of every ticket; anyone else only the files of public
+ * messages on tickets they are still a participant of (removing a CC revokes
+ * their links).
+ */
+export async function findAttachmentForLink(db: Db, attachmentId: number, userId: number): Promise<AttachmentContent | undefined> {
+  const row = await db
+    .selectFrom('attachments as a')
+    .innerJoin('messages as m', 'm.id', 'a.message_id')
+    .innerJoin('users as u', (j) => j.on('u.id', '=', userId))
+    .select(['a.filename', 'a.content_type', 'a.content'])
+    .where('a.id', '=', attachmentId)
+    .where((eb) =>
+      eb.or([
+        eb('u.role', '=', 'staff'),
+        eb.and([
+          eb('m.visibility', '=', 'public'),
+          eb.exists(
+            eb
+              .selectFrom('ticket_participants as p')
+              .select(sql`1`.as('one'))
+              .whereRef('p.ticket_id', '=', 'm.ticket_id')
+              .where('p.user_id', '=', userId),
+          ),
+        ]),
+      ]),
+    )
+    .executeTakeFirst();
+  return row ? { filename: row.filename, contentType: row.content_type, content: row.content } : undefined;
+}
