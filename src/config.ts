@@ -39,6 +39,20 @@ const bool = z
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "4d", "72h", "30m", "90s", "1500ms" or plain milliseconds → ms; "off" → null (the automation is disabled). */
+const durationOrOff = z.string().transform((value, ctx) => {
+  const v = value.trim().toLowerCase();
+  if (v === 'off') return null;
+  const m = /^(\d+)\s*(ms|s|m|h|d)?$/.exec(v);
+  if (!m || Number(m[1]) === 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration such as 4d, 72h, 30m, 90s or off, got "${value}"` });
+    return z.NEVER;
+  }
+  return Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!;
+});
+
 const schema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -110,6 +124,13 @@ const schema = z
     BREAKER_PER_RECIPIENT: int(1).default(30),
     BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
 
+    // Ticket lifecycle automations (src/jobs/lifecycle.ts); each takes a duration or "off".
+    SOLVED_CLOSE_AFTER: durationOrOff.default(4 * 86_400_000),
+    PENDING_REMINDER_AFTER: durationOrOff.default(3 * 86_400_000),
+    PENDING_SOLVE_AFTER: durationOrOff.default(7 * 86_400_000),
+    /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
+    LIFECYCLE_INTERVAL_MS: int(1000).default(60_000),
+
     // Portal
     PASSWORD_MIN_LENGTH: int(6, 256).default(8),
     PASSWORD_MIN_CLASSES: int(0, 4).default(3),
@@ -140,6 +161,9 @@ const schema = z
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {
       ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required when NODE_ENV=production' });
+    }
+    if (c.PENDING_REMINDER_AFTER !== null && c.PENDING_SOLVE_AFTER !== null && c.PENDING_REMINDER_AFTER >= c.PENDING_SOLVE_AFTER) {
+      ctx.addIssue({ code: 'custom', path: ['PENDING_REMINDER_AFTER'], message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)' });
     }
     if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
       ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });

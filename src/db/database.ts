@@ -22,7 +22,8 @@ export type OutboundKind =
   | 'staff_notification'
   | 'ticket_update'
   | 'password_setup'
-  | 'password_changed';
+  | 'password_changed'
+  | 'ticket_lifecycle';
 
 export interface UsersTable {
   id: Generated<number>;
@@ -46,6 +47,10 @@ export interface TicketsTable {
   via: ColumnType<'email' | 'portal', 'email' | 'portal' | undefined, 'email' | 'portal'>;
   created_at: Generated<Date>;
   updated_at: Timestamp;
+  /** When the status last changed: the lifecycle automations count from here, not from updated_at. */
+  status_changed_at: Generated<Date>;
+  /** Set when the one reminder of the current pending spell was queued; cleared by any status change. */
+  pending_reminded_at: NullableTimestamp;
 }
 
 export interface TicketParticipantsTable {

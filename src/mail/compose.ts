@@ -92,7 +92,7 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
@@ -137,6 +137,11 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+    case 'ticket_lifecycle': {
+      const ticket = ticketView(config, row, c, locale);
+      const { event } = payloadOf('ticket_lifecycle', row);
+      return { ...base, ...ticketLayout(ticket.tag), ticket, isReminder: event === 'pending_reminder', isAutoSolved: event === 'auto_solved' };
+    }
   }
 }
 
