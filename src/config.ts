@@ -119,6 +119,8 @@ const schema = z
     /** First retry delay after a relay failure; doubles each attempt (12 attempts ≈ 5.7 h at 5 s). */
     OUTBOUND_RETRY_BASE_MS: int(10).default(5_000),
     STAFF_AUTH: z.enum(['dmarc', 'token']).default('dmarc'),
+    /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
+    AUTO_ASSIGN_FIRST_REPLIER: bool.default(true),
     ACK_MAX_PER_SENDER_PER_HOUR: int(0).default(3),
     BREAKER_PER_TICKET: int(1).default(10),
     BREAKER_PER_RECIPIENT: int(1).default(30),

@@ -12,7 +12,8 @@ type Json = ColumnType<unknown, string | undefined, string>;
 
 export type UserRole = 'customer' | 'staff';
 export type Locale = 'en' | 'ja';
-export type TicketStatus = 'new' | 'open' | 'pending' | 'solved' | 'closed';
+export type TicketStatus = 'new' | 'open' | 'pending' | 'hold' | 'solved' | 'closed';
+export type TicketPriority = 'low' | 'normal' | 'high' | 'urgent';
 export type ParticipantRole = 'requester' | 'cc';
 export type Visibility = 'public' | 'internal';
 export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
@@ -43,6 +44,7 @@ export interface TicketsTable {
   status: ColumnType<TicketStatus, TicketStatus | undefined, TicketStatus>;
   requester_id: number;
   assignee_id: number | null;
+  priority: ColumnType<TicketPriority, TicketPriority | undefined, TicketPriority>;
   follow_up_of: number | null;
   via: ColumnType<'email' | 'portal', 'email' | 'portal' | undefined, 'email' | 'portal'>;
   created_at: Generated<Date>;

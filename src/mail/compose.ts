@@ -1,7 +1,7 @@
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Db, Locale, OutboundMailRow, TicketStatus } from '../db/database.js';
+import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
@@ -45,8 +45,14 @@ export interface ComposedMail {
 export const LOOP_HEADER = 'X-Replyline-Loop';
 
 const STATUS_LABELS: Record<Locale, Record<TicketStatus, string>> = {
-  en: { new: 'New', open: 'Open', pending: 'Pending (awaiting your reply)', solved: 'Solved', closed: 'Closed' },
-  ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', solved: '解決済み', closed: '終了' },
+  // On-hold (waiting on a third party) reads as open to customers, as in Zendesk; staff mail says on-hold.
+  en: { new: 'New', open: 'Open', pending: 'Pending (awaiting your reply)', hold: 'Open', solved: 'Solved', closed: 'Closed' },
+  ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', hold: '対応中', solved: '解決済み', closed: '終了' },
+};
+const STAFF_HOLD_LABEL: Record<Locale, string> = { en: 'On-hold', ja: '保留（第三者待ち）' };
+const PRIORITY_LABELS: Record<Locale, Record<TicketPriority, string>> = {
+  en: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
+  ja: { low: '低', normal: '通常', high: '高', urgent: '緊急' },
 };
 
 const mailFromCache = new Map<string, Mailbox>();
@@ -81,11 +87,15 @@ function displayName(u: { name: string | null; email: string }, withEmail: boole
 
 function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext, locale: Locale) {
   if (!c.ticket) throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: ticket ${row.ticket_id} not found`);
+  const toStaff = row.kind === 'staff_notification';
   return {
     id: c.ticket.id,
     subject: oneLine(c.ticket.subject) || (locale === 'ja' ? '（件名なし）' : '(no subject)'),
     status: c.ticket.status,
-    statusLabel: STATUS_LABELS[locale][c.ticket.status],
+    statusLabel: toStaff && c.ticket.status === 'hold' ? STAFF_HOLD_LABEL[locale] : STATUS_LABELS[locale][c.ticket.status],
+    priorityLabel: PRIORITY_LABELS[locale][c.ticket.priority],
+    /** Staff subjects name the priority only when it is not the default, to keep them short. */
+    priorityShown: c.ticket.priority !== 'normal',
     url: `${config.PUBLIC_URL}/requests/${c.ticket.id}`,
     tag: makeTicketTag(config.SECRET_KEY, c.ticket.id),
   };

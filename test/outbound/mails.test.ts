@@ -104,7 +104,8 @@ describe('staff notification', () => {
     const pb = await parse(mb!);
 
     expect(header(ma!, 'Auto-Submitted')).toBe('auto-generated');
-    expect(pa.subject).toBe(`[#${t.ticketId}] Printer on fire`);
+    expect(pa.subject).toBe(`[#${t.ticketId}] Printer on fire (New)`);
+    expect(pb.subject).toBe(`[#${t.ticketId}] Printer on fire（新規）`);
     expect(pa.text).toContain('Line one\n<script>alert(1)</script> & more');
     expect(pa.text).toContain('- invoice.pdf (2 KB)');
     expect(pa.text).toContain('- photo.jpg (2 KB)');

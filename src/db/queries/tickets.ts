@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db, MessageRow, ParticipantRole, TicketRow, TicketStatus, Visibility } from '../database.js';
+import type { Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
 
 /**
  * Ticket, participant and message writes shared by the inbound job, staff
@@ -103,6 +103,14 @@ export async function setTicketsStatus(db: Db, ticketIds: number[], status: Tick
     })
     .where('id', 'in', ticketIds)
     .execute();
+}
+
+export async function setTicketPriority(db: Db, ticketId: number, priority: TicketPriority): Promise<void> {
+  await db.updateTable('tickets').set({ priority, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+}
+
+export async function setTicketAssignee(db: Db, ticketId: number, assigneeId: number | null): Promise<void> {
+  await db.updateTable('tickets').set({ assignee_id: assigneeId, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
 }
 
 export interface DueTicket {
