@@ -37,21 +37,24 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
 const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "3600", "90m", "12h", "30d" → milliseconds (a bare number is seconds). */
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const m = /^(\d{1,9})\s*([smhd]?)$/i.exec(String(value).trim());
-    if (!m || Number(m[1]) === 0) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as 3600, 90m, 12h or 30d, got "${value}"` });
-      return z.NEVER;
-    }
-    return Number(m[1]) * DURATION_UNITS[(m[2] || 's').toLowerCase()]!;
-  });
+/** One way to write a duration: "3600" (seconds), "90m", "12h", "30d" → milliseconds. */
+function parseDuration(value: string, ctx: z.RefinementCtx): number {
+  const m = /^(\d{1,9})\s*([smhd]?)$/i.exec(value.trim());
+  if (!m || Number(m[1]) === 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration such as 3600, 90m, 12h or 30d, got "${value}"` });
+    return z.NEVER;
+  }
+  return Number(m[1]) * DURATION_UNITS[(m[2] || 's').toLowerCase()]!;
+}
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => parseDuration(String(value), ctx));
+
+/** A duration, or "off" (null) for an automation that can be disabled. */
+const durationOrOff = z.string().transform((value, ctx) => (value.trim().toLowerCase() === 'off' ? null : parseDuration(value, ctx)));
 
 const schema = z
   .object({
@@ -119,6 +122,8 @@ const schema = z
     /** First retry delay after a relay failure; doubles each attempt (12 attempts ≈ 5.7 h at 5 s). */
     OUTBOUND_RETRY_BASE_MS: int(10).default(5_000),
     STAFF_AUTH: z.enum(['dmarc', 'token']).default('dmarc'),
+    /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
+    AUTO_ASSIGN_FIRST_REPLIER: bool.default(true),
     ACK_MAX_PER_SENDER_PER_HOUR: int(0).default(3),
     BREAKER_PER_TICKET: int(1).default(10),
     BREAKER_PER_RECIPIENT: int(1).default(30),
@@ -129,6 +134,13 @@ const schema = z
     FILE_LINK_TTL: duration.default(30 * 24 * 60 * 60_000),
     /** Earlier public messages quoted below the new one in each ticket mail. */
     MAIL_HISTORY_MESSAGES: int(0, 50).default(5),
+
+    // Ticket lifecycle automations (src/jobs/lifecycle.ts); each takes a duration or "off".
+    SOLVED_CLOSE_AFTER: durationOrOff.default(4 * 86_400_000),
+    PENDING_REMINDER_AFTER: durationOrOff.default(3 * 86_400_000),
+    PENDING_SOLVE_AFTER: durationOrOff.default(7 * 86_400_000),
+    /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
+    LIFECYCLE_INTERVAL_MS: int(1000).default(60_000),
 
     // Portal
     PASSWORD_MIN_LENGTH: int(6, 256).default(8),
@@ -160,6 +172,9 @@ const schema = z
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {
       ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required when NODE_ENV=production' });
+    }
+    if (c.PENDING_REMINDER_AFTER !== null && c.PENDING_SOLVE_AFTER !== null && c.PENDING_REMINDER_AFTER >= c.PENDING_SOLVE_AFTER) {
+      ctx.addIssue({ code: 'custom', path: ['PENDING_REMINDER_AFTER'], message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)' });
     }
     if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
       ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });

@@ -12,7 +12,8 @@ type Json = ColumnType<unknown, string | undefined, string>;
 
 export type UserRole = 'customer' | 'staff';
 export type Locale = 'en' | 'ja';
-export type TicketStatus = 'new' | 'open' | 'pending' | 'solved' | 'closed';
+export type TicketStatus = 'new' | 'open' | 'pending' | 'hold' | 'solved' | 'closed';
+export type TicketPriority = 'low' | 'normal' | 'high' | 'urgent';
 export type ParticipantRole = 'requester' | 'cc';
 export type Visibility = 'public' | 'internal';
 export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
@@ -22,7 +23,8 @@ export type OutboundKind =
   | 'staff_notification'
   | 'ticket_update'
   | 'password_setup'
-  | 'password_changed';
+  | 'password_changed'
+  | 'ticket_lifecycle';
 
 export interface UsersTable {
   id: Generated<number>;
@@ -42,10 +44,15 @@ export interface TicketsTable {
   status: ColumnType<TicketStatus, TicketStatus | undefined, TicketStatus>;
   requester_id: number;
   assignee_id: number | null;
+  priority: ColumnType<TicketPriority, TicketPriority | undefined, TicketPriority>;
   follow_up_of: number | null;
   via: ColumnType<'email' | 'portal', 'email' | 'portal' | undefined, 'email' | 'portal'>;
   created_at: Generated<Date>;
   updated_at: Timestamp;
+  /** When the status last changed: the lifecycle automations count from here, not from updated_at. */
+  status_changed_at: Generated<Date>;
+  /** Set when the one reminder of the current pending spell was queued; cleared by any status change. */
+  pending_reminded_at: NullableTimestamp;
 }
 
 export interface TicketParticipantsTable {

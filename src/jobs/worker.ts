@@ -6,6 +6,7 @@ import { findQueuedOutboundIds } from '../mail/outbox.js';
 import { createWorkerRedis } from '../redis.js';
 import { guarded, parsePayload, type QueueName } from './define-job.js';
 import { inboundJobId, outboundJobId } from './job-ids.js';
+import { scheduleLifecycle } from './lifecycle.js';
 import { enqueueInbound } from './process-inbound.js';
 import { OUTBOUND_BATCHES_IN_FLIGHT } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
@@ -93,7 +94,16 @@ export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP
   ];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();
+  // The lifecycle schedule lives in Redis; registering it is retried with each sweep until it succeeds.
+  let scheduled = false;
+  const schedule = () =>
+    scheduleLifecycle(ctx).then(
+      () => void (scheduled = true),
+      (err: unknown) => ctx.log.warn({ err: String(err) }, 'could not register the lifecycle schedule; will retry'),
+    );
+  let scheduling = schedule();
   const sweep = () => {
+    if (!scheduled) scheduling = schedule();
     const run = sweepOnce(ctx);
     sweeping = run.catch(() => {});
     return run;
@@ -107,7 +117,7 @@ export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP
     sweep,
     async close() {
       clearInterval(timer);
-      await sweeping;
+      await Promise.all([sweeping, scheduling]);
       // Worker.close() waits for in-flight jobs to finish before resolving.
       await Promise.all(workers.map((w) => w.close()));
       // A connection we pass in is shared, so BullMQ leaves closing it to us.

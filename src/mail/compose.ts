@@ -1,7 +1,7 @@
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Db, Locale, OutboundMailRow, TicketStatus } from '../db/database.js';
+import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
@@ -66,8 +66,14 @@ export interface ComposedMail {
 export const LOOP_HEADER = 'X-Replyline-Loop';
 
 const STATUS_LABELS: Record<Locale, Record<TicketStatus, string>> = {
-  en: { new: 'New', open: 'Open', pending: 'Pending (awaiting your reply)', solved: 'Solved', closed: 'Closed' },
-  ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', solved: '解決済み', closed: '終了' },
+  // On-hold (waiting on a third party) reads as open to customers, as in Zendesk; staff mail says on-hold.
+  en: { new: 'New', open: 'Open', pending: 'Pending (awaiting your reply)', hold: 'Open', solved: 'Solved', closed: 'Closed' },
+  ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', hold: '対応中', solved: '解決済み', closed: '終了' },
+};
+const STAFF_HOLD_LABEL: Record<Locale, string> = { en: 'On-hold', ja: '保留（第三者待ち）' };
+const PRIORITY_LABELS: Record<Locale, Record<TicketPriority, string>> = {
+  en: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
+  ja: { low: '低', normal: '通常', high: '高', urgent: '緊急' },
 };
 
 const mailFromCache = new Map<string, Mailbox>();
@@ -102,18 +108,22 @@ function displayName(u: { name: string | null; email: string }, withEmail: boole
 
 function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext, locale: Locale) {
   if (!c.ticket) throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: ticket ${row.ticket_id} not found`);
+  const toStaff = row.kind === 'staff_notification';
   return {
     id: c.ticket.id,
     subject: oneLine(c.ticket.subject) || (locale === 'ja' ? '（件名なし）' : '(no subject)'),
     status: c.ticket.status,
-    statusLabel: STATUS_LABELS[locale][c.ticket.status],
+    statusLabel: toStaff && c.ticket.status === 'hold' ? STAFF_HOLD_LABEL[locale] : STATUS_LABELS[locale][c.ticket.status],
+    priorityLabel: PRIORITY_LABELS[locale][c.ticket.priority],
+    /** Staff subjects name the priority only when it is not the default, to keep them short. */
+    priorityShown: c.ticket.priority !== 'normal',
     url: `${config.PUBLIC_URL}/requests/${c.ticket.id}`,
     tag: makeTicketTag(config.SECRET_KEY, c.ticket.id),
   };
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
@@ -188,6 +198,11 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+    case 'ticket_lifecycle': {
+      const ticket = ticketView(config, row, c, locale);
+      const { event } = payloadOf('ticket_lifecycle', row);
+      return { ...base, ...ticketLayout(ticket.tag), ticket, isReminder: event === 'pending_reminder', isAutoSolved: event === 'auto_solved' };
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Config } from '../config.js';
-import type { Db, OutboundMailRow, TicketStatus, UserRole } from '../db/database.js';
+import type { Db, OutboundMailRow, TicketPriority, TicketStatus, UserRole } from '../db/database.js';
 import { preparedName } from '../db/prepared-client.js';
 
 /**
@@ -54,7 +54,7 @@ export interface HistoryEntry {
 
 export interface MailContext {
   toName: string | null;
-  ticket: { id: number; subject: string; status: TicketStatus; requesterName: string | null; requesterEmail: string } | null;
+  ticket: { id: number; subject: string; status: TicketStatus; priority: TicketPriority; requesterName: string | null; requesterEmail: string } | null;
   message: { id: number; text: string; authorName: string | null; authorEmail: string; authorRole: UserRole } | null;
   attachments: MailAttachment[];
   /**
@@ -73,6 +73,7 @@ interface Raw extends OutboundMailRow {
   x_ticket_id: number | null;
   x_subject: string | null;
   x_status: TicketStatus | null;
+  x_priority: TicketPriority | null;
   x_requester_name: string | null;
   x_requester_email: string | null;
   x_message_id: number | null;
@@ -113,7 +114,7 @@ export function mailContextQuery(config: MailContextConfig, outboundId: number |
   return sql<Raw>`${name}
     SELECT ${sql.raw(ROW_COLUMNS.map((c) => `o.${c}`).join(', '))},
       u.name AS x_to_name,
-      t.id AS x_ticket_id, t.subject AS x_subject, t.status AS x_status,
+      t.id AS x_ticket_id, t.subject AS x_subject, t.status AS x_status, t.priority AS x_priority,
       r.name AS x_requester_name, r.email AS x_requester_email,
       m.id AS x_message_id, m.body_text AS x_text,
       a.name AS x_author_name, a.email AS x_author_email, a.role AS x_author_role,
@@ -184,7 +185,7 @@ export interface LoadedMail {
 
 function toLoaded(raw: Raw): LoadedMail {
   const {
-    x_to_name, x_ticket_id, x_subject, x_status, x_requester_name, x_requester_email, x_message_id, x_text,
+    x_to_name, x_ticket_id, x_subject, x_status, x_priority, x_requester_name, x_requester_email, x_message_id, x_text,
     x_author_name, x_author_email, x_author_role, x_attachments, x_history, x_original, x_thread, x_acks, x_per_ticket, x_customer,
     ...row
   } = raw;
@@ -195,7 +196,7 @@ function toLoaded(raw: Raw): LoadedMail {
       toName: x_to_name,
       ticket:
         x_ticket_id !== null && x_status !== null
-          ? { id: x_ticket_id, subject: x_subject ?? '', status: x_status, requesterName: x_requester_name, requesterEmail: x_requester_email ?? '' }
+          ? { id: x_ticket_id, subject: x_subject ?? '', status: x_status, priority: x_priority ?? 'normal', requesterName: x_requester_name, requesterEmail: x_requester_email ?? '' }
           : null,
       message:
         x_message_id !== null && x_author_email !== null && x_author_role !== null

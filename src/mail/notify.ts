@@ -80,6 +80,23 @@ export function listStaffRecipients(db: Db): Promise<Recipient[]> {
   return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('role', '=', 'staff').orderBy('id').execute();
 }
 
+/** The assignee and the staff who are participants of the ticket or wrote on it. */
+export function listFollowingStaff(db: Db, ticketId: number, assigneeId: number): Promise<Recipient[]> {
+  return db
+    .selectFrom('users')
+    .select(['id', 'email', 'role', 'locale'])
+    .where('role', '=', 'staff')
+    .where((eb) =>
+      eb.or([
+        eb('id', '=', assigneeId),
+        eb('id', 'in', eb.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticketId)),
+        eb('id', 'in', eb.selectFrom('messages').select('author_id').where('ticket_id', '=', ticketId)),
+      ]),
+    )
+    .orderBy('id')
+    .execute();
+}
+
 export async function queueTicketMails(db: Db, config: NotifyConfig, event: TicketEvent): Promise<number[]> {
   const ticket = await db
     .selectFrom('tickets')
@@ -88,10 +105,11 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
     .executeTakeFirstOrThrow();
   const author = await db.selectFrom('users').selectAll().where('id', '=', event.authorId).executeTakeFirstOrThrow();
 
+  // Assigned: the assignee, plus staff who follow the ticket (CC'd, or wrote on it); unassigned: every agent.
   const staffTargets = async (): Promise<Recipient[]> => {
     if (ticket.assignee_id !== null) {
-      const assignee = await db.selectFrom('users').selectAll().where('id', '=', ticket.assignee_id).where('role', '=', 'staff').execute();
-      if (assignee.length > 0) return assignee;
+      const following = await listFollowingStaff(db, ticket.id, ticket.assignee_id);
+      if (following.some((u) => u.id === ticket.assignee_id)) return following;
     }
     return listStaffRecipients(db);
   };

@@ -25,6 +25,8 @@ export const PAYLOAD_SCHEMAS = {
     expiresAt: z.iso.datetime(),
   }),
   password_changed: z.object({}),
+  /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
+  ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
 } satisfies Record<OutboundKind, z.ZodType>;
 
 export type OutboxPayload<K extends OutboundKind> = z.input<(typeof PAYLOAD_SCHEMAS)[K]>;

@@ -22,7 +22,7 @@ const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
 
 describe('templates', () => {
   it('every kind has a subject, text and HTML template in English and Japanese that compiles', () => {
-    expect(() => preloadTemplates(['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed'])).not.toThrow();
+    expect(() => preloadTemplates(['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'ticket_lifecycle'])).not.toThrow();
   });
 });
 
@@ -104,7 +104,8 @@ describe('staff notification', () => {
     const pb = await parse(mb!);
 
     expect(header(ma!, 'Auto-Submitted')).toBe('auto-generated');
-    expect(pa.subject).toBe(`[#${t.ticketId}] Printer on fire`);
+    expect(pa.subject).toBe(`[#${t.ticketId}] Printer on fire (New)`);
+    expect(pb.subject).toBe(`[#${t.ticketId}] Printer on fire（新規）`);
     expect(pa.text).toContain('Line one\n<script>alert(1)</script> & more');
     expect(pa.text).toContain('- invoice.pdf (2 KB)');
     expect(pa.text).toContain('- photo.jpg (2 KB)');

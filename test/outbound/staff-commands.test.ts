@@ -3,7 +3,7 @@ import { findTicket, participantRole } from '../../src/db/queries/tickets.js';
 import { findUserByEmail } from '../../src/db/queries/users.js';
 import { applyStaffCommands, parseStaffCommands } from '../../src/jobs/inbound/staff-commands.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { addCc, seedTicket, uid } from './support/fixtures.js';
+import { addCc, makeStaff, seedTicket, uid } from './support/fixtures.js';
 
 describe('parseStaffCommands', () => {
   it('reads commands from the leading lines and removes them from the body', () => {
@@ -44,6 +44,27 @@ describe('applyStaffCommands', () => {
   const apply = (ticketId: number, text: string) =>
     app.ctx.db.transaction().execute((trx) => applyStaffCommands(trx, app.ctx.config, ticketId, parseStaffCommands(text)));
 
+  it('makes the first public replier the assignee, unless AUTO_ASSIGN_FIRST_REPLIER is off or the ticket has an owner', async () => {
+    const staff = await makeStaff(app.ctx.db);
+    const other = await makeStaff(app.ctx.db);
+    const run = (ticketId: number, text: string, config = app.ctx.config, publicReply = true) =>
+      app.ctx.db.transaction().execute((trx) => applyStaffCommands(trx, config, ticketId, parseStaffCommands(text), { id: staff.id, publicReply }));
+    const a = await seedTicket(app.ctx.db);
+    await run(a.ticketId, '#note just looking', app.ctx.config, false);
+    expect((await findTicket(app.ctx.db, a.ticketId))?.assignee_id).toBeNull();
+    await run(a.ticketId, 'Hello!');
+    expect((await findTicket(app.ctx.db, a.ticketId))?.assignee_id).toBe(staff.id);
+
+    const b = await seedTicket(app.ctx.db);
+    await run(b.ticketId, 'Hello!', { ...app.ctx.config, AUTO_ASSIGN_FIRST_REPLIER: false });
+    expect((await findTicket(app.ctx.db, b.ticketId))?.assignee_id).toBeNull();
+
+    const c = await seedTicket(app.ctx.db);
+    await run(c.ticketId, `#assign ${other.email}\nHello!`);
+    await run(c.ticketId, 'Me again.');
+    expect((await findTicket(app.ctx.db, c.ticketId))?.assignee_id).toBe(other.id);
+  });
+
   it('sets the status and adds/removes CCs, creating implicit accounts for new addresses', async () => {
     const t = await seedTicket(app.ctx.db);
     const old = await addCc(app.ctx.db, t.ticketId, `old-${uid()}@example.com`);
@@ -72,5 +93,17 @@ describe('applyStaffCommands', () => {
     expect((await findTicket(app.ctx.db, t.ticketId))?.status).toBe('closed');
     const ccs = await app.ctx.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', t.ticketId).where('role', '=', 'cc').execute();
     expect(ccs).toHaveLength(3);
+  });
+});
+
+describe('queue commands', () => {
+  it('parses #assign, #unassign, #priority and #status on-hold, and consumes mistyped values', () => {
+    expect(parseStaffCommands('#assign me\n#priority URGENT\n#status on-hold\nOn it.')).toMatchObject({ assign: 'me', priority: 'urgent', status: 'hold', body: 'On it.' });
+    expect(parseStaffCommands('#assign <Bob@Corp.test>\nx').assign).toBe('bob@corp.test');
+    expect(parseStaffCommands('#unassign\nx').assign).toBeNull();
+    const typo = parseStaffCommands('#priority highest\n#assign nobody\nBody');
+    expect(typo).toMatchObject({ body: 'Body' });
+    expect(typo.priority).toBeUndefined();
+    expect(typo.assign).toBeUndefined();
   });
 });

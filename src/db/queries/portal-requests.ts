@@ -16,7 +16,7 @@ export type StatusFilter = 'any' | 'open' | 'pending' | 'solved' | 'closed';
 
 export const STATUS_FILTERS: Record<StatusFilter, TicketStatus[] | null> = {
   any: null,
-  open: ['new', 'open'],
+  open: ['new', 'open', 'hold'],
   pending: ['pending'],
   solved: ['solved'],
   closed: ['closed'],

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db, MessageRow, ParticipantRole, TicketRow, TicketStatus, Visibility } from '../database.js';
+import type { Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
 
 /**
  * Ticket, participant and message writes shared by the inbound job, staff
@@ -80,8 +80,81 @@ export async function countCcs(db: Db, ticketId: number): Promise<number> {
   return Number(row.n);
 }
 
+/** The one writer of a ticket's status: a change restarts the lifecycle clock and the pending reminder. */
 export async function setTicketStatus(db: Db, ticketId: number, status: TicketStatus): Promise<void> {
-  await db.updateTable('tickets').set({ status, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+  await setTicketsStatus(db, [ticketId], status, null);
+}
+
+/**
+ * Sets the status of several tickets; `at` is the moment of the change (null:
+ * the database's now()), passed in by the lifecycle automations so tests can
+ * move the clock instead of waiting.
+ */
+export async function setTicketsStatus(db: Db, ticketIds: number[], status: TicketStatus, at: Date | null): Promise<void> {
+  if (ticketIds.length === 0) return;
+  const moment = at ?? sql`now()`;
+  await db
+    .updateTable('tickets')
+    .set({
+      status,
+      updated_at: moment as never,
+      status_changed_at: sql`CASE WHEN status = ${status} THEN status_changed_at ELSE ${moment} END` as never,
+      pending_reminded_at: sql`CASE WHEN status = ${status} THEN pending_reminded_at END` as never,
+    })
+    .where('id', 'in', ticketIds)
+    .execute();
+}
+
+export async function setTicketPriority(db: Db, ticketId: number, priority: TicketPriority): Promise<void> {
+  await db.updateTable('tickets').set({ priority, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+}
+
+export async function setTicketAssignee(db: Db, ticketId: number, assigneeId: number | null): Promise<void> {
+  await db.updateTable('tickets').set({ assignee_id: assigneeId, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+}
+
+export interface DueTicket {
+  id: number;
+  requesterId: number;
+}
+
+/**
+ * Tickets whose status has not changed since `before` (optionally only those
+ * not yet reminded), oldest first, locked. SKIP LOCKED lets several workers
+ * share the work; once a transition commits the row no longer matches, so
+ * each ticket moves (and is mailed about) exactly once.
+ */
+export async function lockDueTickets(
+  db: Db,
+  q: { status: TicketStatus; before: Date; notReminded?: boolean; limit: number },
+): Promise<DueTicket[]> {
+  let query = db
+    .selectFrom('tickets')
+    .select(['id', 'requester_id'])
+    .where('status', '=', q.status)
+    .where('status_changed_at', '<=', q.before);
+  if (q.notReminded) query = query.where('pending_reminded_at', 'is', null);
+  const rows = await query.orderBy('status_changed_at').limit(q.limit).forUpdate().skipLocked().execute();
+  return rows.map((r) => ({ id: r.id, requesterId: r.requester_id }));
+}
+
+/** Records that the one reminder of the current pending spell was queued. */
+export async function markPendingReminded(db: Db, ticketIds: number[], at: Date): Promise<void> {
+  if (ticketIds.length === 0) return;
+  await db.updateTable('tickets').set({ pending_reminded_at: at }).where('id', 'in', ticketIds).execute();
+}
+
+/** The latest public message of each ticket: lifecycle mails thread under it like any ticket update. */
+export async function latestPublicMessageIds(db: Db, ticketIds: number[]): Promise<Map<number, number>> {
+  if (ticketIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('messages')
+    .select(['ticket_id', sql<string>`max(id)`.as('id')])
+    .where('ticket_id', 'in', ticketIds)
+    .where('visibility', '=', 'public')
+    .groupBy('ticket_id')
+    .execute();
+  return new Map(rows.map((r) => [r.ticket_id, Number(r.id)]));
 }
 
 /** Bumps updated_at so "newest activity first" lists see the change. */

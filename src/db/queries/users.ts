@@ -15,6 +15,12 @@ export async function findUserById(db: Db, id: number): Promise<UserRow | undefi
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** Several users as mail recipients, by id (missing ids are simply absent). */
+export async function findUserRefs(db: Db, ids: number[]): Promise<UserRef[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('id', 'in', ids).execute();
+}
+
 export interface NewUser {
   email: string;
   name?: string | null;

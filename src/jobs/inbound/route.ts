@@ -84,7 +84,7 @@ async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: Analyzed
   if (cmds.body !== '' || a.attachments.length > 0) {
     const visibility = cmds.note ? 'internal' : 'public';
     // Command lines were removed from the text; the HTML still has them, so it is dropped when they were used.
-    const usedCommands = cmds.note || cmds.status !== undefined || cmds.ccAdd.length > 0 || cmds.ccRemove.length > 0;
+    const usedCommands = cmds.note || cmds.status !== undefined || cmds.priority !== undefined || cmds.assign !== undefined || cmds.ccAdd.length > 0 || cmds.ccRemove.length > 0;
     const message = await storeMessage(trx, row, a, {
       ticketId: ticket.id,
       authorId: user.id,
@@ -92,11 +92,11 @@ async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: Analyzed
       bodyText: cmds.body,
       bodyHtml: usedCommands ? null : a.visibleHtml,
     });
-    await applyStaffCommands(trx, cfg, ticket.id, cmds);
+    await applyStaffCommands(trx, cfg, ticket.id, cmds, { id: user.id, publicReply: visibility === 'public' });
     const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility, directTo: directRecipients(a) };
     outboxIds = await queueTicketMails(trx, cfg, event);
   } else {
-    await applyStaffCommands(trx, cfg, ticket.id, cmds);
+    await applyStaffCommands(trx, cfg, ticket.id, cmds, { id: user.id, publicReply: false });
   }
   return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds };
 }

@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
-import type { Db } from '../../db/database.js';
-import { addParticipant, countCcs, lockTicket, removeCc, setTicketStatus } from '../../db/queries/tickets.js';
+import type { Db, TicketPriority } from '../../db/database.js';
+import { addParticipant, countCcs, lockTicket, removeCc, setTicketAssignee, setTicketPriority, setTicketStatus } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
 
@@ -10,20 +10,34 @@ import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.j
  * from the comment. Only the leading block counts, so a `#status` quoted or
  * written further down stays text.
  *
- *   #status solved|pending|open
+ *   #status solved|pending|open|on-hold
+ *   #priority low|normal|high|urgent
+ *   #assign me   /   #assign <staff address>   /   #unassign
  *   #note                         (the reply becomes an internal note)
  *   #cc add <address>   /   #cc remove <address>
  */
 export interface StaffCommands {
-  status?: 'solved' | 'pending' | 'open';
+  status?: 'solved' | 'pending' | 'open' | 'hold';
+  priority?: TicketPriority;
+  /** 'me': the author; an address: that staff account; null: nobody. */
+  assign?: 'me' | string | null;
   note: boolean;
   ccAdd: string[];
   ccRemove: string[];
   body: string;
 }
 
-const STATUSES = new Set(['solved', 'pending', 'open']);
-const COMMAND_RE = /^#(status|note|cc)\b:?\s*(.*)$/i;
+/** Command words for each status; on-hold is Zendesk's "waiting on a third party" (customers see it as open). */
+const STATUSES: Record<string, NonNullable<StaffCommands['status']>> = {
+  solved: 'solved',
+  pending: 'pending',
+  open: 'open',
+  'on-hold': 'hold',
+  onhold: 'hold',
+  hold: 'hold',
+};
+const PRIORITIES = new Set<string>(['low', 'normal', 'high', 'urgent']);
+const COMMAND_RE = /^#(status|note|cc|assign|unassign|priority)\b:?\s*(.*)$/i;
 
 export function parseStaffCommands(visibleText: string): StaffCommands {
   const cmds: StaffCommands = { note: false, ccAdd: [], ccRemove: [], body: '' };
@@ -36,12 +50,20 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
     if (!m) break;
     const keyword = m[1]!.toLowerCase();
     const args = m[2]!.trim().split(/[\s,]+/).filter(Boolean);
+    const value = args[0]?.toLowerCase();
+    // A mistyped value is consumed, not published: the line was meant for us, not the customer.
     if (keyword === 'note') {
       cmds.note = true;
     } else if (keyword === 'status') {
-      const value = args[0]?.toLowerCase();
-      // A mistyped value is consumed, not published: the line was meant for us, not the customer.
-      if (value && STATUSES.has(value)) cmds.status = value as StaffCommands['status'];
+      if (value && Object.hasOwn(STATUSES, value)) cmds.status = STATUSES[value];
+    } else if (keyword === 'priority') {
+      if (value && PRIORITIES.has(value)) cmds.priority = value as TicketPriority;
+    } else if (keyword === 'unassign') {
+      cmds.assign = null;
+    } else if (keyword === 'assign') {
+      const address = value ? normalizeEmail(value.replace(/^<|>$/g, '')) : '';
+      if (value === 'me') cmds.assign = 'me';
+      else if (isValidEmail(address)) cmds.assign = address;
     } else {
       const action = args[0]?.toLowerCase();
       const addresses = args.slice(1).map((a) => normalizeEmail(a.replace(/^<|>$/g, ''))).filter(isValidEmail);
@@ -55,19 +77,40 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
   return cmds;
 }
 
-/** Our own addresses must never become participants: they would mail themselves. */
+/** Who wrote the commands, and whether their mail became a public reply (for AUTO_ASSIGN_FIRST_REPLIER). */
+export interface CommandAuthor {
+  id: number;
+  publicReply: boolean;
+}
+
 /**
- * Applies status and CC changes inside the caller's transaction. A staff
- * reply to a `new` ticket without `#status` opens it: someone has answered.
- * A closed ticket is final and keeps its status; CCs beyond MAX_CCS are dropped.
+ * Applies status, priority, assignee and CC changes inside the caller's
+ * transaction. A staff reply to a `new` ticket without `#status` opens it:
+ * someone has answered. A closed ticket is final and keeps its status; CCs
+ * beyond MAX_CCS are dropped; our own addresses never become participants
+ * (they would mail themselves). Only a staff account can be the assignee.
  */
-export async function applyStaffCommands(trx: Db, config: Config, ticketId: number, cmds: StaffCommands): Promise<void> {
+export async function applyStaffCommands(trx: Db, config: Config, ticketId: number, cmds: StaffCommands, author?: CommandAuthor): Promise<void> {
   const ticket = await lockTicket(trx, ticketId);
   if (!ticket) return;
 
   if (ticket.status !== 'closed') {
     const next = cmds.status ?? (ticket.status === 'new' && !cmds.note ? 'open' : undefined);
     if (next && next !== ticket.status) await setTicketStatus(trx, ticketId, next);
+  }
+  if (cmds.priority && cmds.priority !== ticket.priority) await setTicketPriority(trx, ticketId, cmds.priority);
+
+  if (cmds.assign !== undefined) {
+    let assignee: number | null = null;
+    if (cmds.assign === 'me') assignee = author?.id ?? null;
+    else if (cmds.assign !== null) {
+      const user = await findUserByEmail(trx, cmds.assign);
+      assignee = user?.role === 'staff' ? user.id : ticket.assignee_id;
+    }
+    if (assignee !== ticket.assignee_id) await setTicketAssignee(trx, ticketId, assignee);
+  } else if (author?.publicReply && ticket.assignee_id === null && config.AUTO_ASSIGN_FIRST_REPLIER) {
+    // Zendesk's habit: whoever answers the customer first owns the ticket.
+    await setTicketAssignee(trx, ticketId, author.id);
   }
 
   for (const email of cmds.ccRemove) {
