@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { closeContext, createContext } from '../context.js';
+import { closeContext, createContext, loadInstallation } from '../context.js';
 import { AppError } from '../errors.js';
 import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
 import { closeSharedParsePool } from '../jobs/inbound/parse-pool.js';
@@ -97,6 +97,7 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
   if (Number(updated.numUpdatedRows) !== 1) throw new AppError('VALIDATION', `inbound message ${id} changed while releasing; try again`);
   const ctx = createContext(env.config, createLogger('warn'));
   try {
+    await loadInstallation(ctx);
     const result = await processInboundMessage(ctx, id);
     if (result.status === 'held') {
       env.io.out(`released ${id} from ${r.reason}; held again: ${result.reason}`);

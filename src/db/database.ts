@@ -22,7 +22,8 @@ export type OutboundKind =
   | 'staff_notification'
   | 'ticket_update'
   | 'password_setup'
-  | 'password_changed';
+  | 'password_changed'
+  | 'staff_auth_notice';
 
 export interface UsersTable {
   id: Generated<number>;
@@ -152,7 +153,16 @@ export interface SessionsTable {
   expires_at: Timestamp;
 }
 
+/** One row: this installation's id (see migrations/0006-installation.ts). */
+export interface InstallationTable {
+  singleton: ColumnType<boolean, boolean | undefined, never>;
+  id: string;
+  database_oid: number;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
+  installation: InstallationTable;
   users: UsersTable;
   tickets: TicketsTable;
   ticket_participants: TicketParticipantsTable;

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db, Locale, OutboundMailRow, TicketStatus } from '../db/database.js';
 import { AppError } from '../errors.js';
+import { staffAuthNoticeView } from '../inbound/staff-auth-notice.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
@@ -137,6 +138,8 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+    case 'staff_auth_notice':
+      return { ...base, ...NO_LAYOUT, ...staffAuthNoticeView(row) };
   }
 }
 
