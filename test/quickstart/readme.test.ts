@@ -24,6 +24,12 @@ describe('README quick start', () => {
     expect(quickStart).toContain('STAFF_AUTH=token');
   });
 
+  it('STAFF_AUTH=token docker compose up reaches replyline: the compose file passes STAFF_AUTH through', () => {
+    const compose = readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8');
+    expect(quickStart).toContain('STAFF_AUTH=token docker compose up');
+    expect(compose).toMatch(/^\s+STAFF_AUTH: \$\{STAFF_AUTH:-dmarc\}$/m);
+  });
+
   it('never tells anyone to create the database by hand', () => {
     expect(quickStart).not.toMatch(/createdb replyline|create the database first/i);
     expect(quickStart).toMatch(/creates the database/);
