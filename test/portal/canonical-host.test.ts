@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPortalApp, type PortalTestApp } from './support.js';
+import { launchChromium } from '../security/support/browser.js';
+import { GOOD_PASSWORD, seedUser, startPortalApp, type PortalTestApp } from './support.js';
 
 /**
  * PUBLIC_URL is http://127.0.0.1:<port>; a newcomer opens http://localhost:<port>.
@@ -58,5 +59,26 @@ describe('a portal request on a host other than PUBLIC_URL\'s', () => {
   it('leaves PUBLIC_URL\'s own host and the health check alone', async () => {
     expect((await send('GET', '/login', `127.0.0.1:${port}`)).status).toBe(200);
     expect((await send('GET', '/healthz', `localhost:${port}`)).status).toBe(200);
+  });
+
+  it('in Chromium: a newcomer who opens localhost lands on PUBLIC_URL, styled, and can sign in', async () => {
+    const user = await seedUser(app.ctx.db);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const blocked: string[] = [];
+      // CSP refusals are what made the page unstyled and the button dead (a missing favicon is not our concern).
+      page.on('console', (m) => /Content Security Policy|Refused/i.test(m.text()) && blocked.push(m.text()));
+      await page.goto(`http://localhost:${port}/login`);
+      expect(page.url()).toBe(`${app.base}/login`);
+      // The stylesheet applied (CSP used to block it on the other host name): the body font is ours, not the default.
+      expect(await page.evaluate('getComputedStyle(document.body).fontFamily')).not.toMatch(/^"?Times/);
+      await page.getByLabel('Email address').fill(user.email);
+      await page.getByLabel('Password').fill(GOOD_PASSWORD);
+      await Promise.all([page.waitForURL(`${app.base}/requests`), page.getByRole('button', { name: 'Sign in' }).click()]);
+      expect(blocked).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 });
