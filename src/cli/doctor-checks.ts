@@ -58,7 +58,10 @@ export async function checkRedis(config: Config): Promise<CheckResult> {
   const where = new URL(config.REDIS_URL).host;
   const redis = createProducerRedis(config.REDIS_URL, { connectTimeout: TIMEOUT_MS, retryStrategy: () => null });
   try {
-    await waitForReady(redis, TIMEOUT_MS);
+    // With retries off, a refused connection ends the client at once: no need to sit out the timeout.
+    const ended = new Promise<never>((_, reject) => redis.once('end', () => reject(new Error('connection refused or closed'))));
+    ended.catch(() => {}); // disconnect() below ends it too, after the race is decided
+    await Promise.race([waitForReady(redis, TIMEOUT_MS), ended]);
     const policy = /^maxmemory_policy:(\S+)/m.exec(await redis.info('memory'))?.[1] ?? 'unknown';
     if (policy !== 'noeviction') {
       return { level: 'fail', name, detail: `reachable at ${where}, but maxmemory-policy is "${policy}" (jobs could be evicted; replyline refuses to start)`, fix: 'redis-cli CONFIG SET maxmemory-policy noeviction, and set it in redis.conf' };
