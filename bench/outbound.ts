@@ -126,7 +126,7 @@ async function seedOutbox(db: Db, config: Config, count: number, tag: string): P
 async function enqueueAll(app: RunningApp, ids: number[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 1000) {
     await app.ctx.queues.outbound.addBulk(
-      ids.slice(i, i + 1000).map((id) => ({ name: 'send-mail', data: { outboundId: id }, opts: { jobId: outboundJobId(id) } })),
+      ids.slice(i, i + 1000).map((id) => ({ name: 'send-mail', data: { outboundId: id }, opts: { jobId: outboundJobId(app.ctx, id) } })),
     );
   }
 }

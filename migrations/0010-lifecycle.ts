@@ -24,7 +24,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
     ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
       'acknowledgement', 'staff_notification', 'ticket_update',
-      'password_setup', 'password_changed', 'ticket_lifecycle'));
+      'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle'));
   `.execute(db);
 }
 
@@ -34,7 +34,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
     ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
       'acknowledgement', 'staff_notification', 'ticket_update',
-      'password_setup', 'password_changed'));
+      'password_setup', 'password_changed', 'staff_auth_notice'));
     DROP INDEX IF EXISTS tickets_lifecycle_idx;
     DROP INDEX IF EXISTS tickets_assignee_idx;
     UPDATE tickets SET status = 'open' WHERE status = 'hold';

@@ -2,8 +2,9 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-inbound.js';
 import * as m0005 from './0005-operations.js';
-import * as m0010 from './0010-lifecycle.js';
 import * as m0004 from './0004-portal.js';
+import * as m0006 from './0006-installation.js';
+import * as m0010 from './0010-lifecycle.js';
 
 /**
  * The static migration list. Kysely's FileMigrationProvider imports files by
@@ -16,5 +17,6 @@ export const migrations: Record<string, Migration> = {
   '0002-inbound': m0002,
   '0004-portal': m0004,
   '0005-operations': m0005,
+  '0006-installation': m0006,
   '0010-lifecycle': m0010,
 };

@@ -1,5 +1,5 @@
 import type { Config } from './config.js';
-import { closeContext, createContext, type AppContext } from './context.js';
+import { closeContext, createContext, loadInstallation, type AppContext } from './context.js';
 import { ensureDatabase, migrateToLatest } from './db/migrate.js';
 import { startSmtpListener, type SmtpListener } from './inbound/smtp-listener.js';
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
@@ -25,6 +25,7 @@ export async function startApp(config: Config, log?: Logger): Promise<RunningApp
   try {
     const applied = await migrateToLatest(ctx.db);
     if (applied.length) ctx.log.info({ applied }, 'migrations applied');
+    await loadInstallation(ctx);
     if (config.usingDevSecret) {
       ctx.log.warn('SECRET_KEY is not set: using the built-in development key. Reply addresses and tokens are forgeable. Set SECRET_KEY before going live.');
     }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isValidEmail } from './mail/address.js';
 
 /**
  * Every setting replyline reads from the environment, parsed once.
@@ -25,7 +26,7 @@ const hostPort = (fallbackHost: string) =>
 const emailList = z.string().transform((value, ctx) => {
   const items = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
   for (const item of items) {
-    if (!z.email().safeParse(item).success) {
+    if (!isValidEmail(item)) {
       ctx.addIssue({ code: 'custom', message: `"${item}" is not an email address` });
     }
   }
@@ -58,32 +59,32 @@ const durationOrOff = z.string().transform((value, ctx) => (value.trim().toLower
 
 const schema = z
   .object({
-    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-    DATABASE_URL: z.url().default('postgres://postgres@127.0.0.1:5432/replyline'),
+    NODE_ENV: z.enum(['development', 'production', 'test']).prefault('development'),
+    DATABASE_URL: z.url().prefault('postgres://postgres@127.0.0.1:5432/replyline'),
     // One process with every role holds up to ~8 at once under load (accept, 2 inbound and 3 outbound batches, sweeper, metrics), before the portal's.
-    DATABASE_POOL_SIZE: int(1, 200).default(20),
-    REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
-    SMTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 2525 }),
-    HTTP_LISTEN: hostPort('0.0.0.0').default({ host: '0.0.0.0', port: 3000 }),
-    PUBLIC_URL: z.url().default('http://localhost:3000'),
-    SUPPORT_ADDRESSES: emailList.default(['support@localhost']),
+    DATABASE_POOL_SIZE: int(1, 200).prefault(20),
+    REDIS_URL: z.url().prefault('redis://127.0.0.1:6379'),
+    SMTP_LISTEN: hostPort('0.0.0.0').prefault('0.0.0.0:2525'),
+    HTTP_LISTEN: hostPort('0.0.0.0').prefault('0.0.0.0:3000'),
+    PUBLIC_URL: z.url().prefault('http://localhost:3000'),
+    SUPPORT_ADDRESSES: emailList.prefault('support@localhost'),
     MAIL_DOMAIN: z
       .string()
       .regex(/^[a-z0-9.-]+$/i, 'expected a bare domain such as help.example.com')
       .optional(),
-    OUTBOUND_SMTP_URL: z.url().default('smtp://127.0.0.1:1025'),
+    OUTBOUND_SMTP_URL: z.url().prefault('smtp://127.0.0.1:1025'),
     MAIL_FROM: z.string().optional(),
     SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
-    REGISTRATION: z.enum(['open', 'closed']).default('open'),
-    QUEUE_PREFIX: z.string().regex(/^[\w:.-]+$/).default('replyline'),
+    REGISTRATION: z.enum(['open', 'closed']).prefault('open'),
+    QUEUE_PREFIX: z.string().regex(/^[\w:.-]+$/).prefault('replyline'),
     DNS_SERVERS: z
       .string()
       .optional()
       .transform((v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [])),
-    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).prefault('info'),
     REPLYLINE_ROLES: z
       .string()
-      .default('all')
+      .prefault('all')
       .transform((value, ctx) => {
         const parts = value.split(',').map((s) => s.trim()).filter(Boolean);
         if (parts.length === 1 && parts[0] === 'all') return [...ROLES];
@@ -94,72 +95,72 @@ const schema = z
         }
         return [...new Set(parts)] as Role[];
       }),
-    DEFAULT_LOCALE: z.enum(['en', 'ja']).default('en'),
-    SHUTDOWN_TIMEOUT_MS: int(1000).default(30_000),
+    DEFAULT_LOCALE: z.enum(['en', 'ja']).prefault('en'),
+    SHUTDOWN_TIMEOUT_MS: int(1000).prefault(30_000),
     /** How often workers look for rows that never got a job (Redis was down, a process was killed). */
-    SWEEP_INTERVAL_MS: int(100).default(15_000),
+    SWEEP_INTERVAL_MS: int(100).prefault(15_000),
     /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
     METRICS_TOKEN: z.string().min(16).optional(),
 
     // Inbound
-    SMTP_MAX_SIZE: int(1024).default(25 * 1024 * 1024),
-    SMTP_MAX_RECIPIENTS: int(1, 1000).default(50),
+    SMTP_MAX_SIZE: int(1024).prefault(25 * 1024 * 1024),
+    SMTP_MAX_RECIPIENTS: int(1, 1000).prefault(50),
     SMTP_TLS_KEY: z.string().optional(),
     SMTP_TLS_CERT: z.string().optional(),
-    SMTP_CONN_PER_IP_PER_MIN: int(1).default(120),
-    SMTP_MSG_PER_IP_PER_MIN: int(1).default(600),
-    INBOUND_SWEEP_GRACE_MS: int(1000).default(30_000),
-    INBOUND_CONCURRENCY: int(1, 256).default(32),
-    MAX_CCS: int(0, 1000).default(48),
-    ATTACHMENT_MAX_BYTES: int(1024).default(20 * 1024 * 1024),
-    SENDER_BREAKER_MAX: int(1).default(20),
-    SENDER_BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+    SMTP_CONN_PER_IP_PER_MIN: int(1).prefault(120),
+    SMTP_MSG_PER_IP_PER_MIN: int(1).prefault(600),
+    INBOUND_SWEEP_GRACE_MS: int(1000).prefault(30_000),
+    INBOUND_CONCURRENCY: int(1, 256).prefault(32),
+    MAX_CCS: int(0, 1000).prefault(48),
+    ATTACHMENT_MAX_BYTES: int(1024).prefault(20 * 1024 * 1024),
+    SENDER_BREAKER_MAX: int(1).prefault(20),
+    SENDER_BREAKER_WINDOW_MS: int(1000).prefault(10 * 60_000),
     /** Wall-clock limit for parsing one message in the parse worker (the "2 s per message" guard). */
-    INBOUND_PARSE_TIMEOUT_MS: int(1, 600_000).default(2_000),
+    INBOUND_PARSE_TIMEOUT_MS: int(1, 600_000).prefault(2_000),
 
     // Outbound
-    OUTBOUND_CONCURRENCY: int(1, 64).default(4),
+    OUTBOUND_CONCURRENCY: int(1, 64).prefault(4),
     /** First retry delay after a relay failure; doubles each attempt (12 attempts ≈ 5.7 h at 5 s). */
-    OUTBOUND_RETRY_BASE_MS: int(10).default(5_000),
-    STAFF_AUTH: z.enum(['dmarc', 'token']).default('dmarc'),
+    OUTBOUND_RETRY_BASE_MS: int(10).prefault(5_000),
+    STAFF_AUTH: z.enum(['dmarc', 'token']).prefault('dmarc'),
     /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
-    AUTO_ASSIGN_FIRST_REPLIER: bool.default(true),
-    ACK_MAX_PER_SENDER_PER_HOUR: int(0).default(3),
-    BREAKER_PER_TICKET: int(1).default(10),
-    BREAKER_PER_RECIPIENT: int(1).default(30),
-    BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+    AUTO_ASSIGN_FIRST_REPLIER: bool.prefault('true'),
+    ACK_MAX_PER_SENDER_PER_HOUR: int(0).prefault(3),
+    BREAKER_PER_TICKET: int(1).prefault(10),
+    BREAKER_PER_RECIPIENT: int(1).prefault(30),
+    BREAKER_WINDOW_MS: int(1000).prefault(10 * 60_000),
     /** Files ride along as MIME attachments up to this many bytes per mail; beyond it each file is a signed link. */
-    MAIL_ATTACH_MAX_BYTES: int(0).default(10 * 1024 * 1024),
+    MAIL_ATTACH_MAX_BYTES: int(0).prefault(10 * 1024 * 1024),
     /** How long a file link in a mail works: a number of seconds, or with a unit (90m, 12h, 30d). */
-    FILE_LINK_TTL: duration.default(30 * 24 * 60 * 60_000),
+    FILE_LINK_TTL: duration.prefault('30d'),
     /** Earlier public messages quoted below the new one in each ticket mail. */
-    MAIL_HISTORY_MESSAGES: int(0, 50).default(5),
+    MAIL_HISTORY_MESSAGES: int(0, 50).prefault(5),
 
     // Ticket lifecycle automations (src/jobs/lifecycle.ts); each takes a duration or "off".
-    SOLVED_CLOSE_AFTER: durationOrOff.default(4 * 86_400_000),
-    PENDING_REMINDER_AFTER: durationOrOff.default(3 * 86_400_000),
-    PENDING_SOLVE_AFTER: durationOrOff.default(7 * 86_400_000),
+    SOLVED_CLOSE_AFTER: durationOrOff.prefault('4d'),
+    PENDING_REMINDER_AFTER: durationOrOff.prefault('3d'),
+    PENDING_SOLVE_AFTER: durationOrOff.prefault('7d'),
     /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
-    LIFECYCLE_INTERVAL_MS: int(1000).default(60_000),
+    LIFECYCLE_INTERVAL_MS: int(1000).prefault(60_000),
 
     // Portal
-    PASSWORD_MIN_LENGTH: int(6, 256).default(8),
-    PASSWORD_MIN_CLASSES: int(0, 4).default(3),
-    PASSWORD_FORBID_EMAIL_LOCAL: bool.default(true),
-    SESSION_IDLE_MS: int(60_000).default(2 * 60 * 60_000),
-    SESSION_ABSOLUTE_MS: int(60_000).default(7 * 24 * 60 * 60_000),
+    PASSWORD_MIN_LENGTH: int(6, 256).prefault(8),
+    PASSWORD_MIN_CLASSES: int(0, 4).prefault(3),
+    PASSWORD_FORBID_EMAIL_LOCAL: bool.prefault('true'),
+    SESSION_IDLE_MS: int(60_000).prefault(2 * 60 * 60_000),
+    SESSION_ABSOLUTE_MS: int(60_000).prefault(7 * 24 * 60 * 60_000),
     // Attempts per IP / per account: login per 15 minutes, get-a-password, signup and set-password per hour.
-    RATE_LOGIN_PER_IP: int(1).default(30),
-    RATE_LOGIN_PER_ACCOUNT: int(1).default(10),
-    RATE_PASSWORD_PER_IP: int(1).default(20),
-    RATE_PASSWORD_PER_ACCOUNT: int(1).default(5),
+    RATE_LOGIN_PER_IP: int(1).prefault(30),
+    RATE_LOGIN_PER_ACCOUNT: int(1).prefault(10),
+    RATE_PASSWORD_PER_IP: int(1).prefault(20),
+    RATE_PASSWORD_PER_ACCOUNT: int(1).prefault(5),
     // Minimum response time of /password/new and /signup, so known and unknown addresses look alike.
-    PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).default(400),
+    PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).prefault(400),
     // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
-    TRUST_PROXY: bool.default(false),
+    TRUST_PROXY: bool.prefault('false'),
     PORTAL_TIME_ZONE: z
       .string()
-      .default('UTC')
+      .prefault('UTC')
       .refine((tz) => {
         try {
           new Intl.DateTimeFormat('en', { timeZone: tz });

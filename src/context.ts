@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/database.js';
+import { ensureInstallationId } from './db/queries/installation.js';
 import type { QueueName } from './jobs/define-job.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -16,6 +17,8 @@ export interface AppContext {
   redis: Redis;
   queues: Record<QueueName, Queue>;
   metrics: Metrics;
+  /** Scopes BullMQ job ids to this database (src/jobs/job-ids.ts); set by loadInstallation once the schema is current. */
+  installationId: string;
 }
 
 const DEFAULT_JOB_OPTIONS = {
@@ -37,7 +40,12 @@ export function createContext(config: Config, log: Logger = createLogger(config.
     return q;
   };
   const queues = { inbound: queue('inbound'), outbound: queue('outbound') };
-  return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }) };
+  return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }), installationId: '' };
+}
+
+/** Reads (or on first start creates) the installation id; needs the migrated schema. Until then no job can be enqueued. */
+export async function loadInstallation(ctx: AppContext): Promise<void> {
+  ctx.installationId = await ensureInstallationId(ctx.db);
 }
 
 export async function closeContext(ctx: AppContext): Promise<void> {

@@ -15,6 +15,8 @@ describe('cli', () => {
     config = testConfig(database.url);
   });
   afterAll(() => database.drop());
+  const dbName = () => new URL(database.url).pathname.slice(1);
+  const dbHost = () => new URL(database.url).host;
 
   async function cli(...argv: string[]) {
     const out: string[] = [];
@@ -33,7 +35,7 @@ describe('cli', () => {
   it('rejects an invalid address with exit 1 and a one-line reason', async () => {
     const r = await cli('staff', 'add', 'not-an-address');
     expect(r.code).toBe(1);
-    expect(r.err).toBe('error: invalid email address: "not-an-address"');
+    expect(r.err.split('\n')[1]).toBe('error: invalid email address: "not-an-address"');
   });
 
   it('rejects a duplicate (case-insensitively) with exit 1', async () => {
@@ -41,7 +43,7 @@ describe('cli', () => {
     const r = await cli('user', 'add', 'DUP@example.com');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/already exists/);
-    expect(r.err.split('\n')).toHaveLength(1);
+    expect(r.err.split('\n')).toHaveLength(2); // the database line, then the one-line reason
   });
 
   it('pre-registers customers for closed mode and lists them apart from staff', async () => {
@@ -72,6 +74,45 @@ describe('cli', () => {
     expect(ok.stdout).toMatch(/added staff proc@example\.com/);
     const bad = await exec(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'staff', 'add', 'nope'], { env }).catch((e) => e);
     expect(bad.code).toBe(1);
-    expect(bad.stderr.trim()).toBe('error: invalid email address: "nope"');
+    expect(bad.stderr.trim().split('\n')).toEqual([`database: ${dbName()} on ${dbHost()}`, 'error: invalid email address: "nope"']);
+  });
+
+  it('names the database it works on in one stderr line, and says when that is only the default', async () => {
+    for (const argv of [['staff', 'list'], ['user', 'list'], ['held', 'list'], ['migrate']]) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(0);
+      expect(r.err.split('\n'), argv.join(' ')).toEqual([`database: ${dbName()} on ${dbHost()}`]);
+    }
+    const err: string[] = [];
+    await runCli(['staff', 'list'], config, { out: () => {}, err: (l) => err.push(l) }, { databaseUrlFromEnv: false });
+    expect(err[0]).toBe(`database: ${dbName()} on ${dbHost()} (the default; set DATABASE_URL to use another)`);
+  });
+
+  it('prints usage on stdout and exits 0 for help, --help and -h, also after a command', async () => {
+    for (const argv of [['help'], ['--help'], ['-h'], []]) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(0);
+      expect(r.out).toMatch(/^usage: npm run cli -- <command>/);
+      expect(r.out).toContain('doctor');
+      expect(r.err).toBe('');
+    }
+    const sub = await cli('held', 'list', '--help');
+    expect(sub).toEqual({ code: 0, out: 'usage: held list [--reason REASON] [--limit N]', err: '' });
+  });
+
+  it('answers argument errors with exit 2 and one clear line', async () => {
+    const cases: Array<[string[], string]> = [
+      [['held', 'list', '--limit', '-5'], 'error: --limit must be a positive whole number, got "-5"; usage: held list [--reason REASON] [--limit N]'],
+      [['held', 'list', '--limit', 'ten'], 'error: --limit must be a positive whole number, got "ten"; usage: held list [--reason REASON] [--limit N]'],
+      [['held', 'list', '--limit'], 'error: --limit needs a value; usage: held list [--reason REASON] [--limit N]'],
+      [['held', 'list', '--bogus'], 'error: unknown option --bogus; usage: held list [--reason REASON] [--limit N]'],
+      [['requeue', '--outbound-id', '0'], 'error: --outbound-id must be a positive whole number, got "0"; usage: requeue [--outbound-id N] [--inbound-id N]'],
+      [['frobnicate'], 'error: unknown command "frobnicate"; run "npm run cli -- help" for the list of commands'],
+    ];
+    for (const [argv, line] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err.split('\n').filter((l) => !l.startsWith('database: '))).toEqual([line]);
+    }
   });
 });

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEV_SECRET_KEY, loadConfig } from '../src/config.js';
+import { isValidEmail } from '../src/mail/address.js';
 
 describe('config', () => {
   it('applies the documented defaults to an empty environment', () => {
@@ -78,6 +80,26 @@ describe('config', () => {
     expect(loadConfig({ REGISTRATION: '', MAIL_DOMAIN: '' }).REGISTRATION).toBe('open');
   });
 
+  it('accepts a dotless local domain such as support@localhost, as docker-compose.yml sets it', () => {
+    expect(loadConfig({ SUPPORT_ADDRESSES: 'support@localhost' }).SUPPORT_ADDRESSES).toEqual(['support@localhost']);
+    expect(loadConfig({ SUPPORT_ADDRESSES: 'help@intranet, support@help.test' }).MAIL_DOMAIN).toBe('intranet');
+    for (const ok of ['support@localhost', 'a.b+c@help.example.com']) expect(isValidEmail(ok)).toBe(true);
+    for (const bad of ['nope', '@localhost', '.a@localhost', 'a..b@example.com', 'a@-x', 'a@x.', 'a@x..y', 'a b@x']) {
+      expect(isValidEmail(bad), bad).toBe(false);
+    }
+  });
+
+  it('parses every default exactly like the same value set explicitly (README Configuration table)', () => {
+    // Defaults used to bypass validation: support@localhost only worked while the variable was unset.
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Command line'));
+    const explicit: Record<string, string> = {};
+    for (const m of section.matchAll(/^\| `([A-Z_]+)` \| `([^`]+)` \|/gm)) explicit[m[1]!] = m[2]!;
+    delete explicit.MAIL_FROM; // documented as a description ("first support address"), not a value
+    expect(Object.keys(explicit)).toEqual(expect.arrayContaining(['SUPPORT_ADDRESSES', 'SMTP_LISTEN', 'HTTP_LISTEN', 'STAFF_AUTH']));
+    expect(loadConfig(explicit)).toEqual(loadConfig({}));
+  });
+
   it('reads the mail file settings: sizes in bytes, FILE_LINK_TTL as seconds or with a unit', () => {
     const d = loadConfig({});
     expect(d.MAIL_ATTACH_MAX_BYTES).toBe(10 * 1024 * 1024);
@@ -102,3 +124,4 @@ describe('lifecycle durations', () => {
     expect(() => loadConfig({ PENDING_REMINDER_AFTER: '8d' })).toThrow(/PENDING_REMINDER_AFTER: must be shorter than PENDING_SOLVE_AFTER/);
   });
 });
+

@@ -1,10 +1,10 @@
-import { parseArgs } from 'node:util';
-import { closeContext, createContext } from '../context.js';
+import { closeContext, createContext, loadInstallation } from '../context.js';
 import { AppError } from '../errors.js';
 import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
 import { closeSharedParsePool } from '../jobs/inbound/parse-pool.js';
 import { processInboundMessage } from '../jobs/inbound/pipeline.js';
 import { createLogger } from '../log.js';
+import { parseCliArgs, positiveInt } from './args.js';
 import { CliUsageError, type CliCommand, type CliEnv } from './types.js';
 
 /**
@@ -32,11 +32,12 @@ const clip = (s: string | null, n: number) => {
 };
 
 async function list(env: CliEnv, args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { reason: { type: 'string' }, limit: { type: 'string' } } });
+  const usage = 'held list [--reason REASON] [--limit N]';
+  const { values } = parseCliArgs(args, { reason: { type: 'string' }, limit: { type: 'string' } }, usage);
   if (values.reason && !isHeldReason(values.reason)) {
     throw new CliUsageError(`unknown reason "${values.reason}"; one of: ${Object.keys(HELD_REASONS).join(', ')}`);
   }
-  const limit = Math.min(Number(values.limit ?? 100) || 100, 10_000);
+  const limit = Math.min(positiveInt(values.limit, '--limit', usage) ?? 100, 10_000);
   let q = env.db
     .selectFrom('inbound_messages')
     .select(['id', 'received_at', 'reason', 'from_address', 'mail_from', 'subject', 'error', 'size'])
@@ -97,6 +98,7 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
   if (Number(updated.numUpdatedRows) !== 1) throw new AppError('VALIDATION', `inbound message ${id} changed while releasing; try again`);
   const ctx = createContext(env.config, createLogger('warn'));
   try {
+    await loadInstallation(ctx);
     const result = await processInboundMessage(ctx, id);
     if (result.status === 'held') {
       env.io.out(`released ${id} from ${r.reason}; held again: ${result.reason}`);

@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { sql } from 'kysely';
 import { createProducerRedis, waitForReady } from '../redis.js';
+import { parseCliArgs, positiveInt } from './args.js';
 import type { CliCommand } from './types.js';
 
 /**
@@ -15,9 +15,10 @@ export const requeueCommands: CliCommand[] = [
     words: ['requeue'],
     usage: 'requeue [--outbound-id N] [--inbound-id N]   (no option: every failed mail, message and job)',
     async run(env, args) {
-      const { values } = parseArgs({ args, options: { 'outbound-id': { type: 'string' }, 'inbound-id': { type: 'string' } } });
-      const outboundId = values['outbound-id'] ? Number(values['outbound-id']) : null;
-      const inboundId = values['inbound-id'] ? Number(values['inbound-id']) : null;
+      const usage = 'requeue [--outbound-id N] [--inbound-id N]';
+      const { values } = parseCliArgs(args, { 'outbound-id': { type: 'string' }, 'inbound-id': { type: 'string' } }, usage);
+      const outboundId = positiveInt(values['outbound-id'], '--outbound-id', usage) ?? null;
+      const inboundId = positiveInt(values['inbound-id'], '--inbound-id', usage) ?? null;
       const all = outboundId === null && inboundId === null;
 
       if (all || outboundId !== null) {

@@ -1,12 +1,12 @@
-import { parseArgs } from 'node:util';
 import { migrateToLatest } from '../db/migrate.js';
 import { createUser, findUserByEmail, listUsers, setUserRole } from '../db/queries/users.js';
 import type { UserRole } from '../db/database.js';
 import { parseEmail } from '../mail/address.js';
+import { parseCliArgs } from './args.js';
 import { CliUsageError, type CliCommand, type CliEnv } from './types.js';
 
 function oneEmail(args: string[], usage: string): { email: string; name: string | null } {
-  const { values, positionals } = parseArgs({ args, options: { name: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseCliArgs(args, { name: { type: 'string' } }, usage, true);
   if (positionals.length !== 1) throw new CliUsageError(`usage: ${usage}`);
   return { email: parseEmail(positionals[0]!), name: values.name?.trim() || null };
 }

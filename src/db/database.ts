@@ -24,6 +24,7 @@ export type OutboundKind =
   | 'ticket_update'
   | 'password_setup'
   | 'password_changed'
+  | 'staff_auth_notice'
   | 'ticket_lifecycle';
 
 export interface UsersTable {
@@ -159,7 +160,16 @@ export interface SessionsTable {
   expires_at: Timestamp;
 }
 
+/** One row: this installation's id (see migrations/0006-installation.ts). */
+export interface InstallationTable {
+  singleton: ColumnType<boolean, boolean | undefined, never>;
+  id: string;
+  database_oid: number;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
+  installation: InstallationTable;
   users: UsersTable;
   tickets: TicketsTable;
   ticket_participants: TicketParticipantsTable;

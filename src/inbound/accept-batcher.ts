@@ -95,8 +95,8 @@ export class AcceptBatcher {
 }
 
 /** One Redis round trip for a committed batch; best effort, the sweeper covers a Redis outage. */
-export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'redis' | 'log'>, ids: number[]): Promise<void> {
-  const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(inboundId) } }));
+export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'installationId'>, ids: number[]): Promise<void> {
+  const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(ctx, inboundId) } }));
   await enqueueBulk(ctx, processInboundJob, items).catch((err) =>
     ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry'),
   );

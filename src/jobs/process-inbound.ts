@@ -12,6 +12,6 @@ export const processInboundJob = defineJob({
   handler: (ctx, data) => inboundBatcher(ctx).process(data.inboundId),
 });
 
-export function enqueueInbound(ctx: Pick<AppContext, 'queues' | 'redis'>, inboundId: number): Promise<void> {
-  return enqueue(ctx, processInboundJob, { inboundId }, { jobId: inboundJobId(inboundId) });
+export function enqueueInbound(ctx: Pick<AppContext, 'queues' | 'redis' | 'installationId'>, inboundId: number): Promise<void> {
+  return enqueue(ctx, processInboundJob, { inboundId }, { jobId: inboundJobId(ctx, inboundId) });
 }

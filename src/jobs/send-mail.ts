@@ -13,18 +13,20 @@ export const sendMailJob = defineJob({
   handler: (ctx, data) => outboundBatcher(ctx).process(data.outboundId),
 });
 
-const jobOptions = (config: Pick<AppContext['config'], 'OUTBOUND_RETRY_BASE_MS'>, outboundId: number) => ({
-  jobId: outboundJobId(outboundId),
-  backoff: { type: 'exponential', delay: config.OUTBOUND_RETRY_BASE_MS },
+type EnqueueContext = Pick<AppContext, 'queues' | 'redis' | 'config' | 'installationId'>;
+
+const jobOptions = (ctx: Pick<AppContext, 'config' | 'installationId'>, outboundId: number) => ({
+  jobId: outboundJobId(ctx, outboundId),
+  backoff: { type: 'exponential', delay: ctx.config.OUTBOUND_RETRY_BASE_MS },
 });
 
-export function enqueueOutbound(ctx: Pick<AppContext, 'queues' | 'redis' | 'config'>, outboundId: number): Promise<void> {
-  return enqueue(ctx, sendMailJob, { outboundId }, jobOptions(ctx.config, outboundId));
+export function enqueueOutbound(ctx: EnqueueContext, outboundId: number): Promise<void> {
+  return enqueue(ctx, sendMailJob, { outboundId }, jobOptions(ctx, outboundId));
 }
 
 /** After a transaction commits its outbox rows: one Redis round trip, best effort, the sweeper covers failures. */
-export async function enqueueOutboundAll(ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'config'>, ids: number[]): Promise<void> {
+export async function enqueueOutboundAll(ctx: EnqueueContext & Pick<AppContext, 'log'>, ids: number[]): Promise<void> {
   if (ids.length === 0) return;
-  const items = ids.map((outboundId) => ({ data: { outboundId }, options: jobOptions(ctx.config, outboundId) }));
+  const items = ids.map((outboundId) => ({ data: { outboundId }, options: jobOptions(ctx, outboundId) }));
   await enqueueBulk(ctx, sendMailJob, items).catch((err) => ctx.log.warn({ err: String(err), outboundIds: ids }, 'enqueue failed; sweeper will retry'));
 }

@@ -74,12 +74,12 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
   let inbound = 0;
   let outbound = 0;
   for (const id of await findStaleReceivedIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx, ctx.queues.inbound, inboundJobId(id));
+    await reviveFinishedJob(ctx, ctx.queues.inbound, inboundJobId(ctx, id));
     await enqueueInbound(ctx, id);
     inbound++;
   }
   for (const id of await findQueuedOutboundIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx, ctx.queues.outbound, outboundJobId(id));
+    await reviveFinishedJob(ctx, ctx.queues.outbound, outboundJobId(ctx, id));
     await enqueueOutbound(ctx, id);
     outbound++;
   }

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 
-const emailSchema = z.email();
+/**
+ * zod's default address grammar, except that the domain may be a single label
+ * (`support@localhost`): the Docker quick start and every local trial use one,
+ * and a relay decides for itself whether it can reach a domain.
+ */
+const ADDRESS = /^(?!\.)(?!.*\.\.)[A-Za-z0-9_'+\-.]*[A-Za-z0-9_+-]@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const emailSchema = z.email({ pattern: ADDRESS });
 
 /**
  * The one normalisation of an email address used for lookups and storage.

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
 import { AppError } from '../errors.js';
+import { staffAuthNoticeView } from '../inbound/staff-auth-notice.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
@@ -203,6 +204,8 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       const { event } = payloadOf('ticket_lifecycle', row);
       return { ...base, ...ticketLayout(ticket.tag), ticket, isReminder: event === 'pending_reminder', isAutoSolved: event === 'auto_solved' };
     }
+    case 'staff_auth_notice':
+      return { ...base, ...NO_LAYOUT, ...staffAuthNoticeView(row) };
   }
 }
 

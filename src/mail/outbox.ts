@@ -27,6 +27,8 @@ export const PAYLOAD_SCHEMAS = {
   password_changed: z.object({}),
   /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
   ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
+  /** Why a staff member's mail was held as auth_failed: fixed verdict strings only, never ticket content. */
+  staff_auth_notice: z.object({ mode: z.enum(['dmarc', 'token']), reason: z.string().max(200), inboundId: z.number().int().positive() }),
 } satisfies Record<OutboundKind, z.ZodType>;
 
 export type OutboxPayload<K extends OutboundKind> = z.input<(typeof PAYLOAD_SCHEMAS)[K]>;
@@ -88,4 +90,16 @@ export async function findQueuedOutboundIds(db: Db, olderThan: Date, limit: numb
     .limit(limit)
     .execute();
   return rows.map((r) => r.id);
+}
+
+/** How many mails of a kind went (or are going) to one address since a moment: per-address rate limits of notices. */
+export async function countRecentOutbound(db: Db, kind: OutboundKind, recipient: string, since: Date): Promise<number> {
+  const row = await db
+    .selectFrom('outbound_mails')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('recipient', '=', recipient)
+    .where('created_at', '>=', since)
+    .where('kind', '=', kind)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
 }

@@ -8,6 +8,7 @@ import type { AppContext } from '../context.js';
 import { AppError } from '../errors.js';
 import { formatBytes, loadViews } from './views.js';
 import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
+import { canonicalHost } from './middleware/canonical-host.js';
 import { csrfProtection } from './middleware/csrf.js';
 import { requireUser, sessionAndLocale } from './middleware/session.js';
 import { registerMetricsRoute, registerQueueDashboard } from './routes/admin.js';
@@ -42,7 +43,8 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
       // No inline script or style anywhere: one stylesheet from us, no scripts at all.
       contentSecurityPolicy: {
         defaultSrc: ["'none'"],
-        styleSrc: ["'self'"],
+        // PUBLIC_URL's origin too: the page explaining that a form went to the wrong host name is styled.
+        styleSrc: ["'self'", new URL(ctx.config.PUBLIC_URL).origin],
         imgSrc: ["'self'", 'data:'],
         formAction: ["'self'"],
         frameAncestors: ["'none'"],
@@ -72,6 +74,8 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
     return (COMMENTS_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
   });
   app.use('*', sessionAndLocale(deps));
+  // After /healthz and /metrics (probes and scrapers use any address), before anything that relies on the origin.
+  app.use('*', canonicalHost(deps));
   // Before CSRF: a stranger's upload is turned away without its body ever being parsed.
   app.use('/requests', requireUser(deps));
   app.use('/requests/*', requireUser(deps));

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeContext, createContext, type AppContext } from '../../src/context.js';
+import { closeContext, createContext, loadInstallation, type AppContext } from '../../src/context.js';
 import { startSmtpListener, type SmtpListener } from '../../src/inbound/smtp-listener.js';
 import { startWorkers } from '../../src/jobs/worker.js';
 import { makeReplyAddress } from '../../src/mail/tokens.js';
@@ -131,6 +131,7 @@ describe('durability when a dependency is down', () => {
   it('still answers 250 and stores the message while Redis is down; the sweeper enqueues it later', async () => {
     const config = testConfig(app.databaseUrl, { REPLYLINE_ROLES: 'smtp', REDIS_URL: 'redis://127.0.0.1:1' });
     const ctx = createContext(config);
+    await loadInstallation(ctx);
     const listener = await startSmtpListener(ctx);
     try {
       const response = await sendOnce(listener.port, { from: 'a@customer.example', to: ['support@help.test'] }, 'From: a@customer.example\r\nSubject: redis down\r\n\r\nx\r\n');
@@ -141,6 +142,7 @@ describe('durability when a dependency is down', () => {
 
       // Redis is back: a worker's sweeper (not the accept path, which never got to enqueue) picks the row up.
       const workerCtx = createContext(testConfig(app.databaseUrl, { REPLYLINE_ROLES: 'worker', SWEEP_INTERVAL_MS: '200', INBOUND_SWEEP_GRACE_MS: '1000' }));
+      await loadInstallation(workerCtx);
       const workers = startWorkers(workerCtx);
       try {
         const processed = await waitProcessed(app.ctx.db, id, 20_000);

@@ -22,7 +22,7 @@ const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
 
 describe('templates', () => {
   it('every kind has a subject, text and HTML template in English and Japanese that compiles', () => {
-    expect(() => preloadTemplates(['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'ticket_lifecycle'])).not.toThrow();
+    expect(() => preloadTemplates(['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle'])).not.toThrow();
   });
 });
 

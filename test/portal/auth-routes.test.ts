@@ -240,16 +240,20 @@ describe('headers, assets and links', () => {
   });
 
   it('builds every link from PUBLIC_URL and ignores a forged Host header', async () => {
-    const html = await new Promise<string>((resolve, reject) => {
+    const forged = await new Promise<{ status: number; location?: string; body: string }>((resolve, reject) => {
       const req = httpRequest(`${app.base}/login`, { headers: { host: 'evil.test' } }, (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(body));
+        res.on('end', () => resolve({ status: res.statusCode!, location: res.headers.location, body }));
       });
       req.on('error', reject);
       req.end();
     });
-    expect(html).not.toContain('evil.test');
+    // A foreign Host is sent to PUBLIC_URL (see canonical-host.test.ts), never echoed.
+    expect(forged.status).toBe(308);
+    expect(forged.location).toBe(`${app.base}/login`);
+    expect(forged.body).not.toContain('evil.test');
+    const html = await (await fetch(forged.location!)).text();
     const urls = [...html.matchAll(/(?:href|action)="([^"#]+)"/g)].map((m) => m[1]!);
     expect(urls.length).toBeGreaterThan(3);
     for (const u of urls) expect(u.startsWith(app.base)).toBe(true);

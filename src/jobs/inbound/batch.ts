@@ -48,7 +48,7 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
       for (const p of live) {
         if (results.has(p.row.id)) continue;
         const outcome = await decideLocked(ctx, trx, p.row, p.parsed);
-        if (outcome.status === 'processed') outboxIds.push(...outcome.outboxIds);
+        outboxIds.push(...(outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds));
         results.set(p.row.id, result(p.row.id, outcome));
       }
     });

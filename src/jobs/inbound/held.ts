@@ -29,6 +29,8 @@ export class Held extends Error {
     readonly reason: HeldReason,
     readonly detail: string | null = null,
     readonly ticketId: number | null = null,
+    /** Outbox rows written while holding (the auth_failed notice), enqueued after commit like a processed message's. */
+    readonly outboxIds: number[] = [],
   ) {
     super(`held: ${reason}${detail ? ` (${detail})` : ''}`);
     this.name = 'Held';

@@ -129,7 +129,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
   }
 
   if (outcome) ctx.metrics.inboundProcessed.inc({ path: 'rules' });
-  if (outcome?.status === 'processed') await enqueueOutboundAll(ctx, outcome.outboxIds);
+  if (outcome) await enqueueOutboundAll(ctx, outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds);
   const r = result(inboundId, outcome);
   ctx.log.debug(r, 'inbound message processed');
   return r;

@@ -2,6 +2,7 @@ import type { AppContext } from '../../context.js';
 import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
 import { authenticateStaff } from '../../inbound/staff-auth.js';
+import { noticeStaffAuthFailure } from '../../inbound/staff-auth-notice.js';
 import { isOurAddress } from '../../mail/address.js';
 import { directRecipients, queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
@@ -71,7 +72,9 @@ async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, use
     staffUserId: user.id,
   });
   await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
-  return auth.ok ? null : held('auth_failed', auth.reason, ticketId);
+  if (auth.ok) return null;
+  const outboxIds = await noticeStaffAuthFailure(ctx, trx, { inboundId: row.id, staff: user, auth });
+  return { status: 'held', held: new Held('auth_failed', auth.reason, ticketId, outboxIds) };
 }
 
 async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, token: ReplyToken | null, skip: Set<string>): Promise<Outcome> {

@@ -8,7 +8,7 @@ import * as dnsPacket from 'dns-packet';
  * Unknown names answer NXDOMAIN; known names without the asked type, NODATA.
  */
 export interface Zone {
-  [name: string]: { TXT?: string[]; A?: string[] };
+  [name: string]: { TXT?: string[]; A?: string[]; MX?: Array<{ preference: number; exchange: string }> };
 }
 
 export interface TestDnsServer {
@@ -40,6 +40,7 @@ export async function startDnsServer(zone: Zone = {}): Promise<TestDnsServer> {
     const answers: dnsPacket.Answer[] = [];
     if (entry && q.type === 'TXT') for (const t of entry.TXT ?? []) answers.push({ type: 'TXT', name: q.name, ttl: 1, data: chunk(t) });
     if (entry && q.type === 'A') for (const a of entry.A ?? []) answers.push({ type: 'A', name: q.name, ttl: 1, data: a });
+    if (entry && q.type === 'MX') for (const mx of entry.MX ?? []) answers.push({ type: 'MX', name: q.name, ttl: 1, data: mx });
     const rcode = entry ? 0 : 3; // NXDOMAIN for names we do not know
     const response = dnsPacket.encode({
       type: 'response',
