@@ -208,6 +208,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** Settings hold arrays and objects (SUPPORT_ADDRESSES, SMTP_LISTEN): freeze those too, not just the top level. */
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const v of Object.values(value)) if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) deepFreeze(v as object);
+  return Object.freeze(value);
+}
+
 /** Parses an environment (default: process.env) into a frozen Config, or throws ConfigError listing every problem. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // Empty strings count as unset: docker-compose and shells produce them for "VAR=".
@@ -216,5 +222,5 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`));
   }
-  return Object.freeze(deriveConfig(result.data));
+  return deepFreeze(deriveConfig(result.data));
 }

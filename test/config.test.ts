@@ -27,6 +27,12 @@ describe('config', () => {
     expect(() => {
       (c as { REGISTRATION: string }).REGISTRATION = 'closed';
     }).toThrow(TypeError);
+    // Nested values too: a module pushing to the support addresses or moving a listener must fail.
+    expect(() => (c.SUPPORT_ADDRESSES as string[]).push('evil@example.com')).toThrow(TypeError);
+    expect(() => {
+      (c.SMTP_LISTEN as { port: number }).port = 25;
+    }).toThrow(TypeError);
+    expect(c.SUPPORT_ADDRESSES).toEqual(['support@localhost']);
   });
 
   it('reports every problem in one error instead of stopping at the first', () => {
