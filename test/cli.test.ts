@@ -75,7 +75,7 @@ describe('cli', () => {
     const bad = await exec(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'staff', 'add', 'nope'], { env }).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toEqual([`database: ${dbName()} on ${dbHost()}`, 'error: invalid email address: "nope"']);
-  });
+  }, 90_000); // two cold tsx processes: slow on a loaded 2-core machine
 
   it('names the database it works on in one stderr line, and says when that is only the default', async () => {
     for (const argv of [['staff', 'list'], ['user', 'list'], ['held', 'list'], ['migrate']]) {
