@@ -8,7 +8,9 @@ import { type Kysely, sql } from 'kysely';
  * never send it twice. `ticket_lifecycle` is the mail kind those automations send.
  *
  * Staff work the queue by mail: `priority` (#priority) and the `hold` status
- * (#status on-hold: waiting on a third party; customers see it as open).
+ * (#status on-hold: waiting on a third party; customers see it as open), and
+ * get a daily digest (`staff_digest`), at most one per staff member and day:
+ * the unique index makes that a fact of the table, whatever runs it.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -24,13 +26,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
     ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
       'acknowledgement', 'staff_notification', 'ticket_update',
-      'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle'));
+      'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle', 'staff_digest'));
+    CREATE UNIQUE INDEX outbound_mails_digest_day_idx ON outbound_mails (recipient, (payload ->> 'date')) WHERE kind = 'staff_digest';
   `.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
-    DELETE FROM outbound_mails WHERE kind = 'ticket_lifecycle';
+    DELETE FROM outbound_mails WHERE kind IN ('ticket_lifecycle', 'staff_digest');
+    DROP INDEX IF EXISTS outbound_mails_digest_day_idx;
     ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
     ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
       'acknowledgement', 'staff_notification', 'ticket_update',

@@ -38,6 +38,15 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const timeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'expected an IANA time zone such as Asia/Tokyo');
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
 const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -142,6 +151,21 @@ const schema = z
     PENDING_SOLVE_AFTER: durationOrOff.prefault('7d'),
     /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
     LIFECYCLE_INTERVAL_MS: int(1000).prefault(60_000),
+    /** Local time of the daily staff digest ("HH:MM"), or "off". */
+    STAFF_DIGEST_AT: z
+      .string()
+      .prefault('09:00')
+      .transform((value, ctx) => {
+        const v = value.trim().toLowerCase();
+        if (v === 'off') return null;
+        const m = /^([01]?\d|2[0-3]):([0-5]\d)$/.exec(v);
+        if (!m) {
+          ctx.addIssue({ code: 'custom', message: `expected a time such as 09:00, or off, got "${value}"` });
+          return z.NEVER;
+        }
+        return { hour: Number(m[1]), minute: Number(m[2]) };
+      }),
+    STAFF_DIGEST_TIME_ZONE: timeZone.prefault('UTC'),
 
     // Portal
     PASSWORD_MIN_LENGTH: int(6, 256).prefault(8),
@@ -158,17 +182,7 @@ const schema = z
     PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).prefault(400),
     // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
     TRUST_PROXY: bool.prefault('false'),
-    PORTAL_TIME_ZONE: z
-      .string()
-      .prefault('UTC')
-      .refine((tz) => {
-        try {
-          new Intl.DateTimeFormat('en', { timeZone: tz });
-          return true;
-        } catch {
-          return false;
-        }
-      }, 'expected an IANA time zone such as Asia/Tokyo'),
+    PORTAL_TIME_ZONE: timeZone.prefault('UTC'),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {

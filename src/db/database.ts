@@ -25,7 +25,8 @@ export type OutboundKind =
   | 'password_setup'
   | 'password_changed'
   | 'staff_auth_notice'
-  | 'ticket_lifecycle';
+  | 'ticket_lifecycle'
+  | 'staff_digest';
 
 export interface UsersTable {
   id: Generated<number>;

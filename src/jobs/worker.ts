@@ -7,6 +7,7 @@ import { createWorkerRedis } from '../redis.js';
 import { guarded, parsePayload, type QueueName } from './define-job.js';
 import { inboundJobId, outboundJobId } from './job-ids.js';
 import { scheduleLifecycle } from './lifecycle.js';
+import { scheduleStaffDigest } from './staff-digest.js';
 import { enqueueInbound } from './process-inbound.js';
 import { OUTBOUND_BATCHES_IN_FLIGHT } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
@@ -94,12 +95,12 @@ export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP
   ];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();
-  // The lifecycle schedule lives in Redis; registering it is retried with each sweep until it succeeds.
+  // The schedules (lifecycle, staff digest) live in Redis; registering them is retried with each sweep until it succeeds.
   let scheduled = false;
   const schedule = () =>
-    scheduleLifecycle(ctx).then(
+    Promise.all([scheduleLifecycle(ctx), scheduleStaffDigest(ctx)]).then(
       () => void (scheduled = true),
-      (err: unknown) => ctx.log.warn({ err: String(err) }, 'could not register the lifecycle schedule; will retry'),
+      (err: unknown) => ctx.log.warn({ err: String(err) }, 'could not register the scheduled jobs; will retry'),
     );
   let scheduling = schedule();
   const sweep = () => {

@@ -95,6 +95,16 @@ export function formatDate(date: Date, locale: Locale): string {
   return `${fmt.format(date)} UTC`;
 }
 
+/** "3 d" / "5 h" / "12 min": how long a ticket has been waiting, for the staff digest. */
+export function formatAge(ms: number, locale: Locale): string {
+  const minutes = Math.max(0, Math.floor(ms / 60_000));
+  if (minutes < 60) return locale === 'ja' ? `${minutes}分` : `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return locale === 'ja' ? `${hours}時間` : `${hours} h`;
+  const days = Math.floor(hours / 24);
+  return locale === 'ja' ? `${days}日` : `${days} d`;
+}
+
 export function formatSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
@@ -124,7 +134,7 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
@@ -199,6 +209,20 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+    case 'staff_digest': {
+      const p = payloadOf('staff_digest', row);
+      const tickets = p.tickets.map((t) => ({
+        id: t.id,
+        subject: oneLine(t.subject) || (locale === 'ja' ? '（件名なし）' : '(no subject)'),
+        url: `${config.PUBLIC_URL}/requests/${t.id}`,
+        age: formatAge(row.created_at.getTime() - Date.parse(t.createdAt), locale),
+        statusLabel: t.status === 'hold' ? STAFF_HOLD_LABEL[locale] : STATUS_LABELS[locale][t.status],
+        priorityLabel: PRIORITY_LABELS[locale][t.priority],
+        urgent: t.priority === 'urgent' || t.priority === 'high',
+        mine: t.mine,
+      }));
+      return { ...base, ...NO_LAYOUT, date: p.date, tickets, count: tickets.length + p.more, more: p.more, requestsUrl: `${config.PUBLIC_URL}/requests?filter=all` };
+    }
     case 'ticket_lifecycle': {
       const ticket = ticketView(config, row, c, locale);
       const { event } = payloadOf('ticket_lifecycle', row);

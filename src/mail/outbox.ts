@@ -27,6 +27,27 @@ export const PAYLOAD_SCHEMAS = {
   password_changed: z.object({}),
   /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
   ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
+  /**
+   * A staff member's daily list, as of the digest run (src/jobs/staff-digest.ts): a snapshot, so the
+   * mail says what was waiting at that hour even if it is sent later. `date` (in STAFF_DIGEST_TIME_ZONE)
+   * is unique per recipient (migration 0010).
+   */
+  staff_digest: z.object({
+    date: z.iso.date(),
+    tickets: z
+      .array(
+        z.object({
+          id: z.number().int().positive(),
+          subject: z.string().max(300),
+          status: z.enum(['new', 'open', 'pending', 'hold', 'solved', 'closed']),
+          priority: z.enum(['low', 'normal', 'high', 'urgent']),
+          createdAt: z.iso.datetime(),
+          mine: z.boolean(),
+        }),
+      )
+      .max(100),
+    more: z.number().int().min(0),
+  }),
   /** Why a staff member's mail was held as auth_failed: fixed verdict strings only, never ticket content. */
   staff_auth_notice: z.object({ mode: z.enum(['dmarc', 'token']), reason: z.string().max(200), inboundId: z.number().int().positive() }),
 } satisfies Record<OutboundKind, z.ZodType>;
@@ -65,18 +86,20 @@ export async function insertOutboundMail<K extends OutboundKind>(
   return db.insertInto('outbound_mails').values(outboxValues(config, mail)).returningAll().executeTakeFirstOrThrow();
 }
 
-/** Several outbox rows in one statement; returns their ids (in no particular order). */
+/**
+ * Several outbox rows in one statement; returns their ids (in no particular order).
+ * `skipDuplicates`: rows a unique index already has (one digest per staff member and day) are left out.
+ */
 export async function insertOutboundMails(
   db: Db,
   config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>,
   mails: Array<OutboxInsert<OutboundKind>>,
+  opts: { skipDuplicates?: boolean } = {},
 ): Promise<number[]> {
   if (mails.length === 0) return [];
-  const rows = await db
-    .insertInto('outbound_mails')
-    .values(mails.map((m) => outboxValues(config, m)))
-    .returning('id')
-    .execute();
+  let insert = db.insertInto('outbound_mails').values(mails.map((m) => outboxValues(config, m)));
+  if (opts.skipDuplicates) insert = insert.onConflict((oc) => oc.doNothing());
+  const rows = await insert.returning('id').execute();
   return rows.map((r) => r.id);
 }
 

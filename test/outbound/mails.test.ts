@@ -22,7 +22,7 @@ afterAll(async () => {
 const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
 
 describe('templates', () => {
-  const KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle'];
+  const KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle', 'staff_digest'];
   // Everything any template reads; each kind's own tests below check its real data end to end.
   const data = {
     brand: 'Help Desk',
@@ -48,6 +48,11 @@ describe('templates', () => {
     dmarcMode: true,
     isNew: true,
     isReminder: true,
+    date: '2026-12-02',
+    tickets: [{ id: 4711, subject: 'Printer', url: 'https://help.example/requests/4711', age: '3 d', statusLabel: 'Open', priorityLabel: 'High', urgent: true, mine: true }],
+    count: 3,
+    more: 2,
+    requestsUrl: 'https://help.example/requests?filter=all',
   };
   const JAPANESE = /[\u3040-\u30ff\u4e00-\u9fff]/;
 

@@ -138,6 +138,44 @@ export async function lockDueTickets(
   return rows.map((r) => ({ id: r.id, requesterId: r.requester_id }));
 }
 
+export interface DigestTicket {
+  id: number;
+  subject: string;
+  status: TicketStatus;
+  priority: TicketPriority;
+  createdAt: Date;
+  assigneeId: number | null;
+  /** How many open tickets this assignee (or, for null, the queue) has in all. */
+  total: number;
+}
+
+/**
+ * The oldest `perList` open tickets of every assignee and of the unassigned
+ * queue (assignee null), with each list's full size: one scan for the whole
+ * staff digest instead of one query per agent.
+ */
+export async function listOpenTicketsByAssignee(db: Db, perList: number): Promise<DigestTicket[]> {
+  const { rows } = await sql<{ id: number; subject: string; status: TicketStatus; priority: TicketPriority; created_at: Date; assignee_id: number | null; total: string }>`
+    SELECT id, subject, status, priority, created_at, assignee_id, total
+      FROM (SELECT t.id, t.subject, t.status, t.priority, t.created_at, t.assignee_id,
+                   row_number() OVER (PARTITION BY t.assignee_id ORDER BY t.created_at, t.id) AS rn,
+                   count(*) OVER (PARTITION BY t.assignee_id) AS total
+              FROM tickets t
+             WHERE t.status IN ('new', 'open', 'pending', 'hold')) x
+     WHERE rn <= ${perList}
+     ORDER BY created_at, id
+  `.execute(db);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    subject: r.subject,
+    status: r.status,
+    priority: r.priority,
+    createdAt: r.created_at,
+    assigneeId: r.assignee_id === null ? null : Number(r.assignee_id),
+    total: Number(r.total),
+  }));
+}
+
 /** Records that the one reminder of the current pending spell was queued. */
 export async function markPendingReminded(db: Db, ticketIds: number[], at: Date): Promise<void> {
   if (ticketIds.length === 0) return;
