@@ -125,6 +125,16 @@ function detectionSample(bytes: Uint8Array): Buffer {
   return Buffer.from(out);
 }
 
+function longestRun8bit(bytes: Uint8Array): number {
+  let longest = 0;
+  let run = 0;
+  for (const b of bytes) {
+    run = b >= 0x80 ? run + 1 : 0;
+    if (run > longest) longest = run;
+  }
+  return longest;
+}
+
 /**
  * The charset these bytes most likely are. A confident chardet verdict on
  * the sample wins (refined by encoding-japanese between Shift_JIS and
@@ -145,6 +155,9 @@ export function detectCharset(bytes: Uint8Array): string {
     if ((top.name === 'cp932' || top.name === 'euc-jp') && jaGuess && readsClean(bytes, jaGuess)) return jaGuess;
     if (readsClean(bytes, top.name)) return top.name;
   }
+  // Every 8-bit byte alone between ASCII ("Hofj\xe4geralle", "Gr\xfc\xdfe"): Latin text in a
+  // single-byte charset; double-byte text has runs of 8-bit bytes.
+  if (longestRun8bit(sample) === 1) return readsClean(bytes, 'windows-1252') ? 'windows-1252' : (ranked.map((r) => r.name).find((c) => readsClean(bytes, c)) ?? 'windows-1252');
   const confidence = (name: string) => ranked.find((r) => r.name === name)?.confidence ?? 0;
   const japaneseFirst = [...(jaGuess ? [jaGuess] : []), 'cp932', 'euc-jp'].filter((c) => plausibleJapanese(decodeBytes(sample, c)));
   const ordered = [
