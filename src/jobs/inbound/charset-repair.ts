@@ -40,6 +40,8 @@ interface Part {
 }
 
 const nl = 0x0a;
+/** Fields whose parameters may carry RFC 2231 file names. */
+const PARAM_FIELDS = new Set(['content-type', 'content-disposition']);
 
 function lineEnd(raw: Buffer, from: number, limit: number): number {
   const i = raw.indexOf(nl, from);
@@ -132,6 +134,59 @@ function walk(raw: Buffer, start: number, end: number, depth: number, parts: Par
   }
 }
 
+/** One RFC 2231 extended parameter (`filename*=charset'lang'%XX…`, possibly in `*0*`, `*1` sections). */
+interface ExtendedParam {
+  label: string;
+  bytes: Buffer;
+  /** [start, end) of each section in the field text, the first one being where the repaired parameter goes. */
+  ranges: [number, number][];
+}
+
+const EXTENDED = /;\s*([\w.-]+)\*(\d+)?(\*)?\s*=\s*("[^"]*"|[^;\s]*)/g;
+
+function extendedParams(text: string): ExtendedParam[] {
+  const byName = new Map<string, { section: number; encoded: boolean; value: string; range: [number, number] }[]>();
+  for (const m of text.matchAll(EXTENDED)) {
+    const name = m[1]!.toLowerCase();
+    const list = byName.get(name) ?? [];
+    list.push({ section: Number(m[2] ?? 0), encoded: m[2] === undefined || m[3] === '*', value: m[4]!.replace(/^"|"$/g, ''), range: [m.index, m.index + m[0].length] });
+    byName.set(name, list);
+  }
+  return [...byName.values()].map((sections) => {
+    sections.sort((a, b) => a.section - b.section);
+    let label = '';
+    const chunks = sections.map((sec, i) => {
+      let value = sec.value;
+      if (i === 0 && sec.encoded) {
+        const parts = value.split("'");
+        if (parts.length >= 3) {
+          label = normalizeLabel(parts[0]);
+          value = parts.slice(2).join("'");
+        }
+      }
+      return sec.encoded ? Buffer.from(value.replace(/%([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1') : Buffer.from(value, 'latin1');
+    });
+    return { label, bytes: Buffer.concat(chunks), ranges: sections.map((sec) => sec.range).sort((a, b) => a[0] - b[0]) };
+  });
+}
+
+const fits = (label: string, bytes: Buffer) => labelFits(bytes, label) || (!knownCharset(label) && !has8bit(bytes) && label !== '');
+
+/** Extended parameters whose bytes do not fit their label, rewritten as one UTF-8 parameter. */
+function fixExtendedParams(text: string, decode: (bytes: Buffer) => string): string {
+  const edits: { range: [number, number]; replacement: string }[] = [];
+  for (const p of extendedParams(text)) {
+    if (fits(p.label, p.bytes)) continue;
+    const name = /;\s*([\w.-]+)\*/.exec(text.slice(p.ranges[0]![0]))![1]!;
+    const value = encodeURIComponent(decode(p.bytes)).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+    p.ranges.forEach((range, i) => edits.push({ range, replacement: i === 0 ? `; ${name}*=UTF-8''${value}` : '' }));
+  }
+  edits.sort((a, b) => b.range[0] - a.range[0]);
+  let out = text;
+  for (const e of edits) out = out.slice(0, e.range[0]) + e.replacement + out.slice(e.range[1]);
+  return out;
+}
+
 const misfit = (run: WordRun) => !labelFits(run.bytes, run.label) && (knownCharset(run.label) || has8bit(run.bytes));
 
 /** The field's text with mislabelled encoded-word runs replaced by UTF-8 words. */
@@ -165,6 +220,7 @@ export function repairCharsets(raw: Buffer): Buffer {
       const bytes = raw.subarray(f.start, f.end);
       if (has8bit(bytes) && !isUtf8(bytes)) suspects.push(bytes);
       for (const run of wordRuns(f.value)) if (misfit(run)) suspects.push(run.bytes);
+      if (PARAM_FIELDS.has(f.name)) for (const p of extendedParams(f.value)) if (!fits(p.label, p.bytes)) suspects.push(p.bytes);
     }
   }
   if (suspects.length === 0 && !parts.some((p) => p.relabel)) return raw;
@@ -182,6 +238,7 @@ export function repairCharsets(raw: Buffer): Buffer {
       const bytes = raw.subarray(f.start, f.end);
       const original = isUtf8(bytes) ? bytes.toString('utf8') : decode(bytes);
       let text = fixWords(original, decode);
+      if (PARAM_FIELDS.has(f.name)) text = fixExtendedParams(text, decode);
       if (p.relabel && f === ct) text = setCharset(text, p.relabel);
       if (text === original && isUtf8(bytes)) continue;
       out.push(raw.subarray(copied, f.start), Buffer.from(text, 'utf8'));

@@ -94,6 +94,8 @@ function readsClean(bytes: Uint8Array, charset: string): boolean {
  * them), or a few characters without half-width katakana (a name in kanji).
  * GBK or Big5 read as Shift_JIS/EUC-JP gives kanji-only or half-width noise.
  */
+const kana = (text: string) => text.match(/[\u3040-\u30ff]/g)?.length ?? 0;
+
 function plausibleJapanese(text: string): boolean {
   if (/[\u3040-\u30ff]/.test(text)) return true;
   if (/[\uff61-\uff9f]/.test(text)) return false;
@@ -153,6 +155,8 @@ export function detectCharset(bytes: Uint8Array): string {
   const top = ranked[0];
   if (top && top.confidence >= 50) {
     if ((top.name === 'cp932' || top.name === 'euc-jp') && jaGuess && readsClean(bytes, jaGuess)) return jaGuess;
+    // EUC-JP and GBK share their byte ranges: a Japanese reading with more kana is the better one.
+    if (jaGuess && top.name !== jaGuess && readsClean(bytes, jaGuess) && kana(decodeBytes(sample, jaGuess)) > kana(decodeBytes(sample, top.name))) return jaGuess;
     if (readsClean(bytes, top.name)) return top.name;
   }
   // Every 8-bit byte alone between ASCII ("Hofj\xe4geralle", "Gr\xfc\xdfe"): Latin text in a
