@@ -29,6 +29,12 @@ export function writtenAddresses(raw: string): Written[] {
   const out: Written[] = [];
   let bare = '';
   let phraseStart = -1;
+  let lastComma = -1;
+  let quotedAddress: string | null = null;
+  const flushQuoted = () => {
+    if (quotedAddress) out.push({ address: quotedAddress, phrase: null });
+    quotedAddress = null;
+  };
   const flushBare = () => {
     for (const token of bare.split(/[\s,;:]+/)) if (token.includes('@')) out.push({ address: token, phrase: null });
     bare = '';
@@ -42,7 +48,9 @@ export function writtenAddresses(raw: string): Written[] {
       while (i < raw.length && raw[i] !== '"') i += raw[i] === '\\' ? 2 : 1;
       const quoted = raw.slice(start, i).trim();
       i++;
-      bare += /^[^\s@]+@[^\s@]+$/.test(quoted) ? ` ${quoted} ` : ' ';
+      // It is the address only when no `<address>` follows in the same entry.
+      if (/^[^\s@]+@[^\s@]+$/.test(quoted)) quotedAddress = quoted;
+      bare += ' ';
     } else if (c === '(') {
       let depth = 0;
       do {
@@ -58,18 +66,24 @@ export function writtenAddresses(raw: string): Written[] {
         bare += raw.slice(i + 1);
         break;
       }
-      // Whatever sat between the previous `>` and here is this mailbox's phrase ("Name", or a token that is not an address).
-      const phrase = phraseStart === -1 ? null : raw.slice(phraseStart, i);
-      bare = '';
+      // Whatever sat between the previous `>` (or a later comma) and here is this mailbox's phrase.
+      const phrase = phraseStart === -1 ? null : raw.slice(Math.max(phraseStart, lastComma + 1), i);
+      quotedAddress = null;
+      flushBare();
       out.push({ address: raw.slice(i + 1, end).trim(), phrase });
       i = end + 1;
       phraseStart = i;
     } else {
+      if (c === ',') {
+        lastComma = i;
+        flushQuoted();
+      }
       bare += c;
       i++;
     }
   }
   flushBare();
+  flushQuoted();
   return out;
 }
 
@@ -104,7 +118,7 @@ export function checkedMailboxes(value: AddressObject | AddressObject[] | undefi
         const w = byAddress.get(normalizeEmail(e.address));
         if (!w) continue;
         const name = w.phrase === null ? (e.name ?? '') : phraseToName(w.phrase);
-        out.push({ address: normalizeEmail(e.address), name: noNul(name).trim().slice(0, 200) });
+        out.push({ address: normalizeEmail(e.address), name: noNul(name).replace(/\s+/g, ' ').trim().slice(0, 200) });
       }
     }
   };
