@@ -70,7 +70,8 @@ export function writtenAddresses(raw: string): Written[] {
       const phrase = phraseStart === -1 ? null : raw.slice(Math.max(phraseStart, lastComma + 1), i);
       quotedAddress = null;
       flushBare();
-      out.push({ address: raw.slice(i + 1, end).trim(), phrase });
+      // Comments are allowed around the parts of an address (`c@(host)public.example`); nothing else is removed.
+      out.push({ address: raw.slice(i + 1, end).replace(/\([^()]*\)/g, '').trim(), phrase });
       i = end + 1;
       phraseStart = i;
     } else {
