@@ -120,6 +120,13 @@ describe('charsets in bodies', () => {
     expect(a.text.trim()).toBe('Puzzled by judith brontî dave. “Quoted” € 5');
   });
 
+  it('a body that is mostly UTF-8 with stray Latin-1 bytes reads each sequence as what it is (mail060)', async () => {
+    const body = bytes(Buffer.from('Here it goes - äöü - 差出人\r\n', 'utf8'), Buffer.from('Here it goes - \xe4\xf6\xfc - hi', 'latin1'));
+    const qp = [...body].map((b) => (b >= 0x80 || b === 0x3d ? `=${b.toString(16).toUpperCase()}` : String.fromCharCode(b))).join('');
+    const a = await analyze(bytes(message([['Subject: x'], ['Content-Transfer-Encoding: quoted-printable']], qp, 'text/plain; charset=iso-gb2312')));
+    expect(a.text.replace(/\r\n/g, '\n').trim()).toBe('Here it goes - äöü - 差出人\nHere it goes - äöü - hi');
+  });
+
   it('a body without charset that is GBK reads as Chinese (mail023)', async () => {
     const a = await analyze(message([['Subject: x']], gbk('机房环境法规\r\n您好，这封信如果影响到您的生活和工作，我们向您诚恳的道歉。'), null));
     expect(a.text.trim()).toBe('机房环境法规\n您好，这封信如果影响到您的生活和工作，我们向您诚恳的道歉。');

@@ -59,7 +59,7 @@ const ALLOWLIST: Record<string, Partial<Record<Key, string>>> = {
   mail065: { fromName: 'Zammad splits the encoded word at its comma and expects "=20Andreas?="; the name is "Bürling, Andreas"' },
   mail018: { subject: 'UTF-7 subject: Zammad keeps "+ANw-bermittlungsstatus"; we decode "Übermittlungsstatus"', body: 'UTF-7 body, same' },
   mail072: { body: 'Windows-1252 HTML: Zammad expects "ŕ"/"aoűt" (read as Windows-1250); we read "à"/"août"' },
-  mail060: { body: 'one text part mixes UTF-8 and Latin-1 bytes under the unknown label "iso-gb2312"; both readings are partly mojibake (Zammad reads Windows-1250)' },
+  mail060: { body: 'one text part mixes UTF-8 and Latin-1 bytes under the unknown label "iso-gb2312": we read each sequence as what it is ("äöü - 差出人", "äöü"); Zammad expects Windows-1250 mojibake' },
   mail017: { subject: 'a 3 KB subject padded with U+3000: we cut subjects at 998 characters', body: 'Zammad renders the HTML part with tables flattened differently' },
   // Zammad renders the HTML alternative; we show the text/plain alternative, or its title/markup differs.
   mail003: { body: 'text/plain alternative says "Hallo Fritz", the HTML alternative "Hallo Martin"' },

@@ -1,4 +1,4 @@
-import { decodeBytes, detectCharset, has8bit, isUtf8, knownCharset, labelFits, normalizeLabel, wordRuns, type WordRun } from './charset.js';
+import { decodeBytes, decodeMixedUtf8, detectCharset, has8bit, isUtf8, knownCharset, labelFits, normalizeLabel, wordRuns, type WordRun } from './charset.js';
 
 /**
  * The pre-processing step before mailparser: rewrites only what mailparser
@@ -11,7 +11,9 @@ import { decodeBytes, detectCharset, has8bit, isUtf8, knownCharset, labelFits, n
  *   holding Shift_JIS, a "UTF-8" word holding GBK) become UTF-8 words.
  * - Text body parts whose charset is missing, us-ascii, unknown or wrong for
  *   their bytes are relabelled with the detected charset; mailparser then
- *   decodes them itself. Their bytes are not touched.
+ *   decodes them itself. Their bytes are not touched, except for a part
+ *   that is mostly UTF-8 with stray Windows-1252 bytes: no single charset
+ *   reads it, so it is re-encoded as UTF-8 (base64).
  *
  * All suspect header bytes of a message are detected together: one client
  * wrote them, and a subject plus a name is a far better sample than either.
@@ -37,6 +39,10 @@ interface Part {
   fields: Field[];
   /** New charset label for this text part's body, when its own does not fit. */
   relabel: string | null;
+  /** A mixed UTF-8/Windows-1252 body, re-encoded: its UTF-8 bytes replace [bodyStart, bodyEnd) as base64. */
+  transcoded: Buffer | null;
+  bodyStart: number;
+  bodyEnd: number;
 }
 
 const nl = 0x0a;
@@ -88,23 +94,25 @@ function decodeTransfer(body: Buffer, cte: string): Buffer {
 
 const META_CHARSET = /<meta[^>]{0,300}?charset\s*=\s*["']?([\w.:-]{1,40})/i;
 
-/** The charset a text part should be read with, when its own label does not fit its bytes; else null. */
-function bodyRelabel(raw: Buffer, fields: Field[], bodyStart: number, end: number, type: string, label: string): string | null {
+/** How a text part should be read when its own label does not fit its bytes (null: as labelled). */
+function bodyRepair(raw: Buffer, fields: Field[], bodyStart: number, end: number, type: string, label: string): { charset: string; transcoded: Buffer | null } | null {
   const cte = (fields.findLast((f) => f.name === 'content-transfer-encoding')?.value ?? '').toLowerCase().trim();
   const bytes = decodeTransfer(raw.subarray(bodyStart, end), cte);
   if (labelFits(bytes, label)) return null;
   if (type === 'text/html' && label === '') {
     const meta = normalizeLabel(META_CHARSET.exec(bytes.toString('latin1', 0, 4096))?.[1]);
-    if (meta && knownCharset(meta) && labelFits(bytes, meta)) return meta;
+    if (meta && knownCharset(meta) && labelFits(bytes, meta)) return { charset: meta, transcoded: null };
   }
+  const mixed = decodeMixedUtf8(bytes);
+  if (mixed !== null) return { charset: 'utf-8', transcoded: Buffer.from(mixed, 'utf8') };
   const detected = detectCharset(bytes);
-  return detected === label ? null : detected;
+  return detected === label ? null : { charset: detected, transcoded: null };
 }
 
 function walk(raw: Buffer, start: number, end: number, depth: number, parts: Part[], parentType: string): void {
   if (parts.length >= MAX_PARTS) return;
   const { fields, headerEnd, bodyStart } = readHeaders(raw, start, end);
-  const part: Part = { headerStart: start, headerEnd, fields, relabel: null };
+  const part: Part = { headerStart: start, headerEnd, fields, relabel: null, transcoded: null, bodyStart, bodyEnd: end };
   parts.push(part);
   const ctField = fields.findLast((f) => f.name === 'content-type');
   const contentType = ctField?.value ?? (parentType === 'multipart/digest' ? 'message/rfc822' : 'text/plain');
@@ -130,7 +138,9 @@ function walk(raw: Buffer, start: number, end: number, depth: number, parts: Par
     return;
   }
   if ((type === 'text/plain' || type === 'text/html') && !disposition.startsWith('attachment')) {
-    part.relabel = bodyRelabel(raw, fields, bodyStart, end, type, normalizeLabel(param(contentType, 'charset')));
+    const repair = bodyRepair(raw, fields, bodyStart, end, type, normalizeLabel(param(contentType, 'charset')));
+    part.relabel = repair?.charset ?? null;
+    part.transcoded = repair?.transcoded ?? null;
   }
 }
 
@@ -234,7 +244,14 @@ export function repairCharsets(raw: Buffer): Buffer {
   let copied = 0;
   for (const p of parts) {
     const ct = p.fields.findLast((f) => f.name === 'content-type');
+    const cte = p.fields.findLast((f) => f.name === 'content-transfer-encoding');
+    const eol = raw[p.headerEnd - 2] === 0x0d ? '\r\n' : '\n';
     for (const f of p.fields) {
+      if (p.transcoded && f === cte) {
+        out.push(raw.subarray(copied, f.start), Buffer.from(`Content-Transfer-Encoding: base64${eol}`, 'latin1'));
+        copied = f.end;
+        continue;
+      }
       const bytes = raw.subarray(f.start, f.end);
       const original = isUtf8(bytes) ? bytes.toString('utf8') : decode(bytes);
       let text = fixWords(original, decode);
@@ -244,10 +261,15 @@ export function repairCharsets(raw: Buffer): Buffer {
       out.push(raw.subarray(copied, f.start), Buffer.from(text, 'utf8'));
       copied = f.end;
     }
-    if (p.relabel && !ct) {
-      const eol = raw[p.headerEnd - 2] === 0x0d ? '\r\n' : '\n';
-      out.push(raw.subarray(copied, p.headerEnd), Buffer.from(`Content-Type: text/plain; charset=${p.relabel}${eol}`, 'latin1'));
+    const added = [p.relabel && !ct ? `Content-Type: text/plain; charset=${p.relabel}${eol}` : '', p.transcoded && !cte ? `Content-Transfer-Encoding: base64${eol}` : ''].join('');
+    if (added) {
+      out.push(raw.subarray(copied, p.headerEnd), Buffer.from(added, 'latin1'));
       copied = p.headerEnd;
+    }
+    if (p.transcoded) {
+      const base64 = p.transcoded.toString('base64').replace(/.{76}/g, `$&${eol}`);
+      out.push(raw.subarray(copied, p.bodyStart), Buffer.from(`${base64}${eol}`, 'latin1'));
+      copied = p.bodyEnd;
     }
   }
   if (out.length === 0) return raw;

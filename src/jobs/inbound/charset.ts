@@ -217,3 +217,49 @@ export function decodeHeaderWords(text: string): string {
   }
   return out + text.slice(last);
 }
+
+/** Length of a valid UTF-8 sequence starting at i (1 for ASCII), or 0 when the bytes there are not one. */
+function utf8SequenceAt(bytes: Uint8Array, i: number): number {
+  const b = bytes[i]!;
+  if (b < 0x80) return 1;
+  const len = b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+  if (len === 0 || i + len > bytes.length) return 0;
+  const second = bytes[i + 1]!;
+  // Overlong forms, surrogates and code points above U+10FFFF are not UTF-8.
+  if ((b === 0xe0 && second < 0xa0) || (b === 0xed && second > 0x9f) || (b === 0xf0 && second < 0x90) || (b === 0xf4 && second > 0x8f)) return 0;
+  for (let k = 1; k < len; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return 0;
+  return len;
+}
+
+/**
+ * Text that is mostly UTF-8 with some Windows-1252 bytes mixed in (a client
+ * that pasted Latin-1 into a UTF-8 mail): each valid UTF-8 sequence read as
+ * UTF-8, each other byte as Windows-1252. Null when valid multi-byte
+ * sequences are not the clear majority of the 8-bit bytes: then it is
+ * another charset whose bytes merely happen to form some UTF-8 (GBK often does).
+ */
+export function decodeMixedUtf8(bytes: Uint8Array): string | null {
+  let validBytes = 0;
+  let invalidBytes = 0;
+  const pieces: string[] = [];
+  let runStart = 0;
+  let i = 0;
+  const flush = (until: number) => {
+    if (until > runStart) pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset + runStart, until - runStart).toString('utf8'));
+  };
+  while (i < bytes.length) {
+    const len = utf8SequenceAt(bytes, i);
+    if (len > 0) {
+      if (len > 1) validBytes += len;
+      i += len;
+      continue;
+    }
+    flush(i);
+    pieces.push(iconv.decode(Buffer.from([bytes[i]!]), 'windows-1252'));
+    invalidBytes++;
+    i++;
+    runStart = i;
+  }
+  flush(i);
+  return validBytes > 0 && invalidBytes > 0 && validBytes >= invalidBytes * 2 ? pieces.join('') : null;
+}
