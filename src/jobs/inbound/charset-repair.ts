@@ -130,6 +130,9 @@ function walk(raw: Buffer, start: number, end: number, depth: number, parts: Par
       if (at === -1 || at >= end) break;
       cursor = at + delimiter.length;
       if (at !== bodyStart && raw[at - 1] !== nl) continue;
+      // "--b" must not match the line "--b2" of a nested part: only "--" (the end), whitespace or the line end may follow.
+      const after = raw[cursor];
+      if (after !== undefined && after !== 0x2d && after !== 0x0d && after !== nl && after !== 0x20 && after !== 0x09) continue;
       // The line break before a delimiter belongs to the delimiter.
       if (childStart !== -1) walk(raw, childStart, at - (raw[at - 2] === 0x0d ? 2 : 1), depth + 1, parts, type);
       if (raw[cursor] === 0x2d && raw[cursor + 1] === 0x2d) return;
@@ -191,10 +194,17 @@ function fixExtendedParams(text: string, decode: (bytes: Buffer) => string): str
     const value = encodeURIComponent(decode(p.bytes)).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
     p.ranges.forEach((range, i) => edits.push({ range, replacement: i === 0 ? `; ${name}*=UTF-8''${value}` : '' }));
   }
-  edits.sort((a, b) => b.range[0] - a.range[0]);
-  let out = text;
-  for (const e of edits) out = out.slice(0, e.range[0]) + e.replacement + out.slice(e.range[1]);
-  return out;
+  if (edits.length === 0) return text;
+  // One pass over the text: splicing edit by edit would be quadratic in a field with thousands of sections.
+  edits.sort((a, b) => a.range[0] - b.range[0]);
+  const pieces: string[] = [];
+  let last = 0;
+  for (const e of edits) {
+    pieces.push(text.slice(last, e.range[0]), e.replacement);
+    last = e.range[1];
+  }
+  pieces.push(text.slice(last));
+  return pieces.join('');
 }
 
 const misfit = (run: WordRun) => !labelFits(run.bytes, run.label) && (knownCharset(run.label) || has8bit(run.bytes));

@@ -191,6 +191,7 @@ export interface WordRun {
 /** Runs of adjacent encoded words with one label (their bytes joined: a character may span two words). */
 export function wordRuns(text: string): WordRun[] {
   const runs: WordRun[] = [];
+  const chunks: Buffer[][] = [];
   for (const m of text.matchAll(ENCODED_WORD)) {
     const label = normalizeLabel(m[1]);
     const payload = m[3]!;
@@ -201,9 +202,14 @@ export function wordRuns(text: string): WordRun[] {
     const prev = runs[runs.length - 1];
     if (prev && prev.label === label && text.slice(prev.end, m.index).trim() === '') {
       prev.end = m.index + m[0].length;
-      prev.bytes = Buffer.concat([prev.bytes, bytes]);
-    } else runs.push({ start: m.index, end: m.index + m[0].length, label, bytes });
+      chunks[chunks.length - 1]!.push(bytes);
+    } else {
+      runs.push({ start: m.index, end: m.index + m[0].length, label, bytes });
+      chunks.push([bytes]);
+    }
   }
+  // Joined once per run: joining word by word is quadratic in a header of thousands of words.
+  runs.forEach((run, i) => (run.bytes = chunks[i]!.length === 1 ? chunks[i]![0]! : Buffer.concat(chunks[i]!)));
   return runs;
 }
 
@@ -217,6 +223,9 @@ export function decodeHeaderWords(text: string): string {
   }
   return out + text.slice(last);
 }
+
+/** Windows-1252's reading of the bytes 0x80–0xFF (a constant table); its five unassigned bytes read as C1 controls, as in browsers. */
+const CP1252_HIGH = [...iconv.decode(Buffer.from(Array.from({ length: 128 }, (_v, i) => 0x80 + i)), 'windows-1252')].map((c, i) => (c === '\ufffd' ? String.fromCharCode(0x80 + i) : c));
 
 /** Length of a valid UTF-8 sequence starting at i (1 for ASCII), or 0 when the bytes there are not one. */
 function utf8SequenceAt(bytes: Uint8Array, i: number): number {
@@ -255,7 +264,7 @@ export function decodeMixedUtf8(bytes: Uint8Array): string | null {
       continue;
     }
     flush(i);
-    pieces.push(iconv.decode(Buffer.from([bytes[i]!]), 'windows-1252'));
+    pieces.push(CP1252_HIGH[bytes[i]! - 0x80]!);
     invalidBytes++;
     i++;
     runStart = i;
