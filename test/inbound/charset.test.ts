@@ -177,3 +177,29 @@ describe('charsets in attachment names', () => {
     expect(a.attachments.map((f) => f.filename)).toEqual([label.includes('GBK') ? '绩效管理,究竟谁错了.pdf' : '見積書.pdf']);
   });
 });
+
+describe('structure and hostile input', () => {
+  it('a nested boundary that extends the outer one ("b" and "b--x") is not taken for the outer delimiter', async () => {
+    const raw = bytes(
+      'From: Taro <taro@customer.example>\r\nTo: support@help.test\r\nSubject: nested\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n',
+      '--b\r\nContent-Type: multipart/related; boundary="b--x"\r\n\r\n',
+      '--b--x\r\nContent-Type: image/gif\r\nContent-ID: <i1>\r\n\r\nGIF89a\r\n--b--x--\r\n',
+      '--b\r\nContent-Type: text/plain\r\n\r\n', sjis('お世話になっております。'), '\r\n',
+      '--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a.bin"\r\n\r\n', Buffer.from([0x81, 0x82, 0xff]), '\r\n--b--\r\n',
+    );
+    const a = await analyze(raw);
+    expect(a.text.trim()).toBe('お世話になっております。');
+    noReplacement(a.text);
+    expect(a.attachments.find((f) => f.filename === 'a.bin')?.content).toEqual(new Uint8Array([0x81, 0x82, 0xff]));
+  });
+
+  it('thousands of encoded words or RFC 2231 sections, and megabytes of undeclared 8-bit text, are repaired in one pass', () => {
+    const words = Buffer.from(`Subject: ${`=?iso-2022-jp?B?${sjis('テスト').toString('base64')}?= `.repeat(20_000)}\r\n\r\nx`);
+    expect(repairCharsets(words).toString('utf8')).toContain('=?UTF-8?B?');
+    const sections = Array.from({ length: 10_000 }, (_v, i) => `filename*${i}*=${i === 0 ? "''" : ''}${pct(sjis('見積もり'))}`).join('; ');
+    const utf8 = encodeURIComponent('見積もり');
+    expect(repairCharsets(Buffer.from(`Content-Type: text/plain; ${sections}\r\n\r\nx`)).toString('utf8')).toContain(`filename*=UTF-8''${utf8.repeat(10_000)}\r\n`);
+    const body = message([['Subject: x']], Buffer.concat(Array.from({ length: 20_000 }, () => sjis('お世話になっております。'))), 'text/plain');
+    expect(repairCharsets(body).toString('latin1')).toContain('charset=cp932');
+  });
+});

@@ -130,9 +130,9 @@ function walk(raw: Buffer, start: number, end: number, depth: number, parts: Par
       if (at === -1 || at >= end) break;
       cursor = at + delimiter.length;
       if (at !== bodyStart && raw[at - 1] !== nl) continue;
-      // "--b" must not match the line "--b2" of a nested part: only "--" (the end), whitespace or the line end may follow.
-      const after = raw[cursor];
-      if (after !== undefined && after !== 0x2d && after !== 0x0d && after !== nl && after !== 0x20 && after !== 0x09) continue;
+      // "--b" must not match the line "--b2" or "--b--x" of a nested part: only whitespace or the line end may follow (after "--" when closing).
+      const rest = raw[raw[cursor] === 0x2d && raw[cursor + 1] === 0x2d ? cursor + 2 : cursor];
+      if (rest !== undefined && rest !== 0x0d && rest !== nl && rest !== 0x20 && rest !== 0x09) continue;
       // The line break before a delimiter belongs to the delimiter.
       if (childStart !== -1) walk(raw, childStart, at - (raw[at - 2] === 0x0d ? 2 : 1), depth + 1, parts, type);
       if (raw[cursor] === 0x2d && raw[cursor + 1] === 0x2d) return;
