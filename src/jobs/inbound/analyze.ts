@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { simpleParser, type AddressObject, type Attachment, type ParsedMail } from 'mailparser';
-import { isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { simpleParser, type Attachment, type ParsedMail } from 'mailparser';
+import { checkedMailboxes, firstWrittenAddress, type Mailbox } from './addresses.js';
 import { sanitizeFilename } from './attachments.js';
+import { repairCharsets } from './charset-repair.js';
 import {
   classifyMachineMail,
   isPermanentFailure,
@@ -21,10 +22,7 @@ import { visibleReplyText } from './text-content.js';
  * and its result must survive structured cloning.
  */
 
-export interface Mailbox {
-  address: string;
-  name: string;
-}
+export type { Mailbox } from './addresses.js';
 
 export interface AnalyzedAttachment {
   filename: string;
@@ -91,24 +89,6 @@ function idList(value: string | string[] | undefined): string[] {
   return [...new Set(list.map((id) => noNul(bareId(id))).filter((id) => id !== '' && id.length <= MAX_ID))].slice(0, 100);
 }
 
-function mailboxes(value: AddressObject | AddressObject[] | undefined): Mailbox[] {
-  const out: Mailbox[] = [];
-  const visit = (entries: AddressObject['value']) => {
-    for (const e of entries) {
-      if (e.group) visit(e.group);
-      else if (e.address && isValidEmail(e.address)) out.push({ address: normalizeEmail(e.address), name: noNul(e.name ?? '').trim().slice(0, 200) });
-    }
-  };
-  for (const v of Array.isArray(value) ? value : value ? [value] : []) visit(v.value);
-  return out;
-}
-
-function firstRawAddress(value: AddressObject | AddressObject[] | undefined): string | null {
-  const list = Array.isArray(value) ? value : value ? [value] : [];
-  for (const v of list) for (const e of v.value) if (e.address) return e.address.trim().slice(0, 320);
-  return null;
-}
-
 /** Raw header lines by lower-cased name, values unfolded. */
 function headerIndex(parsed: ParsedMail): HeaderIndex {
   const index: HeaderIndex = {};
@@ -159,9 +139,11 @@ function attachments(list: Attachment[], maxBytes: number) {
 const JAPANESE = /[\u3040-\u309f\u30a0-\u30ff]/;
 
 export async function analyzeMessage(raw: Buffer, opts: AnalyzeOptions): Promise<AnalyzedMessage> {
-  const parsed = await simpleParser(raw, { skipImageLinks: true, keepDeliveryStatus: true, skipTextToHtml: true, skipTextLinks: true, skipHtmlToText: true });
+  // Missing or wrong charset labels are fixed before mailparser reads the bytes (charset-repair.ts).
+  const parsed = await simpleParser(repairCharsets(raw), { skipImageLinks: true, keepDeliveryStatus: true, skipTextToHtml: true, skipTextLinks: true, skipHtmlToText: true });
   const headers = headerIndex(parsed);
-  const fromList = mailboxes(parsed.from);
+  // Only addresses literally in the header, each with its own name (addresses.ts).
+  const fromList = checkedMailboxes(parsed.from, headers.from);
   const from = fromList[0] ?? null;
   const rawId = parsed.messageId ? noNul(bareId(parsed.messageId)) : '';
   const messageId = rawId !== '' && rawId.length <= MAX_ID ? rawId : null;
@@ -196,12 +178,9 @@ export async function analyzeMessage(raw: Buffer, opts: AnalyzeOptions): Promise
     subject,
     from,
     fromInvalid: !from && Boolean(headers.from?.[0]),
-    fromHeaderAddress: (() => {
-      const raw = firstRawAddress(parsed.from);
-      return raw === null ? null : noNul(raw);
-    })(),
-    to: mailboxes(parsed.to),
-    cc: mailboxes(parsed.cc),
+    fromHeaderAddress: firstWrittenAddress(headers.from),
+    to: checkedMailboxes(parsed.to, headers.to),
+    cc: checkedMailboxes(parsed.cc, headers.cc),
     text,
     visibleText,
     visibleHtml: split ? sanitizeMailHtml(split.visibleHtml) : null,

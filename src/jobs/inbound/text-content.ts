@@ -84,6 +84,51 @@ function cutOutlookHeader(text: string): string {
   return text;
 }
 
+/**
+ * Separator lines that major clients put above forwarded or quoted mail, in
+ * English, German, French, Spanish, Japanese and Chinese: "-----Original
+ * Message-----", "----- Original Nachricht ----", "-------- Message original
+ * --------", "-----Mensaje original-----", "-----元のメッセージ-----",
+ * "------------------ 原始邮件 ------------------", "Begin forwarded message:".
+ * Checked one line at a time with a length cap, so no pattern can backtrack
+ * across lines.
+ */
+const SEPARATOR_PHRASES =
+  'original message|forwarded message|begin forwarded message|original nachricht|ursprüngliche nachricht|weitergeleitete nachricht|' +
+  "message original|message d'origine|message transféré|mensaje original|mensaje reenviado|" +
+  '元のメッセージ|転送メッセージ|転送されたメッセージ|オリジナルメッセージ|原始邮件|原始郵件|转发邮件|轉寄郵件';
+const FORWARD_SEPARATOR = new RegExp(`^[>\\s]*[-_=*]*\\s?(?:${SEPARATOR_PHRASES})\\s?:?[-_=*\\s]*$`, 'i');
+/** Quote headers: "On … wrote:", "Am … schrieb …:", "Le … a écrit :", "El … escribió:", "… さんは書きました:", "在 … 写道：". */
+const QUOTE_HEADER = [
+  /^\s*(?:on|am|le|el)\s.{1,250}(?:wrote|schrieb|écrit|escribió).{0,120}[:：]\s*$/i,
+  /^.{1,250}さんは書きました\s?[:：]?\s*$/,
+  /^\s*在.{1,250}写道\s?[:：]\s*$/,
+];
+
+const isForwardSeparator = (line: string) => line.length <= 300 && FORWARD_SEPARATOR.test(line);
+const isQuoteHeader = (line: string) => line.length <= 300 && QUOTE_HEADER.some((re) => re.test(line));
+
+/** New text below quoted lines after line `from`: an interleaved answer, which the reply parser keeps. */
+function interleavedAfter(lines: string[], from: number): boolean {
+  let quoted = false;
+  for (let k = from + 1; k < lines.length; k++) {
+    if (/^\s*>/.test(lines[k]!)) quoted = true;
+    else if (quoted && lines[k]!.trim() !== '') return true;
+  }
+  return false;
+}
+
+/**
+ * Text above the first forward separator, or above the first quote header
+ * that is not followed by an interleaved answer. Possibly nothing: a bare
+ * forward, which the caller then shows whole.
+ */
+function cutForwardSeparator(text: string): string {
+  const lines = text.split('\n');
+  const at = lines.findIndex((line, i) => isForwardSeparator(line) || (isQuoteHeader(line) && !interleavedAfter(lines, i)));
+  return at === -1 ? text : lines.slice(0, at).join('\n');
+}
+
 // Lines longer than this are replaced by a short stand-in while the reply
 // parser runs: its regexes backtrack quadratically on long lines (a 700 KB
 // line of '>' takes minutes). The stand-in keeps the line's start, which is
@@ -122,7 +167,7 @@ function parseVisible(text: string): string {
 export function visibleReplyText(text: string): string {
   const normalized = text.replace(/\r\n?/g, '\n');
   const { text: above } = cutAtDelimiter(normalized);
-  const visible = parseVisible(cutGenericHeader(cutOutlookHeader(cutJapaneseHeader(above)))).trim();
+  const visible = parseVisible(cutGenericHeader(cutOutlookHeader(cutJapaneseHeader(cutForwardSeparator(above))))).trim();
   if (visible !== '') return visible;
   // Everything looked like history (a bare forward, a signature-only mail): show it all rather than nothing.
   return above.trim() || normalized.trim();
