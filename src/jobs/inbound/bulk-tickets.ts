@@ -125,10 +125,11 @@ async function markProcessed(trx: Db, done: Array<{ c: Candidate; ticketId: numb
   await sql`
     UPDATE inbound_messages m
     SET header_message_id = v.header_message_id, from_address = v.from_address, subject = v.subject,
-        status = 'processed', reason = NULL, error = NULL, ticket_id = v.ticket_id, processed_at = now()
+        status = 'processed', reason = NULL, error = NULL, ticket_id = v.ticket_id, processed_at = now(), auth = v.auth::jsonb
     FROM unnest(${done.map((d) => d.c.row.id)}::bigint[], ${facts.map((f) => f.header_message_id)}::text[],
-                ${facts.map((f) => f.from_address)}::text[], ${facts.map((f) => f.subject)}::text[], ${done.map((d) => d.ticketId)}::bigint[])
-      AS v(id, header_message_id, from_address, subject, ticket_id)
+                ${facts.map((f) => f.from_address)}::text[], ${facts.map((f) => f.subject)}::text[], ${done.map((d) => d.ticketId)}::bigint[],
+                ${done.map((d) => (d.c.a.senderAuth ? JSON.stringify(d.c.a.senderAuth) : null))}::text[])
+      AS v(id, header_message_id, from_address, subject, ticket_id, auth)
     WHERE m.id = v.id
   `.execute(trx);
 }

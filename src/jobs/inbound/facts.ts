@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow, UserRow } from '../../db/database.js';
 import { ensureUser } from '../../db/queries/users.js';
+import { normalizeMessageId } from '../../mail/message-id.js';
 import type { AnalyzedMessage } from './analyze.js';
 
 /**
@@ -34,7 +35,7 @@ export function dedupeMailbox(cfg: Pick<Config, 'SUPPORT_ADDRESSES'>, rcptTo: st
 
 /** The dedupe ledger key: the Message-ID, or a hash of the raw bytes when there is none. */
 export function dedupeKey(a: Pick<AnalyzedMessage, 'messageId' | 'sha256'>): string {
-  return a.messageId ? `mid:${a.messageId.toLowerCase()}` : `sha256:${a.sha256}`;
+  return a.messageId ? `mid:${normalizeMessageId(a.messageId)}` : `sha256:${a.sha256}`;
 }
 
 /** The per-sender breaker's verdict from the sender's paused marker and recent count (null: not tripped). */

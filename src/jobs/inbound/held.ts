@@ -14,6 +14,9 @@ export const HELD_REASONS = {
   not_participant: 'a reply to a ticket from someone who is neither a participant nor staff',
   auth_failed: 'mail from a staff address that failed sender authentication',
   cc_limit: 'more CC addresses than MAX_CCS',
+  sender_unverified: 'mail that would add people (CCs) from a From address that SPF/DKIM/DMARC do not vouch for',
+  unknown_cc: 'REGISTRATION=closed and a CC address has no account',
+  unbound_evidence: 'a reply matched only by a reply address or Message-ID issued to someone other than the sender',
   ticket_closed: 'a staff reply to a closed ticket',
   processing_error: 'processing failed repeatedly; see the error text',
 } as const;

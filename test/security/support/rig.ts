@@ -130,7 +130,7 @@ export async function replyAddressOf(m: ReceivedMail): Promise<string> {
 /** A customer opens a ticket by mail; waits for the acknowledgement and (when staff exist) the staff notification. */
 export async function openTicket(
   rig: Rig,
-  opts: { email?: string; name?: string; subject?: string; text?: string; cc?: string[]; attachments?: Mail.Attachment[]; staff?: string[]; expectAck?: boolean } = {},
+  opts: { email?: string; name?: string; subject?: string; text?: string; cc?: string[]; attachments?: Mail.Attachment[]; staff?: string[]; expectAck?: boolean; dkim?: BuildOptions['dkim'] } = {},
 ) {
   const email = (opts.email ?? uniqueEmail('customer')).toLowerCase();
   const subject = opts.subject ?? `Printer on fire ${Date.now()}`;
@@ -143,6 +143,7 @@ export async function openTicket(
     text: opts.text ?? 'My printer is on fire. Please help.',
     attachments: opts.attachments,
     messageId,
+    dkim: opts.dkim,
   });
   if (inbound.status !== 'processed' || !inbound.ticket_id) throw new Error(`ticket not opened: ${inbound.status} ${inbound.reason} ${inbound.error}`);
   const ticketId = inbound.ticket_id;
