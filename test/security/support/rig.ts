@@ -28,6 +28,12 @@ export interface Rig {
 }
 
 export const SUPPORT = 'support@help.test';
+
+/**
+ * For tests whose subject is not the forged From: example.test (uniqueEmail's
+ * domain) passes SPF from 127.0.0.1, so its customers' mail may add CCs.
+ */
+export const TRUSTED_CUSTOMERS: Zone = { 'example.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] } };
 export const PASSWORD = 'Correct-Horse-9';
 
 export async function startRig(overrides: Record<string, string> = {}, opts: { zone?: Zone; sink?: RelaySink } = {}): Promise<Rig> {
