@@ -3,6 +3,7 @@ import * as m0001 from './0001-initial.js';
 import * as m0002 from './0002-inbound.js';
 import * as m0005 from './0005-operations.js';
 import * as m0004 from './0004-portal.js';
+import * as m0007 from './0007-scrub-password-links.js';
 
 /**
  * The static migration list. Kysely's FileMigrationProvider imports files by
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '0002-inbound': m0002,
   '0004-portal': m0004,
   '0005-operations': m0005,
+  '0007-scrub-password-links': m0007,
 };

@@ -2,6 +2,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db, Locale, OutboundMailRow, TicketStatus } from '../db/database.js';
+import { unseal } from '../auth/secrets.js';
 import { AppError } from '../errors.js';
 import { isValidEmail, normalizeEmail } from './address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
@@ -132,8 +133,11 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_setup': {
       const p = payloadOf('password_setup', row);
-      if (!p.url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
-      return { ...base, ...NO_LAYOUT, url: p.url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
+      const token = p.token ? unseal(config.SECRET_KEY, p.token) : null;
+      const url = token ? `${config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}` : p.url;
+      if (!url) throw new AppError('VALIDATION', `password_setup mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
+      if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
+      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
