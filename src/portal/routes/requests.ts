@@ -76,7 +76,9 @@ export async function renderThread(
       pageTitle: `#${ticket.id} ${ticket.subject}`.trim(),
       statusKey: `status.${ticket.status}`,
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
-      ccs: participants.filter((p) => p.role === 'cc').map((p) => display({ ...p, isStaff: p.userRole === 'staff' })),
+      // A CC is shown as the address someone typed, never the account's name: the list must not
+      // tell the adder whether (or as whom) that address already has an account.
+      ccs: participants.filter((p) => p.role === 'cc').map((p) => (p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email)),
       messages: messages.map((m) => {
         const html = m.bodyHtml ? sanitizeMailHtml(m.bodyHtml) : null;
         const originalHtml = m.originalHtml ? sanitizeMailHtml(m.originalHtml) : null;
