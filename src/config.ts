@@ -91,6 +91,8 @@ const schema = z
     SMTP_TLS_CERT: z.string().optional(),
     SMTP_CONN_PER_IP_PER_MIN: int(1).default(120),
     SMTP_MSG_PER_IP_PER_MIN: int(1).default(600),
+    /** Open SMTP sessions per client IP (IPv6: per /64) at one time. */
+    SMTP_SESSIONS_PER_IP: int(1).default(20),
     INBOUND_SWEEP_GRACE_MS: int(1000).default(30_000),
     INBOUND_CONCURRENCY: int(1, 256).default(32),
     MAX_CCS: int(0, 1000).default(48),
