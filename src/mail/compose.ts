@@ -117,7 +117,8 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       const author = { name: c.message.authorName, email: c.message.authorEmail };
       const toStaff = row.kind === 'staff_notification';
       const payload = toStaff ? payloadOf('staff_notification', row) : null;
-      let authorDisplay = displayName(author, toStaff);
+      // A customer's display name is whatever they typed ("Acme Security"): other customers see the address too.
+      let authorDisplay = displayName(author, toStaff || c.message.authorRole !== 'staff');
       // Customers see a staff member's name (or the brand), never their personal address.
       if (!toStaff && c.message.authorRole === 'staff' && !author.name) authorDisplay = brand;
       return {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from '../outbound/support/relay-sink.js';
 import { customerAddress, customerWorld } from './support/customers.js';
-import { makeUser, openTicket, settle, startRig, submit, toAddress, SUPPORT, type Rig } from './support/rig.js';
+import { makeUser, openTicket, replyAddressOf, settle, startRig, submit, toAddress, SUPPORT, type Rig } from './support/rig.js';
 
 /**
  * Finding 3 (blind relay) and finding 7 (REGISTRATION=closed bypass) of
@@ -75,5 +76,27 @@ describe('REGISTRATION=closed', () => {
     await settle([rig]);
     expect(await rig.db.selectFrom('users').select('id').where('email', '=', stranger).executeTakeFirst()).toBeUndefined();
     expect(rig.sink.received.filter(toAddress(stranger))).toHaveLength(0);
+  });
+});
+
+describe('author shown in customer-facing mail', () => {
+  let rig: Rig;
+  beforeAll(async () => {
+    rig = await startRig({}, { zone: customers.zone });
+  });
+  afterAll(() => rig?.teardown());
+
+  it('a customer named "Acme Security" is shown to the other participants with her address, not the name alone', async () => {
+    const carol = customerAddress('carol');
+    const dave = customerAddress('dave');
+    const first = await submit(rig, { from: { name: 'Acme Security', address: carol }, to: SUPPORT, cc: dave, subject: 'Order', text: 'Opening.', dkim: customers.dkim });
+    expect(first.status).toBe('processed');
+    const [ack] = await rig.sink.waitFor(toAddress(carol));
+    const replyTo = await replyAddressOf(ack!);
+    const s = secret();
+    await submit(rig, { from: { name: 'Acme Security', address: carol }, to: replyTo, subject: 'Re: Order', text: `Update ${s}`, dkim: customers.dkim }, { to: [replyTo] });
+    const [toDave] = await rig.sink.waitFor((m) => toAddress(dave)(m) && carries(s)(m));
+    const text = (await parse(toDave!)).text ?? '';
+    expect(text).toContain(`Acme Security (${carol}) wrote`);
   });
 });
