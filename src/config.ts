@@ -99,6 +99,8 @@ const schema = z
     ATTACHMENT_MAX_BYTES: int(1024).default(20 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).default(20),
     SENDER_BREAKER_WINDOW_MS: int(1000).default(10 * 60_000),
+    /** Bytes of processed mail one sender address may bring in 24 h; more is held as sender_quota. */
+    SENDER_DAILY_BYTES: int(1024).default(500 * 1024 * 1024),
     /** Wall-clock limit for parsing one message in the parse worker (the "2 s per message" guard). */
     INBOUND_PARSE_TIMEOUT_MS: int(1, 600_000).default(2_000),
 

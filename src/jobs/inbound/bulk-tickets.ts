@@ -7,7 +7,7 @@ import { listStaffRecipients, ticketCreatedMails } from '../../mail/notify.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
-import { breakerReason, dedupeKey, dedupeMailbox, senderBreakerColumns } from './facts.js';
+import { breakerReason, dedupeKey, dedupeMailbox, quotaReason, senderBreakerColumns } from './facts.js';
 import { listingFacts } from './pipeline.js';
 import type { InboundRow } from './route.js';
 import { ccCandidates, firstMessageFields } from './store.js';
@@ -55,6 +55,7 @@ interface BulkFactsRow {
   inserted: boolean;
   paused: number | null;
   recent: number;
+  bytes_today: string;
   sender_id: number | null;
   sender_email: string | null;
   sender_role: UserRow['role'] | null;
@@ -86,7 +87,7 @@ async function bulkFacts(trx: Db, cfg: Cfg, cands: Candidate[]): Promise<Map<num
   `.execute(trx);
   const fast = new Map<number, { sender: Sender | null }>();
   for (const f of rows) {
-    if (!f.inserted || breakerReason(cfg, f.paused, f.recent) !== null) continue;
+    if (!f.inserted || breakerReason(cfg, f.paused, f.recent) !== null || quotaReason(cfg, f.bytes_today) !== null) continue;
     if (f.sender_id === null) {
       if (cfg.REGISTRATION === 'closed') continue;
       fast.set(Number(f.id), { sender: null });

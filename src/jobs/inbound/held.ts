@@ -10,6 +10,7 @@ export const HELD_REASONS = {
   auto_reply: 'machine-generated mail (auto-reply, list, bulk)',
   invalid_sender: 'no usable From address',
   loop: 'per-sender breaker: too many messages from this sender in a short time',
+  sender_quota: 'the sender brought more than SENDER_DAILY_BYTES of mail in 24 hours',
   unknown_sender: 'REGISTRATION=closed and the sender has no account',
   not_participant: 'a reply to a ticket from someone who is neither a participant nor staff',
   auth_failed: 'mail from a staff address that failed sender authentication',

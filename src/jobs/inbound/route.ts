@@ -136,6 +136,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (!a.from) return held('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
   if (isOurAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
   if (facts.breaker && !skip.has('loop')) return held('loop', facts.breaker);
+  if (facts.quota && !skip.has('sender_quota')) return held('sender_quota', facts.quota);
 
   let user = facts.sender;
   if (!user) {
