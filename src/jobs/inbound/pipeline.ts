@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
 import { authenticateSender } from '../../inbound/staff-auth.js';
+import { ipKey } from '../../net/ip-key.js';
 import { LOOP_HEADER } from '../../mail/compose.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -85,6 +86,7 @@ async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedM
       row.raw,
       { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
       timeout,
+      ipKey(row.client_address),
     );
   } catch (err) {
     if (err instanceof ParseFailedError) return err;
