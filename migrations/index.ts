@@ -4,6 +4,7 @@ import * as m0002 from './0002-inbound.js';
 import * as m0005 from './0005-operations.js';
 import * as m0004 from './0004-portal.js';
 import * as m0006 from './0006-installation.js';
+import * as m0007 from './0007-scrub-password-links.js';
 import * as m0010 from './0010-lifecycle.js';
 
 /**
@@ -18,5 +19,6 @@ export const migrations: Record<string, Migration> = {
   '0004-portal': m0004,
   '0005-operations': m0005,
   '0006-installation': m0006,
+  '0007-scrub-password-links': m0007,
   '0010-lifecycle': m0010,
 };

@@ -118,12 +118,16 @@ const schema = z
     SMTP_TLS_CERT: z.string().optional(),
     SMTP_CONN_PER_IP_PER_MIN: int(1).prefault(120),
     SMTP_MSG_PER_IP_PER_MIN: int(1).prefault(600),
+    /** Open SMTP sessions per client IP (IPv6: per /64) at one time. */
+    SMTP_SESSIONS_PER_IP: int(1).prefault(20),
     INBOUND_SWEEP_GRACE_MS: int(1000).prefault(30_000),
     INBOUND_CONCURRENCY: int(1, 256).prefault(32),
     MAX_CCS: int(0, 1000).prefault(48),
     ATTACHMENT_MAX_BYTES: int(1024).prefault(20 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).prefault(20),
     SENDER_BREAKER_WINDOW_MS: int(1000).prefault(10 * 60_000),
+    /** Bytes of processed mail one sender address may bring in 24 h; more is held as sender_quota. */
+    SENDER_DAILY_BYTES: int(1024).prefault(500 * 1024 * 1024),
     /** Wall-clock limit for parsing one message in the parse worker (the "2 s per message" guard). */
     INBOUND_PARSE_TIMEOUT_MS: int(1, 600_000).prefault(2_000),
 

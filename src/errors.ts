@@ -11,6 +11,7 @@ export const ERRORS = {
   SMTP_MESSAGE_TOO_BIG: { smtp: [552, '5.3.4 Message size exceeds fixed maximum message size'], http: 413 },
   SMTP_STORAGE_UNAVAILABLE: { smtp: [451, '4.3.0 Temporary storage failure, try again later'], http: 503 },
   SMTP_RATE_LIMITED_CONNECTIONS: { smtp: [421, '4.7.0 Too many connections, slow down'], http: 429 },
+  SMTP_TOO_MANY_SESSIONS: { smtp: [421, '4.7.0 Too many open sessions from your address, try again later'], http: 429 },
   SMTP_RATE_LIMITED_MESSAGES: { smtp: [451, '4.7.1 Too many messages, try again later'], http: 429 },
   SMTP_SHUTTING_DOWN: { smtp: [421, '4.3.2 Service shutting down, try again later'], http: 503 },
   SMTP_BAD_SENDER: { smtp: [553, '5.1.7 Invalid sender address'], http: 400 },

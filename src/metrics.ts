@@ -9,6 +9,9 @@ import type { Db } from './db/database.js';
  * collide. Gauges that describe durable state are read from PostgreSQL and
  * Redis at scrape time, so every process reports the same truth.
  */
+/** How long the table counts behind /metrics are reused (a scrape every 15 s is typical). */
+export const COUNT_CACHE_MS = 10_000;
+
 export interface Metrics {
   registry: Registry;
   smtpConnections: Counter<string>;
@@ -69,19 +72,34 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     },
   });
   // Only the small, indexed slices of the tables: rows waiting or held, not the history.
-  const countGauge = (name: string, help: string, query: RawBuilder<{ label: string | null; n: string }>, label?: string) =>
-    new Gauge({
+  // /metrics may be open to anyone: the counts are reused for COUNT_CACHE_MS, and
+  // concurrent scrapes share one query, so scraping in a loop cannot load the database.
+  const countGauge = (name: string, help: string, query: RawBuilder<{ label: string | null; n: string }>, label?: string) => {
+    let cached: { at: number; rows: Promise<Array<{ label: string | null; n: string }>> } | null = null;
+    const rows = () => {
+      if (!cached || Date.now() - cached.at > COUNT_CACHE_MS) {
+        const fresh = { at: Date.now(), rows: query.execute(deps.db).then((r) => r.rows) };
+        // A failed query is not cached: the next scrape tries again.
+        fresh.rows.catch(() => {
+          if (cached === fresh) cached = null;
+        });
+        cached = fresh;
+      }
+      return cached.rows;
+    };
+    return new Gauge({
       name,
       help,
       labelNames: label ? [label] : [],
       registers: [registry],
       async collect() {
         this.reset();
-        const { rows } = await query.execute(deps.db);
-        if (!label) this.set(Number(rows[0]?.n ?? 0));
-        else for (const r of rows) this.set({ [label]: r.label ?? '' }, Number(r.n));
+        const rows_ = await rows();
+        if (!label) this.set(Number(rows_[0]?.n ?? 0));
+        else for (const r of rows_) this.set({ [label]: r.label ?? '' }, Number(r.n));
       },
     });
+  };
   countGauge('replyline_inbound_pending', 'Inbound messages stored but not yet processed',
     sql`select null as label, count(*) as n from inbound_messages where status = 'received'`);
   countGauge('replyline_inbound_held', 'Held inbound messages by reason',

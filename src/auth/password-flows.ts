@@ -4,6 +4,7 @@ import type { UserRow } from '../db/database.js';
 import { insertOutboundMail } from '../mail/outbox.js';
 import { enqueueAfterCommit } from '../portal/after-commit.js';
 import { hashPassword } from './password.js';
+import { seal } from './secrets.js';
 import { revokeUserSessions } from './sessions.js';
 import { consumeAuthToken, invalidateUserTokens, issueAuthToken, type TokenPurpose } from './tokens.js';
 
@@ -19,13 +20,13 @@ export async function sendPasswordLink(ctx: AppContext, user: UserRow): Promise<
   const purpose: TokenPurpose = user.password_hash === null ? 'password_setup' : 'password_reset';
   const outboxId = await ctx.db.transaction().execute(async (trx) => {
     const { token, expiresAt } = await issueAuthToken(trx, user.id, purpose);
-    const url = `${ctx.config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}`;
+    // Sealed, never raw: README promises only the token's SHA-256 is readable from the database.
     const row = await insertOutboundMail(trx, ctx.config, {
       kind: 'password_setup',
       recipient: user.email,
       userId: user.id,
       locale: user.locale,
-      payload: { url, purpose, expiresAt: expiresAt.toISOString() },
+      payload: { token: seal(ctx.config.SECRET_KEY, token), purpose, expiresAt: expiresAt.toISOString() },
     });
     return row.id;
   });

@@ -8,6 +8,7 @@ import type { AppContext } from '../context.js';
 import { AppError, ERRORS } from '../errors.js';
 import { AcceptBatcher, enqueueInboundBatch } from './accept-batcher.js';
 import { parseReplyAddress } from '../mail/tokens.js';
+import { ipKey } from '../net/ip-key.js';
 
 /**
  * The SMTP edge. One small handler per protocol step; domain errors carry
@@ -90,9 +91,21 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
   const batcher = new AcceptBatcher(ctx.db, (ids) => void enqueueInboundBatch(ctx, ids));
   const allowConnection = limiter(config.SMTP_CONN_PER_IP_PER_MIN);
   const allowMessage = limiter(config.SMTP_MSG_PER_IP_PER_MIN);
+  // Open sessions per client (IPv6: per /64): idle sessions cost a socket and
+  // memory each, and the per-minute limit alone let one host keep hundreds open.
+  const open = new Map<string, number>();
+  /** session id → its key, for onClose (the session object may be replaced on STARTTLS; its id is not). */
+  const counted = new Map<string, string>();
 
   const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void) => {
-    allowConnection(session.remoteAddress).then((ok) => {
+    const key = ipKey(session.remoteAddress);
+    if ((open.get(key) ?? 0) >= config.SMTP_SESSIONS_PER_IP) {
+      log.warn({ ip: session.remoteAddress }, 'smtp open-session limit hit; answering 421');
+      return callback(smtpError('SMTP_TOO_MANY_SESSIONS'));
+    }
+    open.set(key, (open.get(key) ?? 0) + 1);
+    counted.set(session.id, key);
+    allowConnection(key).then((ok) => {
       if (ok) {
         ctx.metrics.smtpConnections.inc();
         return callback();
@@ -103,7 +116,7 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
   };
 
   const onMailFrom = (_address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void) => {
-    allowMessage(session.remoteAddress).then((ok) => {
+    allowMessage(ipKey(session.remoteAddress)).then((ok) => {
       if (ok) return callback();
       log.warn({ ip: session.remoteAddress }, 'smtp message rate limit hit; answering 451');
       callback(smtpError('SMTP_RATE_LIMITED_MESSAGES'));
@@ -164,6 +177,14 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
     disableReverseLookup: true,
     logger: false,
     onConnect,
+    onClose: (session: SMTPServerSession) => {
+      const key = counted.get(session.id);
+      if (key === undefined) return;
+      counted.delete(session.id);
+      const n = (open.get(key) ?? 1) - 1;
+      if (n <= 0) open.delete(key);
+      else open.set(key, n);
+    },
     onMailFrom,
     onRcptTo,
     onData,

@@ -104,26 +104,30 @@ export function judgeAuthentication(result: AuthenticateResult, fromAddress: str
   return { ok: true, method: 'spf', reason: 'spf pass aligned with from domain', details };
 }
 
-export async function authenticateStaff(ctx: AppContext, input: StaffAuthInput): Promise<StaffAuthResult> {
-  const staff = await findUserById(ctx.db, input.staffUserId);
-  if (!staff || staff.role !== 'staff') return fail('not a staff account');
-  if (normalizeEmail(staff.email) !== normalizeEmail(input.fromAddress)) return fail('from does not match the staff account');
+/** What every inbound message's own From is worth: the mailauth verdict, computed before any rule runs. */
+export type SenderAuth = StaffAuthResult;
 
-  if (ctx.config.STAFF_AUTH === 'token') {
-    const t = input.replyToken;
-    if (!t) return fail('no reply token');
-    if (t.userId !== staff.id) return fail('reply token belongs to another user', { tokenUserId: t.userId });
-    return { ok: true, method: 'token', reason: 'valid staff reply token and matching from', details: { ticketId: t.ticketId } };
-  }
+export interface SenderAuthInput {
+  raw: Buffer;
+  mailFrom: string;
+  clientAddress: string;
+  helo: string;
+  fromAddress: string;
+}
 
+/**
+ * SPF/DKIM/DMARC for a message's From address. Network I/O (DNS): callers run
+ * it before their transaction begins, never inside one.
+ */
+export async function authenticateSender(config: Config, input: SenderAuthInput): Promise<SenderAuth> {
   let result: AuthenticateResult;
   try {
     result = await authenticate(input.raw, {
       ip: plainIp(input.clientAddress),
       helo: input.helo || undefined,
       sender: input.mailFrom,
-      mta: ctx.config.MAIL_DOMAIN,
-      resolver: resolverFor(ctx.config),
+      mta: config.MAIL_DOMAIN,
+      resolver: resolverFor(config),
       // Never derive the client from Received headers: the sender writes those.
       trustReceived: false,
       // ARC would let a third party vouch for the message; BIMI fetches logos.
@@ -134,4 +138,27 @@ export async function authenticateStaff(ctx: AppContext, input: StaffAuthInput):
     return fail('authentication check failed', { error: err instanceof Error ? err.message : String(err) });
   }
   return judgeAuthentication(result, input.fromAddress);
+}
+
+/**
+ * Whether a message counts as written by `staff`, from the precomputed sender
+ * verdict (dmarc mode) or the reply token it was addressed to (token mode).
+ * Pure: the pipeline computed `sender` before its transaction.
+ */
+export function staffVerdict(config: Pick<Config, 'STAFF_AUTH'>, staff: { id: number; email: string; role: string }, fromAddress: string, token: ReplyToken | null, sender: SenderAuth | null): StaffAuthResult {
+  if (staff.role !== 'staff') return fail('not a staff account');
+  if (normalizeEmail(staff.email) !== normalizeEmail(fromAddress)) return fail('from does not match the staff account');
+  if (config.STAFF_AUTH === 'token') {
+    if (!token) return fail('no reply token');
+    if (token.userId !== staff.id) return fail('reply token belongs to another user', { tokenUserId: token.userId });
+    return { ok: true, method: 'token', reason: 'valid staff reply token and matching from', details: { ticketId: token.ticketId } };
+  }
+  return sender ?? fail('sender authentication was not computed');
+}
+
+export async function authenticateStaff(ctx: AppContext, input: StaffAuthInput): Promise<StaffAuthResult> {
+  const staff = await findUserById(ctx.db, input.staffUserId);
+  if (!staff) return fail('not a staff account');
+  const sender = ctx.config.STAFF_AUTH === 'token' ? null : await authenticateSender(ctx.config, input);
+  return staffVerdict(ctx.config, staff, input.fromAddress, input.replyToken, sender);
 }

@@ -2,6 +2,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
+import { unseal } from '../auth/secrets.js';
 import { AppError } from '../errors.js';
 import { staffAuthNoticeView } from '../inbound/staff-auth-notice.js';
 import { isValidEmail, normalizeEmail } from './address.js';
@@ -185,8 +186,9 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       // A status change (the customer's "solved") has no message of its own.
       if (!c.message && event !== 'customer_solved') throw new AppError('NOT_FOUND', `${row.kind} mail ${row.id}: message not found`);
       const who = (a: { authorName: string | null; authorEmail: string; authorRole: string }) =>
-        // Customers see a staff member's name (or the brand), never their personal address.
-        !toStaff && a.authorRole === 'staff' ? oneLine(a.authorName ?? '', 100) || brand : displayName({ name: a.authorName, email: a.authorEmail }, toStaff);
+        // Customers see a staff member's name (or the brand), never their personal address. A customer's
+        // display name is whatever they typed ("Acme Security"), so everyone else sees their address too.
+        !toStaff && a.authorRole === 'staff' ? oneLine(a.authorName ?? '', 100) || brand : displayName({ name: a.authorName, email: a.authorEmail }, true);
       const actor = c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
       return {
         ...base,
@@ -204,8 +206,11 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
     }
     case 'password_setup': {
       const p = payloadOf('password_setup', row);
-      if (!p.url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
-      return { ...base, ...NO_LAYOUT, url: p.url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
+      const token = p.token ? unseal(config.SECRET_KEY, p.token) : null;
+      const url = token ? `${config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}` : p.url;
+      if (!url) throw new AppError('VALIDATION', `password_setup mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
+      if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
+      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
     }
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };

@@ -149,6 +149,8 @@ export function mailContextQuery(config: MailContextConfig, outboundId: number |
                    (mm.author_id IS NOT DISTINCT FROM o.user_id) AS seen, 0 AS ord, mm.id AS seq
               FROM messages mm LEFT JOIN inbound_messages im ON im.id = mm.inbound_message_id
              WHERE mm.ticket_id = o.ticket_id AND mm.message_id IS NOT NULL
+               -- An internal note's id (it may name an agent's laptop) is for staff eyes only.
+               AND (mm.visibility = 'public' OR o.kind = 'staff_notification')
             UNION ALL
             SELECT oo.message_id, NULL, oo.created_at, true, 1, oo.id
               FROM outbound_mails oo

@@ -19,8 +19,14 @@ export const PAYLOAD_SCHEMAS = {
   }),
   ticket_update: z.object({}),
   password_setup: z.object({
-    /** The full link, built from PUBLIC_URL; the raw token exists only here and in the mail. */
-    url: z.url(),
+    /**
+     * The set-password token, sealed with SECRET_KEY (auth/secrets.ts), never
+     * raw; dropped from the row once the mail is sent. The link is built when
+     * the mail is composed.
+     */
+    token: z.string().optional(),
+    /** Rows queued before tokens were sealed carried the whole link. */
+    url: z.url().optional(),
     purpose: z.enum(['password_setup', 'password_reset']),
     expiresAt: z.iso.datetime(),
   }),

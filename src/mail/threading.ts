@@ -1,3 +1,4 @@
+import { bareMessageId } from './message-id.js';
 import type { ThreadEntry } from './mail-context.js';
 
 /**
@@ -19,14 +20,13 @@ export interface ThreadHeaders {
   references: string[];
 }
 
-const bare = (id: string) => id.trim().replace(/^<|>$/g, '');
 
 export function buildThreadHeaders(thread: ThreadEntry[]): ThreadHeaders {
   const entries: Array<{ id: string; seen: boolean }> = [];
   const known = new Set<string>();
   for (const t of thread) {
     // The recipient's client knows the header's original spelling; ours are lower-case already.
-    const original = t.original ? bare(t.original) : '';
+    const original = t.original ? bareMessageId(t.original) : '';
     const id = original && original.toLowerCase() === t.id ? original : t.id;
     const key = id.toLowerCase();
     if (!id || known.has(key) || /[\s<>]/.test(id)) continue;

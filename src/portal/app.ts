@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -24,6 +24,36 @@ import { registerRequestRoutes } from './routes/requests.js';
 /** Ordinary forms are small; only the comment form (with uploads) gets its own, larger limit. */
 const FORM_LIMIT_BYTES = 256 * 1024;
 const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
+
+/**
+ * Uploads are parsed in memory (up to ATTACHMENT_MAX_BYTES per file, several
+ * copies while parsing), so how many run at once is what bounds memory: one
+ * per user, UPLOADS_IN_FLIGHT per process. A request over either limit is
+ * answered 429 before its body is read.
+ */
+export const UPLOADS_PER_USER = 1;
+export const UPLOADS_IN_FLIGHT = 4;
+
+function uploadSlots(): MiddlewareHandler<PortalEnv> {
+  const perUser = new Map<number, number>();
+  let total = 0;
+  return async (c, next) => {
+    const user = c.get('user');
+    if (c.req.method !== 'POST' || !user || !COMMENTS_PATH.test(c.req.path)) return next();
+    const mine = perUser.get(user.id) ?? 0;
+    if (mine >= UPLOADS_PER_USER || total >= UPLOADS_IN_FLIGHT) throw new AppError('RATE_LIMITED', 'too many uploads in flight');
+    perUser.set(user.id, mine + 1);
+    total += 1;
+    try {
+      await next();
+    } finally {
+      total -= 1;
+      const left = (perUser.get(user.id) ?? 1) - 1;
+      if (left <= 0) perUser.delete(user.id);
+      else perUser.set(user.id, left);
+    }
+  };
+}
 
 const ERROR_PAGES: Partial<Record<number, { titleKey: string; messageKey: string }>> = {
   403: { titleKey: 'error.403_title', messageKey: 'error.csrf' },
@@ -79,6 +109,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   // Before CSRF: a stranger's upload is turned away without its body ever being parsed.
   app.use('/requests', requireUser(deps));
   app.use('/requests/*', requireUser(deps));
+  app.use('*', uploadSlots());
   app.use('*', csrfProtection(deps));
 
   registerAuthRoutes(app, deps);

@@ -1,3 +1,4 @@
+import { ipKey } from '../net/ip-key.js';
 import type { Context } from 'hono';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
@@ -92,15 +93,18 @@ export function expectedCsrfToken(c: PortalContext, deps: PortalDeps): string | 
   return anon ? hmac(deps.ctx.config.SECRET_KEY, 'csrf', anon) : null;
 }
 
-/** The client address for rate limits. Only with TRUST_PROXY is X-Forwarded-For believed (its right-most hop). */
+/**
+ * The client key for rate limits: the address (IPv6: its /64, see net/ip-key.ts).
+ * Only with TRUST_PROXY is X-Forwarded-For believed (its right-most hop).
+ */
 export function clientIp(c: Context, deps: PortalDeps): string {
   if (deps.ctx.config.TRUST_PROXY) {
     const forwarded = c.req.header('x-forwarded-for');
     const last = forwarded?.split(',').map((s) => s.trim()).filter(Boolean).pop();
-    if (last) return last;
+    if (last) return ipKey(last);
   }
   try {
-    return getConnInfo(c).remote.address ?? 'unknown';
+    return ipKey(getConnInfo(c).remote.address ?? 'unknown');
   } catch {
     return 'unknown';
   }

@@ -159,6 +159,21 @@ describe('parse pool guard', () => {
     }
   });
 
+  it('shares the threads fairly: a sender with a queue of messages does not go before another sender\'s one (issue #12)', async () => {
+    const pool = new ParsePool(1);
+    try {
+      const done: string[] = [];
+      const mail = (s: string) => Buffer.from(`From: ${s}@b.example\r\nSubject: ${s}\r\n\r\nhello\r\n`);
+      const flood = ['a1', 'a2', 'a3', 'a4'].map((s) => pool.analyze(mail(s), opts, 5000, 'flooder').then(() => done.push(s)));
+      const other = pool.analyze(mail('b1'), opts, 5000, 'someone-else').then(() => done.push('b1'));
+      await Promise.all([...flood, other]);
+      // a1 was running (or first in line) when b1 arrived; b1 goes next, not after the whole flood.
+      expect(done.indexOf('b1')).toBeLessThanOrEqual(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('does not stop a heavy message that stays within the limit', async () => {
     const pool = new ParsePool(1);
     try {

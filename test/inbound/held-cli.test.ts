@@ -3,15 +3,24 @@ import { runCli } from '../../src/cli/run.js';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
 import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { trustedSenderDns } from '../support/sender-dns.js';
+import type { TestDnsServer } from '../outbound/support/dns-server.js';
 import { cpuHeavyMail, deliver, uid } from './support/smtp.js';
 
 let app: TestApp;
 const db = () => app.ctx.db;
 
+let dns: TestDnsServer;
+
 beforeAll(async () => {
-  app = await startTestApp({ MAX_CCS: '1' });
+  // customer.example passes SPF from 127.0.0.1: its mail may add CCs.
+  dns = await trustedSenderDns(['customer.example']);
+  app = await startTestApp({ MAX_CCS: '1', DNS_SERVERS: dns.server });
 });
-afterAll(() => app.teardown());
+afterAll(async () => {
+  await app.teardown();
+  await dns.stop();
+});
 
 async function cli(...argv: string[]) {
   const out: string[] = [];

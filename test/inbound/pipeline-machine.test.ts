@@ -116,6 +116,8 @@ describe('bounces of our own mail', () => {
   it('marks the outbound mail failed with the diagnostic code and holds the DSN as bounce', async () => {
     const t = await openTicket(db(), port);
     const ours = await ourOutboundMail(db(), t.ticketId, t.requesterId, t.email);
+    // A real bounce follows a delivery: only a sent mail can bounce (issue #12).
+    await db().updateTable('outbound_mails').set({ status: 'sent' }).where('id', '=', ours.id).execute();
     const row = await sendRaw(dsn({ finalRecipient: t.email, originalMessageId: ours.message_id }), '');
     expect(row).toMatchObject({ status: 'held', reason: 'bounce' });
     const out = await db().selectFrom('outbound_mails').selectAll().where('id', '=', ours.id).executeTakeFirstOrThrow();
@@ -126,15 +128,16 @@ describe('bounces of our own mail', () => {
     expect(await messagesOf(db(), t.ticketId)).toHaveLength(1);
   });
 
-  it('finds the outbound mail by failed recipient and reply address when the returned headers are missing', async () => {
+  it('a DSN without our signed Message-ID proves nothing: naming the recipient and reply address leaves the mail alone', async () => {
     const t = await openTicket(db(), port);
     const ours = await ourOutboundMail(db(), t.ticketId, t.requesterId, t.email);
     await db().updateTable('outbound_mails').set({ status: 'sent' }).where('id', '=', ours.id).execute();
     const raw = dsn({ finalRecipient: t.email, originalMessageId: `unknown.${uid()}@elsewhere.example` });
     const row = await sendRaw(raw, '', [replyAddress(t.ticketId, t.requesterId)]);
     expect(row.reason).toBe('bounce');
+    expect(row.error).toContain('no outbound mail of ours matched');
     const out = await db().selectFrom('outbound_mails').select(['status', 'bounce_inbound_id']).where('id', '=', ours.id).executeTakeFirstOrThrow();
-    expect(out).toEqual({ status: 'failed', bounce_inbound_id: row.id });
+    expect(out).toEqual({ status: 'sent', bounce_inbound_id: null });
   });
 
   it('a delay notification (4.x.x) is held as delivery_status and leaves the outbound mail alone', async () => {

@@ -3,6 +3,8 @@ import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
 import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
 import { makeTicketTag } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { trustedSenderDns } from '../support/sender-dns.js';
+import type { TestDnsServer } from '../outbound/support/dns-server.js';
 import { makeStaff, messagesOf, openTicket, ourOutboundMail, outboxOf, replyAddress, SECRET, setStatus, ticket } from './support/fixtures.js';
 import { buildMail, deliver, queuedId, sendOnce, uid, waitProcessed } from './support/smtp.js';
 
@@ -10,12 +12,19 @@ let app: TestApp;
 let port: number;
 const db = () => app.ctx.db;
 
+let dns: TestDnsServer;
+
 beforeAll(async () => {
-  app = await startTestApp({ MAX_CCS: '3' });
+  // customer.example passes SPF from 127.0.0.1: its mail may add CCs.
+  dns = await trustedSenderDns(['customer.example']);
+  app = await startTestApp({ MAX_CCS: '3', DNS_SERVERS: dns.server });
   port = app.smtp!.port;
   await makeStaff(app.ctx.db);
 });
-afterAll(() => app.teardown());
+afterAll(async () => {
+  await app.teardown();
+  await dns.stop();
+});
 
 describe('a new sender', () => {
   it('gets an implicit account and a new ticket, with an acknowledgement and staff notifications in the outbox', async () => {

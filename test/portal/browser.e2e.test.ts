@@ -5,6 +5,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, startRelaySink, type RelaySink } from '../outbound/support/relay-sink.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { trustedSenderDns } from '../support/sender-dns.js';
+import type { TestDnsServer } from '../outbound/support/dns-server.js';
 import { freePort, uniqueEmail } from './support.js';
 
 /**
@@ -18,10 +20,13 @@ const ARTIFACTS = new URL('../artifacts/', import.meta.url);
 let app: TestApp;
 let sink: RelaySink;
 let browser: Browser;
+let dns: TestDnsServer;
 let base: string;
 
 beforeAll(async () => {
   sink = await startRelaySink();
+  // example.test passes SPF from 127.0.0.1: Jiro's mail may put Hanako in Cc.
+  dns = await trustedSenderDns(['example.test']);
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   app = await startTestApp({
@@ -31,6 +36,7 @@ beforeAll(async () => {
     PORTAL_RESPONSE_FLOOR_MS: '50',
     // Effectively no sweeper: every mail in this journey must travel the normal enqueue path.
     SWEEP_INTERVAL_MS: '3600000',
+    DNS_SERVERS: dns.server,
   });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -43,6 +49,7 @@ afterAll(async () => {
   await browser?.close();
   await app?.teardown();
   await sink?.stop();
+  await dns?.stop();
 });
 
 async function sendToSupport(mail: Parameters<ReturnType<typeof nodemailer.createTransport>['sendMail']>[0]): Promise<void> {

@@ -1,3 +1,4 @@
+import { unseal } from '../../src/auth/secrets.js';
 import { sql } from 'kysely';
 import { hashPassword } from '../../src/auth/password.js';
 import type { Db, TicketStatus, UserRole, Visibility } from '../../src/db/database.js';
@@ -189,10 +190,11 @@ export function outboxFor(db: Db, recipient: string, kind?: string) {
   return q.orderBy('id', 'desc').execute();
 }
 
-/** The raw token from the newest set-password mail queued for an address. */
-export async function latestSetPasswordToken(db: Db, email: string): Promise<string> {
+/** The raw token from the newest set-password mail queued for an address (sealed with SECRET_KEY in the row). */
+export async function latestSetPasswordToken(db: Db, email: string, secret: string): Promise<string> {
   const [row] = await outboxFor(db, email, 'password_setup');
   if (!row) throw new Error(`no password_setup mail for ${email}`);
-  const url = new URL((row.payload as { url: string }).url);
-  return url.searchParams.get('token')!;
+  const token = unseal(secret, (row.payload as { token: string }).token);
+  if (!token) throw new Error(`password_setup mail ${row.id} has no sealed token`);
+  return token;
 }

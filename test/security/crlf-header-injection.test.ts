@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, rawHeaders, type ReceivedMail } from '../outbound/support/relay-sink.js';
 import { Client, uniqueEmail } from '../portal/support.js';
-import { makeUser, openTicket, ofTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, submitRaw, toAddress, SUPPORT, type Rig } from './support/rig.js';
+import { makeUser, openTicket, ofTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, submitRaw, toAddress, SUPPORT, TRUSTED_CUSTOMERS, type Rig } from './support/rig.js';
 
 /**
  * CRLF header injection into outbound mail. Names, subjects, file names and
@@ -16,7 +16,7 @@ let staff: string;
 const victims = ['victim1@evil.test', 'victim2@evil.test', 'victim3@evil.test', 'victim4@evil.test', 'victim5@evil.test', 'victim6@evil.test'];
 
 beforeAll(async () => {
-  rig = await startRig();
+  rig = await startRig({}, { zone: TRUSTED_CUSTOMERS });
   staff = (await makeUser(rig.db, { role: 'staff', name: 'Sam Staff', email: uniqueEmail('sam') })).email;
 });
 afterAll(() => rig?.teardown());

@@ -3,7 +3,7 @@ import { closeTransports } from '../../src/mail/transport.js';
 import { freePort, uniqueEmail } from '../portal/support.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { autoRespond, startStrippingRelay, type ResponderMode } from './support/loops.js';
-import { makeUser, ofTicket, settle, startRig, submit, toAddress, SUPPORT, type Rig } from './support/rig.js';
+import { makeUser, ofTicket, settle, startRig, submit, toAddress, SUPPORT, TRUSTED_CUSTOMERS, type Rig } from './support/rig.js';
 import { staffAddress, staffWorld } from './support/staff.js';
 
 /**
@@ -24,7 +24,7 @@ const world = staffWorld();
 let alice: string;
 
 beforeAll(async () => {
-  rig = await startRig({ BREAKER_PER_TICKET: String(PER_TICKET), BREAKER_WINDOW_MS: '600000', ACK_MAX_PER_SENDER_PER_HOUR: '3' }, { zone: world.zone });
+  rig = await startRig({ BREAKER_PER_TICKET: String(PER_TICKET), BREAKER_WINDOW_MS: '600000', ACK_MAX_PER_SENDER_PER_HOUR: '3' }, { zone: { ...world.zone, ...TRUSTED_CUSTOMERS } });
   staff = (await makeUser(rig.db, { role: 'staff', email: uniqueEmail('staff') })).email;
   alice = (await makeUser(rig.db, { role: 'staff', name: 'Alice Agent', email: staffAddress('alice') })).email;
 });

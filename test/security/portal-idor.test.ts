@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, uniqueEmail } from '../portal/support.js';
-import { makeUser, ofTicket, openTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, ticketState, toAddress, type Rig } from './support/rig.js';
+import { makeUser, ofTicket, openTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, ticketState, toAddress, TRUSTED_CUSTOMERS, type Rig } from './support/rig.js';
 import { staffAddress, staffWorld } from './support/staff.js';
 
 /**
@@ -49,7 +49,7 @@ async function staffSays(text: string, attachments?: Array<{ filename: string; c
 }
 
 beforeAll(async () => {
-  rig = await startRig({}, { zone: world.zone });
+  rig = await startRig({}, { zone: { ...world.zone, ...TRUSTED_CUSTOMERS } });
   alice = (await makeUser(rig.db, { role: 'staff', name: 'Alice Agent', email: staffAddress('alice') })).email;
   dave = uniqueEmail('dave');
   carol = await openTicket(rig, {

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { normalizeMessageId } from '../../mail/message-id.js';
 import type { Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
 
 /**
@@ -201,9 +202,7 @@ export async function touchTicket(db: Db, ticketId: number): Promise<void> {
 }
 
 /** Message-IDs are stored bare and lower-cased, so threading lookups hit the plain index. */
-export function storedMessageId(id: string): string {
-  return id.replace(/^<|>$/g, '').toLowerCase();
-}
+export const storedMessageId = normalizeMessageId;
 
 export interface NewMessage {
   ticketId: number;
@@ -267,22 +266,28 @@ export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
   return row.id;
 }
 
-/** The ticket that a stored RFC Message-ID belongs to: an inbound message's or one of our outbound mails'. */
-export async function findTicketIdByMessageIds(db: Db, messageIds: string[]): Promise<number | null> {
+/**
+ * The ticket a stored RFC Message-ID belongs to (an inbound message's or one
+ * of our outbound mails'), and whether that id is evidence *from this sender*:
+ * our mail was sent to the sender's address, or the stored message is the
+ * sender's own or went to a ticket the sender takes part in. Tied matches
+ * first, then the oldest: a later copy of an id (planted by someone else)
+ * never wins over the original.
+ */
+export async function findTicketByMessageIds(db: Db, messageIds: string[], sender: { id: number; email: string }): Promise<{ ticketId: number; tied: boolean } | null> {
   if (messageIds.length === 0) return null;
-  const ids = messageIds.map(storedMessageId);
-  const fromMessages = await db
-    .selectFrom('messages')
-    .select('ticket_id')
-    .where('message_id', 'in', ids)
-    .orderBy('id', 'desc')
-    .executeTakeFirst();
-  if (fromMessages) return fromMessages.ticket_id;
-  const fromOutbound = await db
-    .selectFrom('outbound_mails')
-    .select('ticket_id')
-    .where('message_id', 'in', ids)
-    .where('ticket_id', 'is not', null)
-    .executeTakeFirst();
-  return fromOutbound?.ticket_id ?? null;
+  const ids = [...new Set(messageIds.map(storedMessageId))];
+  const { rows } = await sql<{ ticket_id: number; tied: boolean }>`
+    SELECT ticket_id, tied FROM (
+      SELECT m.ticket_id, m.id AS ord, 0 AS src,
+             (m.author_id = ${sender.id} OR EXISTS (
+               SELECT 1 FROM ticket_participants p WHERE p.ticket_id = m.ticket_id AND p.user_id = ${sender.id})) AS tied
+        FROM messages m WHERE m.message_id IN (${sql.join(ids)})
+      UNION ALL
+      SELECT o.ticket_id, o.id, 1, lower(o.recipient) = ${sender.email.toLowerCase()}
+        FROM outbound_mails o WHERE o.message_id IN (${sql.join(ids)}) AND o.ticket_id IS NOT NULL
+    ) x ORDER BY tied DESC, src, ord LIMIT 1
+  `.execute(db);
+  const r = rows[0];
+  return r ? { ticketId: Number(r.ticket_id), tied: r.tied } : null;
 }

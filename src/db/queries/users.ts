@@ -100,3 +100,12 @@ export async function listUsers(db: Db, role?: UserRole): Promise<UserRow[]> {
 export async function setUserRole(db: Db, id: number, role: UserRole): Promise<void> {
   await db.updateTable('users').set({ role, updated_at: sql`now()` }).where('id', '=', id).execute();
 }
+
+/** Which of these addresses have no account (closed registration holds mail that would create them). */
+export async function emailsWithoutAccount(db: Db, emails: string[]): Promise<string[]> {
+  if (emails.length === 0) return [];
+  const wanted = emails.map(normalizeEmail);
+  const rows = await db.selectFrom('users').select('email').where(sql<string>`lower(email)`, 'in', wanted).execute();
+  const known = new Set(rows.map((r) => r.email.toLowerCase()));
+  return wanted.filter((e) => !known.has(e));
+}

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { simpleParser, type Attachment, type ParsedMail } from 'mailparser';
+import type { SenderAuth } from '../../inbound/staff-auth.js';
+import { bareMessageId } from '../../mail/message-id.js';
 import { checkedMailboxes, firstWrittenAddress, type Mailbox } from './addresses.js';
 import { sanitizeFilename } from './attachments.js';
 import { repairCharsets } from './charset-repair.js';
@@ -65,6 +67,12 @@ export interface AnalyzedMessage {
   /** Body text suggests Japanese: new implicit accounts get the ja locale. */
   japanese: boolean;
   sha256: string;
+  /**
+   * SPF/DKIM/DMARC verdict for `from`, filled in by the pipeline on the main
+   * thread after parsing (it needs DNS, which neither the parse worker nor a
+   * transaction may do). Absent: not computed, which counts as unauthenticated.
+   */
+  senderAuth?: SenderAuth | null;
 }
 
 export interface AnalyzeOptions {
@@ -74,7 +82,7 @@ export interface AnalyzeOptions {
   attachmentMaxBytes: number;
 }
 
-const bareId = (id: string) => id.trim().replace(/^<|>$/g, '').trim();
+const bareId = bareMessageId;
 /** PostgreSQL text cannot hold NUL; a sender can put one anywhere. */
 const noNul = (s: string) => (s.includes('\0') ? s.replace(/\0/g, '') : s);
 /** Longer ids cannot be indexed (and no real client writes them): treat as absent. */

@@ -3,7 +3,7 @@ import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher
 import { enqueueOutboundAll } from '../send-mail.js';
 import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
 import { ParseFailedError } from './parse-pool.js';
-import { decideLocked, parseInbound, processInboundMessage, result, type InboundResult } from './pipeline.js';
+import { decideLocked, parseInbound, processInboundMessage, result, ROW_COLUMNS, type InboundResult } from './pipeline.js';
 
 /**
  * The inbound side of the job batcher (../job-batcher.ts): the messages of
@@ -13,8 +13,6 @@ import { decideLocked, parseInbound, processInboundMessage, result, type Inbound
  * rules. If a batch fails, its messages are retried one by one
  * (processInboundJobs): one bad message never fails its neighbours.
  */
-
-const ROW_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'] as const;
 
 export async function processInboundBatch(ctx: AppContext, ids: number[]): Promise<Map<number, InboundResult>> {
   const results = new Map<number, InboundResult>();

@@ -7,7 +7,7 @@ import { directRecipients, listStaffRecipients, ticketCreatedMails } from '../..
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
-import { breakerReason, dedupeKey, dedupeMailbox, senderBreakerColumns } from './facts.js';
+import { breakerReason, dedupeKey, dedupeMailbox, quotaReason, senderBreakerColumns } from './facts.js';
 import { listingFacts } from './pipeline.js';
 import type { InboundRow } from './route.js';
 import { ccCandidates, firstMessageFields } from './store.js';
@@ -55,6 +55,7 @@ interface BulkFactsRow {
   inserted: boolean;
   paused: number | null;
   recent: number;
+  bytes_today: string;
   sender_id: number | null;
   sender_email: string | null;
   sender_role: UserRow['role'] | null;
@@ -86,7 +87,7 @@ async function bulkFacts(trx: Db, cfg: Cfg, cands: Candidate[]): Promise<Map<num
   `.execute(trx);
   const fast = new Map<number, { sender: Sender | null }>();
   for (const f of rows) {
-    if (!f.inserted || breakerReason(cfg, f.paused, f.recent) !== null) continue;
+    if (!f.inserted || breakerReason(cfg, f.paused, f.recent) !== null || quotaReason(cfg, f.bytes_today) !== null) continue;
     if (f.sender_id === null) {
       if (cfg.REGISTRATION === 'closed') continue;
       fast.set(Number(f.id), { sender: null });
@@ -125,10 +126,11 @@ async function markProcessed(trx: Db, done: Array<{ c: Candidate; ticketId: numb
   await sql`
     UPDATE inbound_messages m
     SET header_message_id = v.header_message_id, from_address = v.from_address, subject = v.subject,
-        status = 'processed', reason = NULL, error = NULL, ticket_id = v.ticket_id, processed_at = now()
+        status = 'processed', reason = NULL, error = NULL, ticket_id = v.ticket_id, processed_at = now(), auth = v.auth::jsonb
     FROM unnest(${done.map((d) => d.c.row.id)}::bigint[], ${facts.map((f) => f.header_message_id)}::text[],
-                ${facts.map((f) => f.from_address)}::text[], ${facts.map((f) => f.subject)}::text[], ${done.map((d) => d.ticketId)}::bigint[])
-      AS v(id, header_message_id, from_address, subject, ticket_id)
+                ${facts.map((f) => f.from_address)}::text[], ${facts.map((f) => f.subject)}::text[], ${done.map((d) => d.ticketId)}::bigint[],
+                ${done.map((d) => (d.c.a.senderAuth ? JSON.stringify(d.c.a.senderAuth) : null))}::text[])
+      AS v(id, header_message_id, from_address, subject, ticket_id, auth)
     WHERE m.id = v.id
   `.execute(trx);
 }

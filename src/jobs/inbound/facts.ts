@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow, UserRow } from '../../db/database.js';
 import { ensureUser } from '../../db/queries/users.js';
+import { normalizeMessageId } from '../../mail/message-id.js';
 import type { AnalyzedMessage } from './analyze.js';
 
 /**
@@ -11,7 +12,7 @@ import type { AnalyzedMessage } from './analyze.js';
  * path than the queries themselves; it also claims the dedupe ledger entry.
  */
 
-type Cfg = Pick<Config, 'SUPPORT_ADDRESSES' | 'SENDER_BREAKER_WINDOW_MS' | 'SENDER_BREAKER_MAX' | 'DEFAULT_LOCALE'>;
+type Cfg = Pick<Config, 'SUPPORT_ADDRESSES' | 'SENDER_BREAKER_WINDOW_MS' | 'SENDER_BREAKER_MAX' | 'SENDER_DAILY_BYTES' | 'DEFAULT_LOCALE'>;
 export type Sender = Pick<UserRow, 'id' | 'email' | 'role'>;
 
 export interface MessageFacts {
@@ -19,6 +20,8 @@ export interface MessageFacts {
   duplicateOf: { inboundId: number; ticketId: number | null } | null;
   /** The per-sender breaker's verdict (null: not tripped). */
   breaker: string | null;
+  /** The per-sender daily byte quota's verdict (null: within it). */
+  quota: string | null;
   sender: Sender | null;
 }
 
@@ -34,7 +37,7 @@ export function dedupeMailbox(cfg: Pick<Config, 'SUPPORT_ADDRESSES'>, rcptTo: st
 
 /** The dedupe ledger key: the Message-ID, or a hash of the raw bytes when there is none. */
 export function dedupeKey(a: Pick<AnalyzedMessage, 'messageId' | 'sha256'>): string {
-  return a.messageId ? `mid:${a.messageId.toLowerCase()}` : `sha256:${a.sha256}`;
+  return a.messageId ? `mid:${normalizeMessageId(a.messageId)}` : `sha256:${a.sha256}`;
 }
 
 /** The per-sender breaker's verdict from the sender's paused marker and recent count (null: not tripped). */
@@ -42,6 +45,17 @@ export function breakerReason(cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_B
   if (paused !== null) return `sender paused for an hour after tripping the breaker (message ${paused})`;
   if (recent + 1 > cfg.SENDER_BREAKER_MAX) return `${recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
   return null;
+}
+
+/**
+ * The daily byte quota's verdict: bytes the sender's processed mail of the
+ * last 24 h plus this message bring (null: within SENDER_DAILY_BYTES). Held
+ * mail does not count, so a flood forged in someone's name is held without
+ * using up that person's quota.
+ */
+export function quotaReason(cfg: Pick<Config, 'SENDER_DAILY_BYTES'>, bytesToday: number | string): string | null {
+  const n = Number(bytesToday);
+  return n > cfg.SENDER_DAILY_BYTES ? `${n} bytes in 24 h with this message (max SENDER_DAILY_BYTES=${cfg.SENDER_DAILY_BYTES})` : null;
 }
 
 /**
@@ -57,7 +71,11 @@ export function senderBreakerColumns(cfg: Pick<Config, 'SENDER_BREAKER_WINDOW_MS
       (SELECT count(*) FROM inbound_messages m
         WHERE m.from_address = ${sender} AND m.id <> ${id} AND m.status IN ('processed', 'held')
           AND (m.reason IS NULL OR m.reason <> 'duplicate')
-          AND m.received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent`;
+          AND m.received_at > now() - make_interval(secs => ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}))::int AS recent,
+      ((SELECT coalesce(sum(m.size), 0) FROM inbound_messages m
+        WHERE m.from_address = ${sender} AND m.id <> ${id} AND m.status = 'processed'
+          AND m.received_at > now() - interval '1 day')
+       + (SELECT m.size FROM inbound_messages m WHERE m.id = ${id}))::bigint AS bytes_today`;
 }
 
 interface FactsRow {
@@ -66,6 +84,7 @@ interface FactsRow {
   existing_ticket_id: number | null;
   paused: number | null;
   recent: number;
+  bytes_today: string;
   sender_id: number | null;
   sender_email: string | null;
   sender_role: Sender['role'] | null;
@@ -123,7 +142,7 @@ export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow
 
   const breaker = breakerReason(cfg, f.paused, f.recent);
   const sender = f.sender_id !== null ? { id: f.sender_id, email: f.sender_email!, role: f.sender_role! } : null;
-  return { duplicateOf, breaker, sender };
+  return { duplicateOf, breaker, quota: quotaReason(cfg, f.bytes_today), sender };
 }
 
 /** The implicit account for a new sender: no password, unverified, name from the From header. */

@@ -29,6 +29,8 @@ interface Pending {
   raw: Buffer;
   opts: AnalyzeOptions;
   timeoutMs: number;
+  /** Who sent it (the client's IP key): queued work is shared fairly between senders. */
+  fairKey: string;
   resolve(r: AnalyzedMessage): void;
   reject(e: Error): void;
 }
@@ -83,12 +85,39 @@ export class ParsePool {
     private readonly resourceLimitMb = 1024,
   ) {}
 
-  analyze(raw: Buffer, opts: AnalyzeOptions, timeoutMs: number): Promise<AnalyzedMessage> {
+  analyze(raw: Buffer, opts: AnalyzeOptions, timeoutMs: number, fairKey = ''): Promise<AnalyzedMessage> {
     if (this.closed) return Promise.reject(new Error('parse pool is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, raw, opts, timeoutMs, resolve, reject });
+      this.queue.push({ id: this.nextId++, raw, opts, timeoutMs, fairKey, resolve, reject });
       this.dispatch();
     });
+  }
+
+  /** When each sender with queued work was last given a thread (a dispatch counter). */
+  private readonly lastServed = new Map<string, number>();
+  private served = 0;
+
+  /**
+   * The queued task to run next: the oldest of the sender served least
+   * recently, so senders take turns and one sender's (or one IP's) flood of
+   * expensive mail cannot make everyone else wait behind all of it.
+   */
+  private takeNext(): Pending {
+    let best = 0;
+    let bestServed = Infinity;
+    for (let i = 0; i < this.queue.length; i++) {
+      const served = this.lastServed.get(this.queue[i]!.fairKey) ?? -1;
+      if (served < bestServed) {
+        best = i;
+        bestServed = served;
+        if (served === -1) break;
+      }
+    }
+    const task = this.queue.splice(best, 1)[0]!;
+    this.lastServed.set(task.fairKey, ++this.served);
+    // Only senders still waiting need a turn order; the map stays as small as the queue.
+    if (!this.queue.some((t) => t.fairKey === task.fairKey)) this.lastServed.delete(task.fairKey);
+    return task;
   }
 
   private dispatch(): void {
@@ -98,7 +127,7 @@ export class ParsePool {
         if (this.slots.length < this.size) this.addSlot();
         return;
       }
-      const task = this.queue.shift()!;
+      const task = this.takeNext();
       slot.task = task;
       this.watch(slot, task);
       // A Buffer from pg is often a view into a larger socket buffer, and structured

@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
+import { authenticateSender } from '../../inbound/staff-auth.js';
+import { ipKey } from '../../net/ip-key.js';
 import { LOOP_HEADER } from '../../mail/compose.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -42,9 +44,11 @@ async function finish(trx: AppContext['db'], id: number, outcome: Outcome, a: An
     outcome.status === 'held'
       ? { status: 'held' as const, reason: outcome.held.reason, error: outcome.held.detail, ticket_id: outcome.held.ticketId }
       : { status: 'processed' as const, reason: outcome.reason, error: null, ticket_id: outcome.ticketId };
+  // The staff rule may already have stored its own verdict (token mode): that one explains the decision.
+  const auth = a?.senderAuth ? { auth: sql`coalesce(auth, ${JSON.stringify(a.senderAuth)}::jsonb)` as never } : {};
   await trx
     .updateTable('inbound_messages')
-    .set({ ...facts, ...status, processed_at: sql`now()` as never })
+    .set({ ...facts, ...status, ...auth, processed_at: sql`now()` as never })
     .where('id', '=', id)
     .execute();
 }
@@ -56,7 +60,25 @@ export function result(inboundId: number, outcome: Outcome | null): InboundResul
 }
 
 /** Parses off-thread; a message the parser cannot handle within its limits comes back as the ParseFailedError. */
-export async function parseInbound(ctx: AppContext, row: Pick<InboundRow, 'raw' | 'mail_from' | 'release_overrides'>): Promise<AnalyzedMessage | ParseFailedError> {
+export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
+  const parsed = await analyzeInbound(ctx, row);
+  // DNS for SPF/DKIM/DMARC happens here, before any transaction: never network I/O while holding locks.
+  // Machine mail and mail without a From gain nothing from a verdict.
+  if (!(parsed instanceof ParseFailedError) && parsed.from && !parsed.machine) {
+    parsed.senderAuth = await authenticateSender(ctx.config, {
+      raw: row.raw,
+      mailFrom: row.mail_from,
+      clientAddress: row.client_address,
+      helo: row.helo,
+      fromAddress: parsed.from.address,
+    });
+  }
+  return parsed;
+}
+
+type ParseRow = Pick<InboundRow, 'raw' | 'mail_from' | 'release_overrides' | 'client_address' | 'helo'>;
+
+async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
   // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
   const timeout = row.release_overrides.includes('parse_failed') ? RELEASED_PARSE_TIMEOUT_MS : ctx.config.INBOUND_PARSE_TIMEOUT_MS;
   try {
@@ -64,6 +86,7 @@ export async function parseInbound(ctx: AppContext, row: Pick<InboundRow, 'raw' 
       row.raw,
       { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
       timeout,
+      ipKey(row.client_address),
     );
   } catch (err) {
     if (err instanceof ParseFailedError) return err;
@@ -84,21 +107,22 @@ export async function decideLocked(ctx: AppContext, trx: AppContext['db'], row: 
   return outcome;
 }
 
+export const ROW_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'] as const;
+
 /**
- * One transaction: lock the row, re-check it is still `received`, parse,
- * decide, write, mark. Parsing inside the transaction keeps the whole run
- * to one round of locking; the parse itself is bounded by the pool's limit.
+ * Parse and authenticate first (CPU in the pool, DNS for SPF/DKIM/DMARC),
+ * then one transaction: lock the row, re-check it is still `received`,
+ * decide, write, mark. The raw bytes never change, so parsing before the
+ * lock is safe; a row another run took meanwhile is skipped.
  */
 async function runOnce(ctx: AppContext, inboundId: number): Promise<Outcome | null> {
+  const row = await ctx.db.selectFrom('inbound_messages').select(ROW_COLUMNS).where('id', '=', inboundId).where('status', '=', 'received').executeTakeFirst();
+  if (!row) return null;
+  const parsed = await parseInbound(ctx, row);
   return ctx.db.transaction().execute(async (trx) => {
-    const row = await trx
-      .selectFrom('inbound_messages')
-      .select(['id', 'status', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'])
-      .where('id', '=', inboundId)
-      .forUpdate()
-      .executeTakeFirst();
-    if (!row || row.status !== 'received') return null;
-    return decideLocked(ctx, trx, row, await parseInbound(ctx, row));
+    const locked = await trx.selectFrom('inbound_messages').select(['status', 'release_overrides']).where('id', '=', inboundId).forUpdate().executeTakeFirst();
+    if (!locked || locked.status !== 'received') return null;
+    return decideLocked(ctx, trx, { ...row, release_overrides: locked.release_overrides }, parsed);
   });
 }
 

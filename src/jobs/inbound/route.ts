@@ -1,8 +1,9 @@
 import type { AppContext } from '../../context.js';
 import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
-import { authenticateStaff } from '../../inbound/staff-auth.js';
+import { staffVerdict } from '../../inbound/staff-auth.js';
 import { noticeStaffAuthFailure } from '../../inbound/staff-auth-notice.js';
+import { emailsWithoutAccount } from '../../db/queries/users.js';
 import { isOurAddress } from '../../mail/address.js';
 import { directRecipients, queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
@@ -33,9 +34,30 @@ const held = (reason: HeldReason, detail: string | null = null, ticketId: number
 
 type Cfg = AppContext['config'];
 
+/**
+ * Adding people is a privileged effect of customer mail: the new CCs get the
+ * ticket's mail and a way into it. Only a From that SPF/DKIM/DMARC vouch for
+ * (aligned pass) may do it, and with REGISTRATION=closed only people who
+ * already have an account may be added. Returns the held outcome, or null.
+ */
+async function checkNewCcs(trx: Db, cfg: Cfg, a: AnalyzedMessage, ccs: { email: string }[], skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
+  if (ccs.length === 0) return null;
+  if (!a.senderAuth?.ok && !skip.has('sender_unverified')) {
+    const why = a.senderAuth?.reason ?? 'not checked';
+    return held('sender_unverified', `${ccs.length} new CC address(es) need SPF/DKIM/DMARC aligned with the From domain (${why})`, ticketId);
+  }
+  if (cfg.REGISTRATION === 'closed' && !skip.has('unknown_cc')) {
+    const unknown = await emailsWithoutAccount(trx, ccs.map((c) => c.email));
+    if (unknown.length) return held('unknown_cc', `no account: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, ticketId);
+  }
+  return null;
+}
+
 async function newTicket(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, skip: Set<string>, followUpOf: number | null): Promise<Outcome> {
   const ccs = ccCandidates(cfg, a, user.email);
   if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
+  const refused = await checkNewCcs(trx, cfg, a, ccs, skip, null);
+  if (refused) return refused;
   const { ticketId, messageId } = await createTicketWithMessage(trx, row, a, { requesterId: user.id, followUpOf });
   await addCcs(trx, cfg, ticketId, ccs);
   const outboxIds = await queueTicketMails(trx, cfg, { type: 'ticket_created', ticketId, messageId, authorId: user.id, directTo: directRecipients(a) });
@@ -47,6 +69,8 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
   if (ccs.length && (await countCcs(trx, ticket.id)) + ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) {
     return held('cc_limit', `${ccs.length} new CC addresses would exceed MAX_CCS=${cfg.MAX_CCS}`, ticket.id);
   }
+  const refused = await checkNewCcs(trx, cfg, a, ccs, skip, ticket.id);
+  if (refused) return refused;
   await addCcs(trx, cfg, ticket.id, ccs);
   const message = await storeMessage(trx, row, a, { ticketId: ticket.id, authorId: user.id, visibility: 'public' });
   // A customer answering is the signal Zendesk reopens on; staff decide everything else.
@@ -57,20 +81,14 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
 
 /**
  * Mail whose From is a staff account counts as staff only when it is
- * authenticated; the verdict is stored on the row for `held show`.
+ * authenticated (the sender verdict the pipeline computed before the
+ * transaction, or the staff member's own reply token in token mode); the
+ * verdict is stored on the row for `held show`.
  * Returns the held outcome when it is not, null when it may proceed.
  */
-async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, user: Sender, token: ReplyToken | null, skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
+async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, token: ReplyToken | null, skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
   if (skip.has('auth_failed')) return null;
-  const auth = await authenticateStaff(ctx, {
-    raw: row.raw,
-    mailFrom: row.mail_from,
-    clientAddress: row.client_address,
-    helo: row.helo,
-    fromAddress: user.email,
-    replyToken: token,
-    staffUserId: user.id,
-  });
+  const auth = staffVerdict(ctx.config, user, user.email, token, a.senderAuth ?? null);
   await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
   if (auth.ok) return null;
   const outboxIds = await noticeStaffAuthFailure(ctx, trx, { inboundId: row.id, staff: user, auth });
@@ -79,7 +97,7 @@ async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, use
 
 async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, token: ReplyToken | null, skip: Set<string>): Promise<Outcome> {
   const cfg = ctx.config;
-  const refused = await checkStaffIdentity(ctx, trx, row, user, token, skip, ticket.id);
+  const refused = await checkStaffIdentity(ctx, trx, row, a, user, token, skip, ticket.id);
   if (refused) return refused;
   if (ticket.status === 'closed' && !skip.has('ticket_closed')) return held('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
   const cmds = parseStaffCommands(a.visibleText);
@@ -113,7 +131,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
 
   if (a.machine && !skip.has(a.machine.kind)) {
     if (a.machine.kind === 'bounce') {
-      const ids = await attachBounce(trx, cfg, row.id, a, row.rcpt_to);
+      const ids = await attachBounce(trx, cfg, row.id, a);
       return held('bounce', `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`);
     }
     return held(a.machine.kind, a.machine.rule);
@@ -122,6 +140,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (!a.from) return held('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
   if (isOurAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
   if (facts.breaker && !skip.has('loop')) return held('loop', facts.breaker);
+  if (facts.quota && !skip.has('sender_quota')) return held('sender_quota', facts.quota);
 
   let user = facts.sender;
   if (!user) {
@@ -129,11 +148,11 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
     user = await createSender(trx, cfg, a);
   }
 
-  const { match, token } = await findThread(trx, cfg, a, row.rcpt_to);
+  const { match, token } = await findThread(trx, cfg, a, row.rcpt_to, user);
   if (!match) {
     // A new ticket "from staff" is shown to other staff as their colleague's: same rule as replies.
     if (user.role === 'staff') {
-      const refused = await checkStaffIdentity(ctx, trx, row, user, token, skip, null);
+      const refused = await checkStaffIdentity(ctx, trx, row, a, user, token, skip, null);
       if (refused) return refused;
     }
     return newTicket(trx, cfg, row, a, user, skip, null);
@@ -142,6 +161,8 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (user.role === 'staff') return staffReply(ctx, trx, row, a, user, ticket, token, skip);
   const role = await participantRole(trx, ticket.id, user.id);
   if (!role && !skip.has('not_participant')) return held('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
+  // Someone else's reply address or Message-ID: evidence about them, not about this sender.
+  if (!match.tied && !skip.has('unbound_evidence')) return held('unbound_evidence', `ticket ${ticket.id} matched by a ${match.evidence} issued to someone else`, ticket.id);
   if (ticket.status === 'closed') return newTicket(trx, cfg, row, a, user, skip, ticket.id);
   return customerReply(trx, cfg, row, a, user, ticket, skip);
 }

@@ -108,7 +108,8 @@ export async function recordSendFailure(conn: Db, outboundId: number, err: unkno
 export function markSentSql(ids: number[]): string {
   if (ids.length === 0) return '';
   if (!ids.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${ids.join(',')}`);
-  return `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now() WHERE id IN (${ids.join(', ')}); `;
+  // A set-password token (sealed, or the raw link of rows from before 0007) is not needed once its mail is out.
+  return `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now(), payload = payload - 'token' - 'url' WHERE id IN (${ids.join(', ')}); `;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
 import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
-import { ensureUser } from '../../db/queries/users.js';
+import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
@@ -132,6 +132,12 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     if (!isValidEmail(email)) return renderThread(c, deps, ticket, { ccErrorKey: 'form.invalid_email', ccDraft: email }, 422);
     // Copying ourselves in would make every update a mail to our own inbox: a loop.
     if (ctx.config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === ctx.config.MAIL_DOMAIN) {
+      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
+    }
+    // Staff are copied in by staff; with closed registration a CC never creates an account (issue #12).
+    // One answer for both, the same as for our own addresses.
+    const existing = await findUserByEmail(ctx.db, email);
+    if (existing?.role === 'staff' || (!existing && ctx.config.REGISTRATION === 'closed')) {
       return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
     }
     try {

@@ -75,7 +75,9 @@ export async function renderThread(
       pageTitle: `#${ticket.id} ${ticket.subject}`.trim(),
       statusKey: `status.${ticket.status}`,
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
-      ccs: participants.filter((p) => p.role === 'cc').map((p) => display({ ...p, isStaff: p.userRole === 'staff' })),
+      // A CC is shown as the address someone typed, never the account's name: the list must not
+      // tell the adder whether (or as whom) that address already has an account.
+      ccs: participants.filter((p) => p.role === 'cc').map((p) => (p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email)),
       messages: messages.map((m) => {
         // An agent's mail as their client sent it quotes our notification (commands, requester, internal
         // context): customers get only the cleaned reply, as plain text, and never the original.

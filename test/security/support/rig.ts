@@ -28,6 +28,12 @@ export interface Rig {
 }
 
 export const SUPPORT = 'support@help.test';
+
+/**
+ * For tests whose subject is not the forged From: example.test (uniqueEmail's
+ * domain) passes SPF from 127.0.0.1, so its customers' mail may add CCs.
+ */
+export const TRUSTED_CUSTOMERS: Zone = { 'example.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] } };
 export const PASSWORD = 'Correct-Horse-9';
 
 export async function startRig(overrides: Record<string, string> = {}, opts: { zone?: Zone; sink?: RelaySink } = {}): Promise<Rig> {
@@ -130,7 +136,7 @@ export async function replyAddressOf(m: ReceivedMail): Promise<string> {
 /** A customer opens a ticket by mail; waits for the acknowledgement and (when staff exist) the staff notification. */
 export async function openTicket(
   rig: Rig,
-  opts: { email?: string; name?: string; subject?: string; text?: string; cc?: string[]; attachments?: Mail.Attachment[]; staff?: string[]; expectAck?: boolean } = {},
+  opts: { email?: string; name?: string; subject?: string; text?: string; cc?: string[]; attachments?: Mail.Attachment[]; staff?: string[]; expectAck?: boolean; dkim?: BuildOptions['dkim'] } = {},
 ) {
   const email = (opts.email ?? uniqueEmail('customer')).toLowerCase();
   const subject = opts.subject ?? `Printer on fire ${Date.now()}`;
@@ -143,6 +149,7 @@ export async function openTicket(
     text: opts.text ?? 'My printer is on fire. Please help.',
     attachments: opts.attachments,
     messageId,
+    dkim: opts.dkim,
   });
   if (inbound.status !== 'processed' || !inbound.ticket_id) throw new Error(`ticket not opened: ${inbound.status} ${inbound.reason} ${inbound.error}`);
   const ticketId = inbound.ticket_id;
