@@ -99,7 +99,12 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
   const ctx = createContext(env.config, createLogger('warn'));
   try {
     await loadInstallation(ctx);
-    const result = await processInboundMessage(ctx, id);
+    let result = await processInboundMessage(ctx, id);
+    if (result.status === 'skipped') {
+      // A running worker took the row first (parsing happens before the row lock): report what it decided.
+      const row = await env.db.selectFrom('inbound_messages').select(['status', 'reason', 'ticket_id']).where('id', '=', id).executeTakeFirstOrThrow();
+      if (row.status !== 'received') result = { inboundId: id, status: row.status === 'held' ? 'held' : 'processed', reason: row.reason, ticketId: row.ticket_id };
+    }
     if (result.status === 'held') {
       env.io.out(`released ${id} from ${r.reason}; held again: ${result.reason}`);
     } else {
