@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { analyzeMessage } from '../../src/jobs/inbound/analyze.js';
+import { splitHtmlQuote } from '../../src/jobs/inbound/html-content.js';
 import { visibleReplyText } from '../../src/jobs/inbound/text-content.js';
 import { LOOP_HEADER } from '../../src/mail/compose.js';
 
@@ -39,6 +40,12 @@ describe('forward separators', () => {
     const visible = visibleReplyText(` \n\n\n${separator}\n${FORWARDED}`);
     expect(visible.startsWith(separator)).toBe(true);
     expect(visible).toContain('please find the invoices attached.');
+  });
+
+  it.each(SEPARATORS)('in HTML, new text above "%s" is the visible text; a bare forward keeps the forwarded mail', (separator) => {
+    const body = `<div>${separator}</div><div>Von: example@example.com<br>Betreff: Invoice</div><p>please find the invoices attached.</p>`;
+    expect(splitHtmlQuote(`<p>Please see below.</p>${body}`).visibleText).toBe('Please see below.');
+    expect(splitHtmlQuote(body).visibleText).toContain('please find the invoices attached.');
   });
 
   it('mail057: the bare German forward shows the forwarded invoice mail, not just its separator', async () => {

@@ -105,7 +105,7 @@ const QUOTE_HEADER = [
   /^\s*在.{1,250}写道\s?[:：]\s*$/,
 ];
 
-const isForwardSeparator = (line: string) => line.length <= 300 && FORWARD_SEPARATOR.test(line);
+export const isForwardSeparator = (line: string) => line.length <= 300 && FORWARD_SEPARATOR.test(line);
 const isQuoteHeader = (line: string) => line.length <= 300 && QUOTE_HEADER.some((re) => re.test(line));
 
 /** New text below quoted lines after line `from`: an interleaved answer, which the reply parser keeps. */
