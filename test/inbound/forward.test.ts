@@ -87,5 +87,8 @@ describe('quote headers', () => {
   it('stays linear on long runs of dashes, spaces and quote markers (no pattern backtracks across lines)', () => {
     const hostile = `${'- '.repeat(200_000)}\n${'>'.repeat(100_000)} wrote:\n${' '.repeat(200_000)}Original Message x\n`;
     expect(visibleReplyText(`hello\n${hostile}`).startsWith('hello')).toBe(true);
+    // Thousands of interleaved quote headers: each is checked against one precomputed pass, not a rescan.
+    const interleaved = Array.from({ length: 20_000 }, (_v, i) => `On Mon, A <a@b.example> wrote:\n> question ${i}\nanswer ${i}`).join('\n');
+    expect(visibleReplyText(`hello\n${interleaved}`).startsWith('hello')).toBe(true);
   });
 });
