@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { analyzeMessage } from '../../src/jobs/inbound/analyze.js';
+import { splitHtmlQuote } from '../../src/jobs/inbound/html-content.js';
 import { visibleReplyText } from '../../src/jobs/inbound/text-content.js';
 import { LOOP_HEADER } from '../../src/mail/compose.js';
 
@@ -39,6 +40,12 @@ describe('forward separators', () => {
     const visible = visibleReplyText(` \n\n\n${separator}\n${FORWARDED}`);
     expect(visible.startsWith(separator)).toBe(true);
     expect(visible).toContain('please find the invoices attached.');
+  });
+
+  it.each(SEPARATORS)('in HTML, new text above "%s" is the visible text; a bare forward keeps the forwarded mail', (separator) => {
+    const body = `<div>${separator}</div><div>Von: example@example.com<br>Betreff: Invoice</div><p>please find the invoices attached.</p>`;
+    expect(splitHtmlQuote(`<p>Please see below.</p>${body}`).visibleText).toBe('Please see below.');
+    expect(splitHtmlQuote(body).visibleText).toContain('please find the invoices attached.');
   });
 
   it('mail057: the bare German forward shows the forwarded invoice mail, not just its separator', async () => {
@@ -80,5 +87,8 @@ describe('quote headers', () => {
   it('stays linear on long runs of dashes, spaces and quote markers (no pattern backtracks across lines)', () => {
     const hostile = `${'- '.repeat(200_000)}\n${'>'.repeat(100_000)} wrote:\n${' '.repeat(200_000)}Original Message x\n`;
     expect(visibleReplyText(`hello\n${hostile}`).startsWith('hello')).toBe(true);
+    // Thousands of interleaved quote headers: each is checked against one precomputed pass, not a rescan.
+    const interleaved = Array.from({ length: 20_000 }, (_v, i) => `On Mon, A <a@b.example> wrote:\n> question ${i}\nanswer ${i}`).join('\n');
+    expect(visibleReplyText(`hello\n${interleaved}`).startsWith('hello')).toBe(true);
   });
 });

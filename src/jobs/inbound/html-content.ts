@@ -3,6 +3,7 @@ import { isTag, isText, type AnyNode, type ChildNode, type Element } from 'domha
 import { removeElement } from 'domutils';
 import { parseDocument } from 'htmlparser2';
 import sanitizeHtml from 'sanitize-html';
+import { isForwardSeparator } from './text-content.js';
 
 /**
  * HTML mail bodies: where the quoted history starts, the text a person sees,
@@ -95,6 +96,8 @@ function findCutLine(lines: Line[]): number {
     const text = line.text;
     if (text === '' || text.length > 400) continue;
     if (HEADER_LINE.some((re) => re.test(text))) return i;
+    // The same forward separators as plain text (en/de/fr/es/ja/zh), e.g. "-----元のメッセージ-----".
+    if (isForwardSeparator(text)) return i;
     // "On <date>, <name>" + "wrote:" split over two lines by wrapping.
     if (/^on\s/i.test(text) && /^.{0,120}wrote:$/i.test(lines[i + 1]?.text ?? '')) return i;
     if (FROM_LINE.test(text)) {

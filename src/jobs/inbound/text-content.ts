@@ -108,17 +108,23 @@ const QUOTE_HEADER = [
   /^\s*在.{1,250}写道\s?[:：]\s*$/,
 ];
 
-const isForwardSeparator = (line: string) => line.length <= 300 && FORWARD_SEPARATOR.test(line);
+export const isForwardSeparator = (line: string) => line.length <= 300 && FORWARD_SEPARATOR.test(line);
 const isQuoteHeader = (line: string) => line.length <= 300 && QUOTE_HEADER.some((re) => re.test(line));
 
-/** New text below quoted lines after line `from`: an interleaved answer, which the reply parser keeps. */
-function interleavedAfter(lines: string[], from: number): boolean {
-  let quoted = false;
-  for (let k = from + 1; k < lines.length; k++) {
-    if (/^\s*>/.test(lines[k]!)) quoted = true;
-    else if (quoted && lines[k]!.trim() !== '') return true;
+/**
+ * For each line: is there new text below a quoted line further down (an
+ * interleaved answer, which the reply parser keeps)? One backward pass.
+ */
+function interleavedBelow(lines: string[]): boolean[] {
+  const out = new Array<boolean>(lines.length);
+  let unquotedBelow = false;
+  let interleaved = false;
+  for (let k = lines.length - 1; k >= 0; k--) {
+    out[k] = interleaved;
+    if (/^\s*>/.test(lines[k]!)) interleaved ||= unquotedBelow;
+    else if (lines[k]!.trim() !== '') unquotedBelow = true;
   }
-  return false;
+  return out;
 }
 
 /**
@@ -128,7 +134,8 @@ function interleavedAfter(lines: string[], from: number): boolean {
  */
 function cutForwardSeparator(text: string): string {
   const lines = text.split('\n');
-  const at = lines.findIndex((line, i) => isForwardSeparator(line) || (isQuoteHeader(line) && !interleavedAfter(lines, i)));
+  let interleaved: boolean[] | null = null;
+  const at = lines.findIndex((line, i) => isForwardSeparator(line) || (isQuoteHeader(line) && !(interleaved ??= interleavedBelow(lines))[i]));
   return at === -1 ? text : lines.slice(0, at).join('\n');
 }
 
