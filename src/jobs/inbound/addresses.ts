@@ -100,6 +100,7 @@ const noNul = (s: string) => s.replace(/\0/g, '');
  * mailparser's raw header lines are byte strings; raw 8-bit header bytes are
  * UTF-8 by the time mailparser sees them (charset-repair.ts transcodes the rest).
  */
+// eslint-disable-next-line no-control-regex -- "only code points up to U+00FF" includes the control range
 const utf8View = (line: string) => (/[\u0080-\u00ff]/.test(line) && !/[^\u0000-\u00ff]/.test(line) ? Buffer.from(line, 'latin1').toString('utf8') : line);
 
 /**

@@ -25,6 +25,7 @@ export function isUtf8(bytes: Uint8Array): boolean {
 }
 
 /** ISO-2022-JP's switch into JIS X 0208 / 0212 or JIS-Roman: 7-bit Japanese that a UTF-8 reading garbles. */
+// eslint-disable-next-line no-control-regex -- ESC is how ISO-2022-JP switches character sets
 const JIS_ESCAPE = /\x1b(?:\$[@B]|\$\(D|\(J)/;
 export function hasJisEscape(bytes: Uint8Array): boolean {
   return bytes.includes(0x1b) && JIS_ESCAPE.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'));
