@@ -49,7 +49,11 @@ function startChild(args: string[], env: Record<string, string>, ready: (line: R
   // BENCH_NODE_ARGS (e.g. "--cpu-prof") go to the measured processes, for profiling.
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   if (args[0]!.endsWith('.ts')) nodeArgs.push('--import', 'tsx');
-  const proc = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...nodeArgs, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before it was ready`)));
     createInterface({ input: proc.stdout! }).on('line', (line) => {
@@ -168,7 +172,12 @@ async function outboundSink(): Promise<{ server: SMTPServer; port: number }> {
  * all. Every message needs this before it can become a ticket.
  */
 async function analysisFloorMs(samples: number): Promise<number> {
-  const opts = { envelopeFrom: 'bench@customer.example', mailDomain: 'help.test', loopHeader: LOOP_HEADER, attachmentMaxBytes: 20 * 2 ** 20 };
+  const opts = {
+    envelopeFrom: 'bench@customer.example',
+    mailDomain: 'help.test',
+    loopHeader: LOOP_HEADER,
+    attachmentMaxBytes: 20 * 2 ** 20,
+  };
   for (let i = 0; i < 200; i++) await analyzeMessage(message(i, 5 * 1024), opts);
   const start = process.cpuUsage();
   for (let i = 0; i < samples; i++) await analyzeMessage(message(i, 5 * 1024), opts);
@@ -237,7 +246,9 @@ async function main(): Promise<void> {
     const rssAfterLoad = peakRssMb(app.proc.pid!);
 
     // 3. One 25 MB message (just under SMTP_MAX_SIZE): base64 attachment as a customer would send it.
-    const bigPayload = randomBytes(17 * 1024 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const bigPayload = randomBytes(17 * 1024 * 1024)
+      .toString('base64')
+      .replace(/.{76}/g, '$&\r\n');
     const big = Buffer.from(
       `From: big-${runId}@customer.example\r\nTo: support@help.test\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n` +
         `--b\r\nContent-Type: text/plain\r\n\r\nlogs attached\r\n--b\r\nContent-Type: application/octet-stream; name="logs.bin"\r\nContent-Disposition: attachment; filename="logs.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n${bigPayload}\r\n--b--\r\n`,
@@ -248,7 +259,7 @@ async function main(): Promise<void> {
     const bigSeconds = (performance.now() - bigStart) / 1000;
     bigConn.quit();
     let bigTicketSeconds = NaN;
-    for (const started = performance.now(); WORKER && performance.now() - started < 120_000; ) {
+    for (const started = performance.now(); WORKER && performance.now() - started < 120_000;) {
       const n = await count(db, `select count(*) as n from inbound_messages where subject = 'big' and status <> 'received'`);
       if (n > 0) {
         bigTicketSeconds = (performance.now() - bigStart) / 1000;
@@ -256,7 +267,11 @@ async function main(): Promise<void> {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const bigRow = (await db.query<{ status: string; reason: string | null; size: number }>(`select status, reason, size from inbound_messages where subject = 'big'`)).rows[0];
+    const bigRow = (
+      await db.query<{ status: string; reason: string | null; size: number }>(
+        `select status, reason, size from inbound_messages where subject = 'big'`,
+      )
+    ).rows[0];
     const peakRss = peakRssMb(app.proc.pid!);
 
     const bareRate = bare.accepted / bare.seconds;
@@ -272,8 +287,18 @@ async function main(): Promise<void> {
       name: 'inbound',
       title: `Inbound: ${MESSAGES} × 5 KB over ${CONNECTIONS} SMTP connections`,
       ratios: [
-        { label: 'accepted msg/s, replyline ÷ bare smtp-server', value: ourRate / bareRate, target: '≥ 0.5', pass: ourRate / bareRate >= 0.5 },
-        { label: 'time until all are tickets ÷ accept time', value: allTicketsSeconds / ours.seconds, target: '≤ 2', pass: allTicketsSeconds / ours.seconds <= 2 },
+        {
+          label: 'accepted msg/s, replyline ÷ bare smtp-server',
+          value: ourRate / bareRate,
+          target: '≥ 0.5',
+          pass: ourRate / bareRate >= 0.5,
+        },
+        {
+          label: 'time until all are tickets ÷ accept time',
+          value: allTicketsSeconds / ours.seconds,
+          target: '≤ 2',
+          pass: allTicketsSeconds / ours.seconds <= 2,
+        },
       ],
       figures: [
         { label: 'bare smtp-server accepted', value: round(bareRate, 0), unit: 'msg/s' },
@@ -287,14 +312,29 @@ async function main(): Promise<void> {
         { label: 'replyline CPU per message during the accept phase', value: round(acceptCpuMs / ours.accepted, 2), unit: 'ms' },
         { label: 'replyline CPU per message until all are tickets', value: round(totalCpuMs / ours.accepted, 2), unit: 'ms' },
         { label: 'floor: analysis CPU per message alone (idle core, no I/O)', value: round(floorMs, 2), unit: 'ms' },
-        { label: 'floor: analysis of all messages / CPU the two rate targets allow in all', value: `${round((floorMs * MESSAGES) / 1000, 1)} / ${round(budgetCoreSeconds, 1)} core-s` },
-        { label: 'peak RSS (replyline process, after the 10k run)', value: round(rssAfterLoad, 0), unit: 'MB', target: '≤ 300 MB', pass: rssAfterLoad <= 300 },
+        {
+          label: 'floor: analysis of all messages / CPU the two rate targets allow in all',
+          value: `${round((floorMs * MESSAGES) / 1000, 1)} / ${round(budgetCoreSeconds, 1)} core-s`,
+        },
+        {
+          label: 'peak RSS (replyline process, after the 10k run)',
+          value: round(rssAfterLoad, 0),
+          unit: 'MB',
+          target: '≤ 300 MB',
+          pass: rssAfterLoad <= 300,
+        },
         { label: 'peak RSS including the 25 MB message', value: round(peakRss, 0), unit: 'MB' },
         { label: '250 replies / stored rows / tickets', value: `${ours.accepted} / ${rows} / ${processed}` },
         { label: 'lost (250 without row or ticket)', value: lost, target: '0', pass: lost === 0 && ours.failed === 0 },
         { label: '25 MB message: reply', value: bigResult.ok ? '250' : 'rejected' },
-        { label: '25 MB message: DATA to 250 total / end-of-DATA → 250', value: `${round(bigSeconds, 2)} s / ${round(bigResult.ms, 1)} ms` },
-        { label: '25 MB message: processed after', value: `${round(bigTicketSeconds, 2)} s (${bigRow?.status ?? '?'}${bigRow?.reason ? ` ${bigRow.reason}` : ''}, ${round((bigRow?.size ?? 0) / 2 ** 20, 1)} MB)` },
+        {
+          label: '25 MB message: DATA to 250 total / end-of-DATA → 250',
+          value: `${round(bigSeconds, 2)} s / ${round(bigResult.ms, 1)} ms`,
+        },
+        {
+          label: '25 MB message: processed after',
+          value: `${round(bigTicketSeconds, 2)} s (${bigRow?.status ?? '?'}${bigRow?.reason ? ` ${bigRow.reason}` : ''}, ${round((bigRow?.size ?? 0) / 2 ** 20, 1)} MB)`,
+        },
       ],
       latency: [
         { label: 'bare smtp-server', samplesMs: bare.latencies },

@@ -18,7 +18,15 @@ interface LoadResult {
 }
 
 async function runLoad(port: number, tag: string, rate: number, total: number): Promise<LoadResult> {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, pool: true, maxConnections: 10, maxMessages: 100_000, ignoreTLS: true, name: 'load.test' });
+  const client = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    pool: true,
+    maxConnections: 10,
+    maxMessages: 100_000,
+    ignoreTLS: true,
+    name: 'load.test',
+  });
   const accepted: Array<[string, number]> = [];
   const body = 'Hello,\n\nmy printer shows error E-42 since this morning. I tried restarting it twice.\n\nRegards\n'.repeat(8);
   let rejected = 0;
@@ -30,7 +38,13 @@ async function runLoad(port: number, tag: string, rate: number, total: number): 
     const messageId = `${tag}.${i}.${randomBytes(4).toString('hex')}@senders.test`;
     sends.push(
       client
-        .sendMail({ from: `${tag}${i}@senders.test`, to: 'support@bench.test', subject: `Printer error ${i}`, text: body, messageId: `<${messageId}>` })
+        .sendMail({
+          from: `${tag}${i}@senders.test`,
+          to: 'support@bench.test',
+          subject: `Printer error ${i}`,
+          text: body,
+          messageId: `<${messageId}>`,
+        })
         .then(() => void accepted.push([messageId.toLowerCase(), now()]))
         .catch(() => void rejected++),
     );
@@ -42,7 +56,12 @@ async function runLoad(port: number, tag: string, rate: number, total: number): 
 }
 
 /** Runs one load in a child process; resolves with Message-ID → time of the 250. */
-export function offerLoad(port: number, tag: string, rate: number, total: number): Promise<{ accepted: Map<string, number>; rejected: number; offered: number }> {
+export function offerLoad(
+  port: number,
+  tag: string,
+  rate: number,
+  total: number,
+): Promise<{ accepted: Map<string, number>; rejected: number; offered: number }> {
   const child = fork(fileURLToPath(import.meta.url), ['--load', String(port), tag, String(rate), String(total)], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

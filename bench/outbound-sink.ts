@@ -52,7 +52,10 @@ export interface Sink {
 }
 
 export async function startSink(): Promise<Sink> {
-  const child = fork(fileURLToPath(import.meta.url), ['--sink'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--sink'], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const events: SinkEvent[] = [];
   let waiter: (() => void) | null = null;
   const port = await new Promise<number>((resolve) => {
@@ -80,6 +83,5 @@ export async function startSink(): Promise<Sink> {
       }),
   };
 }
-
 
 if (process.argv.includes('--sink')) runSink();

@@ -90,17 +90,26 @@ async function seedOutbox(db: Db, config: Config, count: number, tag: string): P
       .values(Array.from({ length: n }, (_, i) => ({ email: `c${tag}-${start + i}@customers.test`, name: `Customer ${start + i}` })))
       .returning('id')
       .execute();
-    const staff = await db.insertInto('users').values({ email: `agent-${tag}-${start}@staff.test`, name: 'Agent', role: 'staff' }).returning('id').executeTakeFirstOrThrow();
+    const staff = await db
+      .insertInto('users')
+      .values({ email: `agent-${tag}-${start}@staff.test`, name: 'Agent', role: 'staff' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
     const tickets = await db
       .insertInto('tickets')
       .values(users.map((u, i) => ({ subject: `Benchmark request ${start + i}`, requester_id: u.id, updated_at: new Date() })))
       .returning(['id', 'requester_id'])
       .execute();
-    await db.insertInto('ticket_participants').values(tickets.map((t) => ({ ticket_id: t.id, user_id: t.requester_id, role: 'requester' as const }))).execute();
+    await db
+      .insertInto('ticket_participants')
+      .values(tickets.map((t) => ({ ticket_id: t.id, user_id: t.requester_id, role: 'requester' as const })))
+      .execute();
     const body = 'Thanks for your patience. We replaced the toner and the printer works again.\n\nBest regards,\nAgent';
     const messages = await db
       .insertInto('messages')
-      .values(tickets.map((t) => ({ ticket_id: t.id, author_id: staff.id, body_text: body, message_id: `bench.${t.id}.${tag}@staff.test` })))
+      .values(
+        tickets.map((t) => ({ ticket_id: t.id, author_id: staff.id, body_text: body, message_id: `bench.${t.id}.${tag}@staff.test` })),
+      )
       .returning(['id', 'ticket_id'])
       .execute();
     const rows = await db
@@ -135,7 +144,12 @@ async function enqueueAll(app: RunningApp, ids: number[]): Promise<void> {
 
 type Pool = ReturnType<typeof nodemailer.createTransport>;
 
-async function bareSend(transport: Pool, sample: Awaited<ReturnType<typeof composeOutboundMail>>, count: number, tag: string): Promise<void> {
+async function bareSend(
+  transport: Pool,
+  sample: Awaited<ReturnType<typeof composeOutboundMail>>,
+  count: number,
+  tag: string,
+): Promise<void> {
   let next = 0;
   // Keep the pool fed like BullMQ's concurrency does: CONCURRENCY × 2 in flight.
   const worker = async () => {
@@ -170,9 +184,17 @@ async function throughput(result: BenchResult): Promise<void> {
   const ids = await seedOutbox(seedDb, config, N, 'm');
   const sample = await composeOutboundMail(seedDb, config, { id: ids[0]! });
   await seedDb.destroy();
-  console.log(`seeded ${N} outbox rows (+${WARMUP} warm-up); sample message ${Buffer.byteLength(sample.text) + Buffer.byteLength(sample.html)} bytes of body`);
+  console.log(
+    `seeded ${N} outbox rows (+${WARMUP} warm-up); sample message ${Buffer.byteLength(sample.text) + Buffer.byteLength(sample.html)} bytes of body`,
+  );
 
-  const bare = nodemailer.createTransport({ url: sink.url, pool: true, maxConnections: CONCURRENCY, maxMessages: 1000, name: 'bench.test' });
+  const bare = nodemailer.createTransport({
+    url: sink.url,
+    pool: true,
+    maxConnections: CONCURRENCY,
+    maxMessages: 1000,
+    name: 'bench.test',
+  });
   const app = await startApp(config);
   try {
     await bareSend(bare, sample, WARMUP, 'warm');
@@ -199,11 +221,19 @@ async function throughput(result: BenchResult): Promise<void> {
     const rate = N / (replylineMs / 1000);
     // The last commits may land just after the sink's 250: wait for the rows, not just the bytes.
     for (let i = 0; i < 100; i++) {
-      const q = await app.ctx.db.selectFrom('outbound_mails').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'queued').executeTakeFirstOrThrow();
+      const q = await app.ctx.db
+        .selectFrom('outbound_mails')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('status', '=', 'queued')
+        .executeTakeFirstOrThrow();
       if (Number(q.n) === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const sent = await app.ctx.db.selectFrom('outbound_mails').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'sent').executeTakeFirstOrThrow();
+    const sent = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('status', '=', 'sent')
+      .executeTakeFirstOrThrow();
     console.log(`bare nodemailer pooled: ${round(bareRate, 1)} msg/s; replyline outbox: ${round(rate, 1)} msg/s; rows sent ${sent.n}`);
     const ratio = rate / bareRate;
     result.ratios.push({ label: 'outbox delivery rate / bare nodemailer pooled rate', value: ratio, target: '≥ 0.5', pass: ratio >= 0.5 });
@@ -211,7 +241,10 @@ async function throughput(result: BenchResult): Promise<void> {
       { label: 'bare nodemailer pooled', value: round(bareRate, 1), unit: 'msg/s' },
       { label: 'replyline outbox delivery', value: round(rate, 1), unit: 'msg/s' },
       { label: 'rows marked sent', value: `${Number(sent.n) - WARMUP} / ${N}`, target: 'all', pass: Number(sent.n) - WARMUP === N },
-      { label: 'SMTP connections (both sides) / sends in flight: bare, replyline', value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_BATCHES_IN_FLIGHT} batches of ≤ ${CONCURRENCY}` },
+      {
+        label: 'SMTP connections (both sides) / sends in flight: bare, replyline',
+        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_BATCHES_IN_FLIGHT} batches of ≤ ${CONCURRENCY}`,
+      },
       { label: 'interleaved rounds', value: ROUNDS },
     );
   } finally {
@@ -257,7 +290,9 @@ async function ackLatency(result: BenchResult): Promise<void> {
     const inboundMs = rows.map((r) => Number(r.inbound));
     const outboundMs = rows.map((r) => Number(r.outbound));
     const { rows: span } = await sql<{ secs: number }>`
-      SELECT extract(epoch from max(processed_at) - min(received_at)) AS secs FROM inbound_messages WHERE received_at >= ${loadStart}`.execute(app.ctx.db);
+      SELECT extract(epoch from max(processed_at) - min(received_at)) AS secs FROM inbound_messages WHERE received_at >= ${loadStart}`.execute(
+      app.ctx.db,
+    );
     const processedRate = accepted.size / Number(span[0]?.secs ?? NaN);
 
     const p95 = percentile(samples, 95);
@@ -268,12 +303,25 @@ async function ackLatency(result: BenchResult): Promise<void> {
     );
     result.figures.push(
       { label: 'offered inbound load', value: round(offered, 1), unit: 'msg/s' },
-      { label: 'acknowledgements received / inbound accepted', value: `${samples.length} / ${accepted.size}`, target: 'all', pass: samples.length === accepted.size && rejected === 0 },
+      {
+        label: 'acknowledgements received / inbound accepted',
+        value: `${samples.length} / ${accepted.size}`,
+        target: 'all',
+        pass: samples.length === accepted.size && rejected === 0,
+      },
       { label: 'inbound 250 → acknowledgement at sink, p50', value: round(percentile(samples, 50)), unit: 'ms' },
       { label: 'inbound 250 → acknowledgement at sink, p95', value: round(p95), unit: 'ms', target: '≤ 2000 ms', pass: p95 <= 2000 },
       { label: 'inbound 250 → acknowledgement at sink, p99', value: round(percentile(samples, 99)), unit: 'ms' },
-      { label: 'of which inbound processing (250 → ticket committed), p50 / p95', value: `${round(percentile(inboundMs, 50))} / ${round(percentile(inboundMs, 95))}`, unit: 'ms' },
-      { label: 'of which outbound (ack row committed → relay 250), p50 / p95', value: `${round(percentile(outboundMs, 50))} / ${round(percentile(outboundMs, 95))}`, unit: 'ms' },
+      {
+        label: 'of which inbound processing (250 → ticket committed), p50 / p95',
+        value: `${round(percentile(inboundMs, 50))} / ${round(percentile(inboundMs, 95))}`,
+        unit: 'ms',
+      },
+      {
+        label: 'of which outbound (ack row committed → relay 250), p50 / p95',
+        value: `${round(percentile(outboundMs, 50))} / ${round(percentile(outboundMs, 95))}`,
+        unit: 'ms',
+      },
       { label: 'inbound processing rate under this load', value: round(processedRate, 1), unit: 'msg/s' },
     );
     result.latency.push({ label: '250 → ack at sink', samplesMs: samples });

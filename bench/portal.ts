@@ -33,7 +33,15 @@ const MY_TICKETS = 500;
 const PASSWORD = 'Bench-Password-1';
 
 /** Adds tickets with ids (from, to]; every `stride`-th of the first 100k belongs to the bench user. */
-async function seedTickets(db: Db, from: number, to: number, me: number, staff: number, firstBulkUser: number, stride: number): Promise<void> {
+async function seedTickets(
+  db: Db,
+  from: number,
+  to: number,
+  me: number,
+  staff: number,
+  firstBulkUser: number,
+  stride: number,
+): Promise<void> {
   const chunk = 100_000;
   for (let lo = from + 1; lo <= to; lo += chunk) {
     const hi = Math.min(to, lo + chunk - 1);
@@ -79,7 +87,10 @@ class Session {
   }
   async login(email: string): Promise<void> {
     const page = await this.get('/login');
-    this.cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    this.cookie = page.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0])
+      .join('; ');
     const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!;
     const res = await fetch(`${this.base}/login`, {
       method: 'POST',
@@ -93,7 +104,9 @@ class Session {
   }
 }
 
-async function measure(targets: Array<{ prefix: string; session: Session; paths: Record<string, string> }>): Promise<Record<string, number[]>> {
+async function measure(
+  targets: Array<{ prefix: string; session: Session; paths: Record<string, string> }>,
+): Promise<Record<string, number[]>> {
   const samples: Record<string, number[]> = {};
   for (const t of targets) for (const label of Object.keys(t.paths)) samples[`${t.prefix}${label}`] = [];
   for (let i = 0; i < WARMUP + SAMPLES; i++) {
@@ -119,8 +132,16 @@ interface Seeded {
 
 async function seedBase(db: Db): Promise<Seeded> {
   const hash = await hashPassword(PASSWORD);
-  const me = await db.insertInto('users').values({ email: 'me@bench.test', name: 'Bench Customer', password_hash: hash }).returning('id').executeTakeFirstOrThrow();
-  const staff = await db.insertInto('users').values({ email: 'agent@bench.test', name: 'Agent', role: 'staff', password_hash: hash }).returning('id').executeTakeFirstOrThrow();
+  const me = await db
+    .insertInto('users')
+    .values({ email: 'me@bench.test', name: 'Bench Customer', password_hash: hash })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const staff = await db
+    .insertInto('users')
+    .values({ email: 'agent@bench.test', name: 'Agent', role: 'staff', password_hash: hash })
+    .returning('id')
+    .executeTakeFirstOrThrow();
   const bulk = await sql<{ first: number }>`
     INSERT INTO users (email, name) SELECT 'bench-' || g || '@bench.test', 'Bench ' || g FROM generate_series(1, ${USERS}) g
     RETURNING id AS first`.execute(db);
@@ -185,19 +206,32 @@ async function main(): Promise<void> {
       const app = await startApp(appConfig(urlOf(name), port));
       apps.push(app);
       const db = app.ctx.db;
-      const mine = await db.selectFrom('tickets').select((eb) => eb.fn.countAll<string>().as('n')).where('requester_id', '=', seeded.me).executeTakeFirstOrThrow();
+      const mine = await db
+        .selectFrom('tickets')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('requester_id', '=', seeded.me)
+        .executeTakeFirstOrThrow();
       const size = i === 0 ? small : large;
       const expected = Math.min(MY_TICKETS, Math.floor(Math.min(size, 100_000) / Math.floor(100_000 / MY_TICKETS)));
       if (Number(mine.n) !== expected) throw new Error(`bench user has ${mine.n} tickets, expected ${expected}`);
       // The bench user's ticket ids are multiples of 200, so each has a public staff reply.
-      const thread = await db.selectFrom('tickets').select('id').where('requester_id', '=', seeded.me).orderBy('id').executeTakeFirstOrThrow();
+      const thread = await db
+        .selectFrom('tickets')
+        .select('id')
+        .where('requester_id', '=', seeded.me)
+        .orderBy('id')
+        .executeTakeFirstOrThrow();
       const base = `http://127.0.0.1:${port}`;
       const customer = new Session(base);
       await customer.login('me@bench.test');
       const agent = new Session(base);
       await agent.login('agent@bench.test');
       const prefix = i === 0 ? 'small.' : 'large.';
-      targets.push({ prefix, session: customer, paths: { healthz: '/healthz', requests: '/requests', request: `/requests/${thread.id}`, ccTab: '/requests?filter=cc' } });
+      targets.push({
+        prefix,
+        session: customer,
+        paths: { healthz: '/healthz', requests: '/requests', request: `/requests/${thread.id}`, ccTab: '/requests?filter=cc' },
+      });
       targets.push({ prefix, session: agent, paths: { staffAll: '/requests?filter=all' } });
     }
     console.log(`measuring ${SAMPLES} interleaved samples per endpoint and size…`);
@@ -230,8 +264,14 @@ async function main(): Promise<void> {
         result.figures.push({ label: `${labels[size]} ${key} p95`, value: round(p(`${size}.${key}`, 95)), unit: 'ms' });
       }
     }
-    result.figures.push({ label: 'healthz p95 drift large/small (noise check; ≈1 means a fair comparison)', value: round(p('large.healthz', 95) / p('small.healthz', 95)) });
-    result.latency = ['healthz', 'requests', 'request'].map((key) => ({ label: `${labels.large} ${key}`, samplesMs: samples[`large.${key}`]! }));
+    result.figures.push({
+      label: 'healthz p95 drift large/small (noise check; ≈1 means a fair comparison)',
+      value: round(p('large.healthz', 95) / p('small.healthz', 95)),
+    });
+    result.latency = ['healthz', 'requests', 'request'].map((key) => ({
+      label: `${labels.large} ${key}`,
+      samplesMs: samples[`large.${key}`]!,
+    }));
     emitResult(result);
   } finally {
     for (const app of apps) {

@@ -48,7 +48,10 @@ const lines: string[] = [
   '## Machine',
   '',
   `- CPU: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}`,
-  `- Memory: ${round(os.totalmem() / 2 ** 30, 1)} GiB; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+  `- Memory: ${round(os.totalmem() / 2 ** 30, 1)} GiB; load average at start ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
   `- OS: ${os.type()} ${os.release()}`,
   `- Node ${process.version}; PostgreSQL: ${version('psql', ['--version'])}; Redis: ${version('redis-server', ['--version'])}`,
   `- smtp-server ${pkg.dependencies['smtp-server']}, mailparser ${pkg.dependencies.mailparser}, nodemailer ${pkg.dependencies.nodemailer}, bullmq ${pkg.dependencies.bullmq}, kysely ${pkg.dependencies.kysely}, hono ${pkg.dependencies.hono}`,
@@ -61,7 +64,10 @@ for (const r of results) {
   lines.push(`## ${r.title}`, '', '| ratio | value | target | |', '| --- | --- | --- | --- |');
   for (const x of r.ratios) lines.push(`| ${x.label} | ${round(x.value, 3)} | ${x.target} | ${x.pass ? 'pass' : '**miss**'} |`);
   lines.push('', '| figure | value | target | |', '| --- | --- | --- | --- |');
-  for (const f of r.figures) lines.push(`| ${f.label} | ${f.value}${f.unit ? ` ${f.unit}` : ''} | ${f.target ?? ''} | ${f.target ? (f.pass ? 'pass' : '**miss**') : ''} |`);
+  for (const f of r.figures)
+    lines.push(
+      `| ${f.label} | ${f.value}${f.unit ? ` ${f.unit}` : ''} | ${f.target ?? ''} | ${f.target ? (f.pass ? 'pass' : '**miss**') : ''} |`,
+    );
   if (r.latency.length) {
     const svg = `${r.name}-latency.svg`;
     writeFileSync(path.join(here, svg), latencyChart(`${r.title}: latency distribution`, r.latency));

@@ -44,7 +44,9 @@ export function latencyChart(title: string, series: Array<{ label: string; sampl
     const c = colours[i % colours.length];
     parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.join(' ')}"/>`);
     parts.push(`<rect x="${m.l + 10}" y="${m.t + 8 + i * 18}" width="12" height="12" fill="${c}"/>`);
-    parts.push(`<text x="${m.l + 28}" y="${m.t + 18 + i * 18}">${escape(s.label)} (n=${s.samplesMs.length}, p50 ${percentile(s.samplesMs, 50).toFixed(2)} ms, p99 ${percentile(s.samplesMs, 99).toFixed(2)} ms)</text>`);
+    parts.push(
+      `<text x="${m.l + 28}" y="${m.t + 18 + i * 18}">${escape(s.label)} (n=${s.samplesMs.length}, p50 ${percentile(s.samplesMs, 50).toFixed(2)} ms, p99 ${percentile(s.samplesMs, 99).toFixed(2)} ms)</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n');

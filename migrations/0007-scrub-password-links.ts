@@ -6,7 +6,9 @@ import { type Kysely, sql } from 'kysely';
 // until they are sent (the deliverer drops it then), or their user could
 // never get the mail.
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`UPDATE outbound_mails SET payload = payload - 'url' WHERE kind = 'password_setup' AND status <> 'queued' AND payload ? 'url'`.execute(db);
+  await sql`UPDATE outbound_mails SET payload = payload - 'url' WHERE kind = 'password_setup' AND status <> 'queued' AND payload ? 'url'`.execute(
+    db,
+  );
 }
 
 export async function down(): Promise<void> {

@@ -27,7 +27,9 @@ export async function startApp(config: Config, log?: Logger): Promise<RunningApp
     if (applied.length) ctx.log.info({ applied }, 'migrations applied');
     await loadInstallation(ctx);
     if (config.usingDevSecret) {
-      ctx.log.warn('SECRET_KEY is not set: using the built-in development key. Reply addresses and tokens are forgeable. Set SECRET_KEY before going live.');
+      ctx.log.warn(
+        'SECRET_KEY is not set: using the built-in development key. Reply addresses and tokens are forgeable. Set SECRET_KEY before going live.',
+      );
     }
     try {
       await waitForReady(ctx.redis, 5_000);

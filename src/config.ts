@@ -24,7 +24,10 @@ const hostPort = (fallbackHost: string) =>
   });
 
 const emailList = z.string().transform((value, ctx) => {
-  const items = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   for (const item of items) {
     if (!isValidEmail(item)) {
       ctx.addIssue({ code: 'custom', message: `"${item}" is not an email address` });
@@ -34,9 +37,7 @@ const emailList = z.string().transform((value, ctx) => {
   return items;
 });
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const timeZone = z.string().refine((tz) => {
   try {
@@ -85,17 +86,30 @@ const schema = z
     MAIL_FROM: z.string().optional(),
     SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
     REGISTRATION: z.enum(['open', 'closed']).prefault('open'),
-    QUEUE_PREFIX: z.string().regex(/^[\w:.-]+$/).prefault('replyline'),
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[\w:.-]+$/)
+      .prefault('replyline'),
     DNS_SERVERS: z
       .string()
       .optional()
-      .transform((v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [])),
+      .transform((v) =>
+        v
+          ? v
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : [],
+      ),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).prefault('info'),
     REPLYLINE_ROLES: z
       .string()
       .prefault('all')
       .transform((value, ctx) => {
-        const parts = value.split(',').map((s) => s.trim()).filter(Boolean);
+        const parts = value
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         if (parts.length === 1 && parts[0] === 'all') return [...ROLES];
         for (const p of parts) {
           if (!(ROLES as readonly string[]).includes(p)) {
@@ -193,7 +207,11 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required when NODE_ENV=production' });
     }
     if (c.PENDING_REMINDER_AFTER !== null && c.PENDING_SOLVE_AFTER !== null && c.PENDING_REMINDER_AFTER >= c.PENDING_SOLVE_AFTER) {
-      ctx.addIssue({ code: 'custom', path: ['PENDING_REMINDER_AFTER'], message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PENDING_REMINDER_AFTER'],
+        message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)',
+      });
     }
     if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
       ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });

@@ -25,14 +25,22 @@ export interface Metrics {
 export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'replyline_process_' });
-  const smtpConnections = new Counter({ name: 'replyline_smtp_connections_total', help: 'SMTP connections accepted', registers: [registry] });
+  const smtpConnections = new Counter({
+    name: 'replyline_smtp_connections_total',
+    help: 'SMTP connections accepted',
+    registers: [registry],
+  });
   const smtpReplies = new Counter({
     name: 'replyline_smtp_replies_total',
     help: 'Final SMTP replies to DATA, by reply code',
     labelNames: ['code'] as const,
     registers: [registry],
   });
-  const smtpAcceptedBytes = new Counter({ name: 'replyline_smtp_accepted_bytes_total', help: 'Bytes of messages answered 250', registers: [registry] });
+  const smtpAcceptedBytes = new Counter({
+    name: 'replyline_smtp_accepted_bytes_total',
+    help: 'Bytes of messages answered 250',
+    registers: [registry],
+  });
   const jobDuration = new Histogram({
     name: 'replyline_job_duration_seconds',
     help: 'Job run time: inbound processing and outbound sending',
@@ -100,14 +108,28 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
       },
     });
   };
-  countGauge('replyline_inbound_pending', 'Inbound messages stored but not yet processed',
-    sql`select null as label, count(*) as n from inbound_messages where status = 'received'`);
-  countGauge('replyline_inbound_held', 'Held inbound messages by reason',
-    sql`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`, 'reason');
-  countGauge('replyline_outbound_queued', 'Outbox rows waiting to be sent',
-    sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`);
-  countGauge('replyline_outbound_failed', 'Outbox rows that failed permanently, by mail kind',
-    sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`, 'kind');
+  countGauge(
+    'replyline_inbound_pending',
+    'Inbound messages stored but not yet processed',
+    sql`select null as label, count(*) as n from inbound_messages where status = 'received'`,
+  );
+  countGauge(
+    'replyline_inbound_held',
+    'Held inbound messages by reason',
+    sql`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`,
+    'reason',
+  );
+  countGauge(
+    'replyline_outbound_queued',
+    'Outbox rows waiting to be sent',
+    sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`,
+  );
+  countGauge(
+    'replyline_outbound_failed',
+    'Outbox rows that failed permanently, by mail kind',
+    sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`,
+    'kind',
+  );
 
   return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures, inboundProcessed };
 }

@@ -102,11 +102,20 @@ describe('cli', () => {
 
   it('answers argument errors with exit 2 and one clear line', async () => {
     const cases: Array<[string[], string]> = [
-      [['held', 'list', '--limit', '-5'], 'error: --limit must be a positive whole number, got "-5"; usage: held list [--reason REASON] [--limit N]'],
-      [['held', 'list', '--limit', 'ten'], 'error: --limit must be a positive whole number, got "ten"; usage: held list [--reason REASON] [--limit N]'],
+      [
+        ['held', 'list', '--limit', '-5'],
+        'error: --limit must be a positive whole number, got "-5"; usage: held list [--reason REASON] [--limit N]',
+      ],
+      [
+        ['held', 'list', '--limit', 'ten'],
+        'error: --limit must be a positive whole number, got "ten"; usage: held list [--reason REASON] [--limit N]',
+      ],
       [['held', 'list', '--limit'], 'error: --limit needs a value; usage: held list [--reason REASON] [--limit N]'],
       [['held', 'list', '--bogus'], 'error: unknown option --bogus; usage: held list [--reason REASON] [--limit N]'],
-      [['requeue', '--outbound-id', '0'], 'error: --outbound-id must be a positive whole number, got "0"; usage: requeue [--outbound-id N] [--inbound-id N]'],
+      [
+        ['requeue', '--outbound-id', '0'],
+        'error: --outbound-id must be a positive whole number, got "0"; usage: requeue [--outbound-id N] [--inbound-id N]',
+      ],
       [['frobnicate'], 'error: unknown command "frobnicate"; run "npm run cli -- help" for the list of commands'],
     ];
     for (const [argv, line] of cases) {

@@ -122,7 +122,11 @@ describe('config', () => {
 describe('lifecycle durations', () => {
   it('default to Zendesk-like days, accept units and "off", and refuse a reminder that would come after the auto-solve', () => {
     const d = loadConfig({});
-    expect([d.SOLVED_CLOSE_AFTER, d.PENDING_REMINDER_AFTER, d.PENDING_SOLVE_AFTER]).toEqual([4 * 86_400_000, 3 * 86_400_000, 7 * 86_400_000]);
+    expect([d.SOLVED_CLOSE_AFTER, d.PENDING_REMINDER_AFTER, d.PENDING_SOLVE_AFTER]).toEqual([
+      4 * 86_400_000,
+      3 * 86_400_000,
+      7 * 86_400_000,
+    ]);
     const c = loadConfig({ SOLVED_CLOSE_AFTER: '36h', PENDING_REMINDER_AFTER: 'off', PENDING_SOLVE_AFTER: '90m' });
     expect([c.SOLVED_CLOSE_AFTER, c.PENDING_REMINDER_AFTER, c.PENDING_SOLVE_AFTER]).toEqual([36 * 3_600_000, null, 90 * 60_000]);
     expect(loadConfig({ SOLVED_CLOSE_AFTER: '1500' }).SOLVED_CLOSE_AFTER).toBe(1_500_000); // bare numbers are seconds, as for FILE_LINK_TTL
@@ -130,4 +134,3 @@ describe('lifecycle durations', () => {
     expect(() => loadConfig({ PENDING_REMINDER_AFTER: '8d' })).toThrow(/PENDING_REMINDER_AFTER: must be shorter than PENDING_SOLVE_AFTER/);
   });
 });
-

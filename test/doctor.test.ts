@@ -52,7 +52,18 @@ describe('doctor', () => {
   it('passes a healthy installation: every check on its own line, all ok, exit 0', async () => {
     const r = await doctor(healthy());
     expect(r.code).toBe(0);
-    for (const name of ['config', 'postgresql', 'redis', 'relay', 'portal', 'dns', 'spf help.test', 'dmarc help.test', 'dkim help.test', 'mx help.test']) {
+    for (const name of [
+      'config',
+      'postgresql',
+      'redis',
+      'relay',
+      'portal',
+      'dns',
+      'spf help.test',
+      'dmarc help.test',
+      'dkim help.test',
+      'mx help.test',
+    ]) {
       expect(line(r.lines, name)).toMatch(/^ok {4}/);
     }
     expect(line(r.lines, 'redis')).toContain('noeviction');
@@ -64,10 +75,18 @@ describe('doctor', () => {
 
   it('fails (exit 1) when Redis or the relay is unreachable, each with a fix; missing DNS records are warnings with fixes', async () => {
     const closed = await freePort();
-    const r = await doctor(healthy({ REDIS_URL: `redis://127.0.0.1:${closed}`, OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${closed}`, SUPPORT_ADDRESSES: 'support@bare.test' }));
+    const r = await doctor(
+      healthy({
+        REDIS_URL: `redis://127.0.0.1:${closed}`,
+        OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${closed}`,
+        SUPPORT_ADDRESSES: 'support@bare.test',
+      }),
+    );
     expect(r.code).toBe(1);
     expect(line(r.lines, 'redis')).toMatch(/^FAIL .*cannot reach .* — fix: start Redis or correct REDIS_URL$/);
-    expect(line(r.lines, 'relay')).toMatch(/^FAIL .*ECONNREFUSED.* — fix: start the relay \(Mailpit for a trial\) or correct OUTBOUND_SMTP_URL$/);
+    expect(line(r.lines, 'relay')).toMatch(
+      /^FAIL .*ECONNREFUSED.* — fix: start the relay \(Mailpit for a trial\) or correct OUTBOUND_SMTP_URL$/,
+    );
     expect(line(r.lines, 'postgresql')).toMatch(/^ok/);
     expect(line(r.lines, 'spf bare.test')).toMatch(/^warn .*no SPF record — fix: publish "v=spf1 … -all" for bare.test.*STAFF_AUTH=token/);
     expect(line(r.lines, 'dmarc bare.test')).toMatch(/^warn .*_dmarc\.bare\.test/);
@@ -81,7 +100,8 @@ describe('doctor', () => {
       allowInsecureAuth: true,
       disabledCommands: ['STARTTLS'],
       authMethods: ['PLAIN', 'LOGIN'],
-      onAuth: (auth, _session, cb) => (auth.username === 'mailer' && auth.password === 'right' ? cb(null, { user: 'mailer' }) : cb(new Error('5.7.8 bad credentials'))),
+      onAuth: (auth, _session, cb) =>
+        auth.username === 'mailer' && auth.password === 'right' ? cb(null, { user: 'mailer' }) : cb(new Error('5.7.8 bad credentials')),
     });
     await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
     const port = (relay.server.address() as { port: number }).port;
@@ -117,7 +137,9 @@ describe('doctor', () => {
     try {
       for (let i = 0; i < 2; i++) {
         const r = await doctor(healthy({ DATABASE_URL: empty.url }));
-        expect(line(r.lines, 'postgresql')).toMatch(/^warn .*migration\(s\) not applied yet .*0001-initial.* — fix: they are applied at every start/);
+        expect(line(r.lines, 'postgresql')).toMatch(
+          /^warn .*migration\(s\) not applied yet .*0001-initial.* — fix: they are applied at every start/,
+        );
         expect(r.code).toBe(0);
       }
     } finally {
@@ -134,6 +156,10 @@ describe('doctor', () => {
     }
     const r = await doctor(config!);
     expect(r.code).toBe(1);
-    expect(r.lines).toEqual([expect.stringMatching(/^FAIL {2}config: (?=.*REGISTRATION)(?=.*SUPPORT_ADDRESSES: "nope" is not an email address).* — fix: correct these environment variables/)]);
+    expect(r.lines).toEqual([
+      expect.stringMatching(
+        /^FAIL {2}config: (?=.*REGISTRATION)(?=.*SUPPORT_ADDRESSES: "nope" is not an email address).* — fix: correct these environment variables/,
+      ),
+    ]);
   });
 });

@@ -29,7 +29,9 @@ async function fromEnvOrContainers(): Promise<{ databaseUrl: string; redisUrl: s
       import('@testcontainers/redis'),
     ]);
     const pgC = DATABASE_URL ? null : await new PostgreSqlContainer('postgres:17-alpine').start();
-    const redisC = REDIS_URL ? null : await new RedisContainer('redis:7-alpine').withCommand(['redis-server', '--maxmemory-policy', 'noeviction']).start();
+    const redisC = REDIS_URL
+      ? null
+      : await new RedisContainer('redis:7-alpine').withCommand(['redis-server', '--maxmemory-policy', 'noeviction']).start();
     if (pgC) stops.push(() => pgC.stop());
     if (redisC) stops.push(() => redisC.stop());
     return { databaseUrl: DATABASE_URL ?? pgC!.getConnectionUri(), redisUrl: REDIS_URL ?? redisC!.getConnectionUrl() };
@@ -67,10 +69,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // replyline processes that outlived a crashed or timed-out test worker.
     spawnSync('pkill', ['-9', '-f', `--replyline-test-run=${runPrefix}`]);
     // Per-file databases are dropped by their files; catch any a crashed file left.
-    const { rows } = await admin.query<{ datname: string }>(
-      `SELECT datname FROM pg_database WHERE datname LIKE $1`,
-      [`${templateDb}%`],
-    );
+    const { rows } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${templateDb}%`]);
     for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
     await admin.end();
     await dropKeysWithPrefix(redisUrl, runPrefix);

@@ -30,7 +30,17 @@ describe('migrations', () => {
     const { rows } = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public'`.execute(dbs[0]!);
     const tables = rows.map((r) => r.table_name);
-    for (const t of ['users', 'tickets', 'ticket_participants', 'messages', 'attachments', 'inbound_messages', 'outbound_mails', 'auth_tokens', 'sessions']) {
+    for (const t of [
+      'users',
+      'tickets',
+      'ticket_participants',
+      'messages',
+      'attachments',
+      'inbound_messages',
+      'outbound_mails',
+      'auth_tokens',
+      'sessions',
+    ]) {
       expect(tables).toContain(t);
     }
   });

@@ -22,7 +22,10 @@ describe('GET /metrics', () => {
       text: 'I am away.',
       headers: { 'Auto-Submitted': 'auto-replied' },
     });
-    const row = await waitProcessed(app.ctx.db, queuedId(await sendOnce(app.smtp!.port, { from: 'ooo@customer.test', to: ['support@help.test'] }, raw)));
+    const row = await waitProcessed(
+      app.ctx.db,
+      queuedId(await sendOnce(app.smtp!.port, { from: 'ooo@customer.test', to: ['support@help.test'] }, raw)),
+    );
     expect(row.reason).toBe('auto_reply');
     const res = await fetch(`${app.base}/metrics`);
     expect(res.status).toBe(200);
@@ -57,7 +60,10 @@ describe('queue dashboard at /admin/queues', () => {
   let browser: Browser;
   beforeAll(async () => {
     app = await startPortalApp();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
   });
   afterAll(async () => {
     await browser?.close();

@@ -54,7 +54,18 @@ describe('replyline as a process', () => {
 
   it('refuses to start with a clear message when Redis may evict keys', async () => {
     const port = await freePort();
-    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'allkeys-lru']);
+    const redis = spawn('redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'allkeys-lru',
+    ]);
     const spawnError = new Promise<Error>((r) => redis.once('error', r));
     try {
       // Wait for the throwaway Redis to accept connections.
@@ -139,7 +150,10 @@ describe('first start on a stock PostgreSQL', () => {
     try {
       expect((await fetch(`http://127.0.0.1:${proc.httpPort}/healthz`)).status).toBe(200);
       const db = createDb(server.toString(), 1);
-      const n = await db.selectFrom('users').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      const n = await db
+        .selectFrom('users')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow();
       await db.destroy();
       expect(Number(n.n)).toBe(0);
     } finally {

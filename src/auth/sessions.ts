@@ -34,12 +34,20 @@ export async function createSession(db: Db, config: SessionConfig, userId: numbe
     .returningAll()
     .executeTakeFirstOrThrow();
   // Sessions that ran out are otherwise only removed when presented; sweep this user's now.
-  await db.deleteFrom('sessions').where('user_id', '=', userId).where('expires_at', '<=', sql<Date>`now()`).execute();
+  await db
+    .deleteFrom('sessions')
+    .where('user_id', '=', userId)
+    .where('expires_at', '<=', sql<Date>`now()`)
+    .execute();
   return { id, session: { idHash: row.id_hash, userId, csrfToken: row.csrf_token, createdAt: row.created_at, expiresAt: row.expires_at } };
 }
 
 /** The live session and its user, or null when unknown, idle too long or past its absolute lifetime. */
-export async function loadSession(db: Db, config: SessionConfig, id: string | undefined): Promise<{ session: Session; user: UserRow } | null> {
+export async function loadSession(
+  db: Db,
+  config: SessionConfig,
+  id: string | undefined,
+): Promise<{ session: Session; user: UserRow } | null> {
   if (!isSecretShaped(id)) return null;
   const idHash = sha256(id);
   const row = await db
@@ -61,7 +69,11 @@ export async function loadSession(db: Db, config: SessionConfig, id: string | un
     return null;
   }
   if (row.stale_touch) {
-    await db.updateTable('sessions').set({ last_seen_at: sql`now()` as never }).where('id_hash', '=', idHash).execute();
+    await db
+      .updateTable('sessions')
+      .set({ last_seen_at: sql`now()` as never })
+      .where('id_hash', '=', idHash)
+      .execute();
   }
   const { csrf_token, session_created_at, session_expires_at, live: _live, stale_touch: _touch, ...user } = row;
   return {

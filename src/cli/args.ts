@@ -25,9 +25,11 @@ export function parseCliArgs<O extends Options>(args: string[], options: O, usag
     if (!code.startsWith('ERR_PARSE_ARGS')) throw err;
     const option = /'(--?[\w-]+)/.exec((err as Error).message)?.[1];
     const what =
-      code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option ${option ?? ''}`.trim()
-      : code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' ? 'unexpected argument'
-      : `${option ?? 'an option'} needs a value`;
+      code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? `unknown option ${option ?? ''}`.trim()
+        : code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+          ? 'unexpected argument'
+          : `${option ?? 'an option'} needs a value`;
     throw new CliUsageError(`${what}; usage: ${usage}`);
   }
 }

@@ -32,7 +32,12 @@ export async function checkPostgres(config: Config): Promise<CheckResult> {
     await probe.connect();
   } catch (err) {
     if ((err as { code?: string }).code === '3D000') {
-      return { level: 'warn', name, detail: `reachable at ${where}, but the database does not exist yet`, fix: 'it is created at the first start (npm start); the role needs CREATEDB, or run createdb once' };
+      return {
+        level: 'warn',
+        name,
+        detail: `reachable at ${where}, but the database does not exist yet`,
+        fix: 'it is created at the first start (npm start); the role needs CREATEDB, or run createdb once',
+      };
     }
     return { level: 'fail', name, detail: `cannot connect to ${where}: ${message(err)}`, fix: 'start PostgreSQL or correct DATABASE_URL' };
   } finally {
@@ -43,11 +48,21 @@ export async function checkPostgres(config: Config): Promise<CheckResult> {
     const known = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).getMigrations();
     const pending = known.filter((m) => !m.executedAt).map((m) => m.name);
     if (pending.length) {
-      return { level: 'warn', name, detail: `reachable at ${where}; ${pending.length} migration(s) not applied yet (${pending.join(', ')})`, fix: 'they are applied at every start, or run: npm run cli -- migrate' };
+      return {
+        level: 'warn',
+        name,
+        detail: `reachable at ${where}; ${pending.length} migration(s) not applied yet (${pending.join(', ')})`,
+        fix: 'they are applied at every start, or run: npm run cli -- migrate',
+      };
     }
     return { level: 'ok', name, detail: `reachable at ${where}, schema up to date (${known.length} migrations)` };
   } catch (err) {
-    return { level: 'fail', name, detail: `reachable at ${where}, but reading the schema failed: ${message(err)}`, fix: 'check the role\'s privileges on the database' };
+    return {
+      level: 'fail',
+      name,
+      detail: `reachable at ${where}, but reading the schema failed: ${message(err)}`,
+      fix: "check the role's privileges on the database",
+    };
   } finally {
     await db.destroy();
   }
@@ -64,7 +79,12 @@ export async function checkRedis(config: Config): Promise<CheckResult> {
     await Promise.race([waitForReady(redis, TIMEOUT_MS), ended]);
     const policy = /^maxmemory_policy:(\S+)/m.exec(await redis.info('memory'))?.[1] ?? 'unknown';
     if (policy !== 'noeviction') {
-      return { level: 'fail', name, detail: `reachable at ${where}, but maxmemory-policy is "${policy}" (jobs could be evicted; replyline refuses to start)`, fix: 'redis-cli CONFIG SET maxmemory-policy noeviction, and set it in redis.conf' };
+      return {
+        level: 'fail',
+        name,
+        detail: `reachable at ${where}, but maxmemory-policy is "${policy}" (jobs could be evicted; replyline refuses to start)`,
+        fix: 'redis-cli CONFIG SET maxmemory-policy noeviction, and set it in redis.conf',
+      };
     }
     return { level: 'ok', name, detail: `reachable at ${where}, maxmemory-policy noeviction` };
   } catch (err) {
@@ -95,7 +115,9 @@ export async function checkRelay(config: Config): Promise<CheckResult> {
       level: 'fail',
       name,
       detail: `${url.host}: ${message(err)}`,
-      fix: authFailed ? 'correct the user and password in OUTBOUND_SMTP_URL' : 'start the relay (Mailpit for a trial) or correct OUTBOUND_SMTP_URL',
+      fix: authFailed
+        ? 'correct the user and password in OUTBOUND_SMTP_URL'
+        : 'start the relay (Mailpit for a trial) or correct OUTBOUND_SMTP_URL',
     };
   } finally {
     transport.close();
@@ -107,9 +129,19 @@ export async function checkPublicUrl(config: Config): Promise<CheckResult> {
   try {
     const res = await fetch(`${config.PUBLIC_URL}/healthz`, { redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (res.status === 200) return { level: 'ok', name, detail: `${config.PUBLIC_URL}/healthz answered 200` };
-    return { level: 'warn', name, detail: `${config.PUBLIC_URL}/healthz answered ${res.status}: ${(await res.text()).slice(0, 200)}`, fix: 'the body names the dependency that is down' };
+    return {
+      level: 'warn',
+      name,
+      detail: `${config.PUBLIC_URL}/healthz answered ${res.status}: ${(await res.text()).slice(0, 200)}`,
+      fix: 'the body names the dependency that is down',
+    };
   } catch (err) {
-    return { level: 'warn', name, detail: `${config.PUBLIC_URL}/healthz did not answer: ${message(err)}`, fix: 'start replyline (npm start), or set PUBLIC_URL to the address browsers use' };
+    return {
+      level: 'warn',
+      name,
+      detail: `${config.PUBLIC_URL}/healthz did not answer: ${message(err)}`,
+      fix: 'start replyline (npm start), or set PUBLIC_URL to the address browsers use',
+    };
   }
 }
 
@@ -154,14 +186,34 @@ export const COMMON_DKIM_SELECTORS = ['default', 'selector1', 'selector2', 'goog
 export async function checkSupportDomain(config: Config, resolver: Resolver, domain: string, selectors: string[]): Promise<CheckResult[]> {
   const needed = config.STAFF_AUTH === 'dmarc';
   const authFix = (what: string) =>
-    needed ? `${what}. Without it, staff replies from @${domain} are held as auth_failed (or set STAFF_AUTH=token)` : `${what} (not needed with STAFF_AUTH=token)`;
+    needed
+      ? `${what}. Without it, staff replies from @${domain} are held as auth_failed (or set STAFF_AUTH=token)`
+      : `${what} (not needed with STAFF_AUTH=token)`;
   const results: CheckResult[] = [];
   try {
     const spf = (await txt(resolver, domain)).find((r) => /^v=spf1(\s|$)/i.test(r));
-    results.push(spf ? { level: 'ok', name: `spf ${domain}`, detail: spf } : { level: 'warn', name: `spf ${domain}`, detail: 'no SPF record', fix: authFix(`publish "v=spf1 … -all" for ${domain} naming the servers staff send from`) });
+    results.push(
+      spf
+        ? { level: 'ok', name: `spf ${domain}`, detail: spf }
+        : {
+            level: 'warn',
+            name: `spf ${domain}`,
+            detail: 'no SPF record',
+            fix: authFix(`publish "v=spf1 … -all" for ${domain} naming the servers staff send from`),
+          },
+    );
 
     const dmarc = (await txt(resolver, `_dmarc.${domain}`)).find((r) => /^v=DMARC1/i.test(r));
-    results.push(dmarc ? { level: 'ok', name: `dmarc ${domain}`, detail: dmarc } : { level: 'warn', name: `dmarc ${domain}`, detail: 'no DMARC record', fix: authFix(`publish "v=DMARC1; p=none" (or stricter) at _dmarc.${domain}`) });
+    results.push(
+      dmarc
+        ? { level: 'ok', name: `dmarc ${domain}`, detail: dmarc }
+        : {
+            level: 'warn',
+            name: `dmarc ${domain}`,
+            detail: 'no DMARC record',
+            fix: authFix(`publish "v=DMARC1; p=none" (or stricter) at _dmarc.${domain}`),
+          },
+    );
 
     let dkim: string | null = null;
     for (const s of selectors) {
@@ -173,7 +225,14 @@ export async function checkSupportDomain(config: Config, resolver: Resolver, dom
     results.push(
       dkim
         ? { level: 'ok', name: `dkim ${domain}`, detail: `key found under selector "${dkim}"` }
-        : { level: 'warn', name: `dkim ${domain}`, detail: `no key under ${selectors.join(', ')}`, fix: authFix(`sign staff mail with DKIM for ${domain}; if you already do with another selector, run doctor --dkim-selector NAME`) },
+        : {
+            level: 'warn',
+            name: `dkim ${domain}`,
+            detail: `no key under ${selectors.join(', ')}`,
+            fix: authFix(
+              `sign staff mail with DKIM for ${domain}; if you already do with another selector, run doctor --dkim-selector NAME`,
+            ),
+          },
     );
 
     let mx: Array<{ exchange: string; priority: number }> = [];
@@ -184,11 +243,28 @@ export async function checkSupportDomain(config: Config, resolver: Resolver, dom
     }
     results.push(
       mx.length
-        ? { level: 'ok', name: `mx ${domain}`, detail: mx.sort((a, b) => a.priority - b.priority).map((m) => `${m.priority} ${m.exchange}`).join(', ') }
-        : { level: 'warn', name: `mx ${domain}`, detail: 'no MX record: mail from the internet cannot reach this domain (fine for a local trial)', fix: `point an MX for ${domain} at this server's SMTP listener, or forward mail to it` },
+        ? {
+            level: 'ok',
+            name: `mx ${domain}`,
+            detail: mx
+              .sort((a, b) => a.priority - b.priority)
+              .map((m) => `${m.priority} ${m.exchange}`)
+              .join(', '),
+          }
+        : {
+            level: 'warn',
+            name: `mx ${domain}`,
+            detail: 'no MX record: mail from the internet cannot reach this domain (fine for a local trial)',
+            fix: `point an MX for ${domain} at this server's SMTP listener, or forward mail to it`,
+          },
     );
   } catch (err) {
-    results.push({ level: 'warn', name: `records ${domain}`, detail: `lookup failed: ${(err as { code?: string }).code ?? message(err)}`, fix: 'see the dns line above' });
+    results.push({
+      level: 'warn',
+      name: `records ${domain}`,
+      detail: `lookup failed: ${(err as { code?: string }).code ?? message(err)}`,
+      fix: 'see the dns line above',
+    });
   }
   return results;
 }

@@ -21,7 +21,7 @@ import type { CliCommand, CliIo } from './types.js';
  * nothing: no database is created and no migration applied.
  */
 
-const USAGE = 'doctor [--dkim-selector NAME]   (checks config, PostgreSQL, Redis, relay, portal, DNS and the support domains\' records)';
+const USAGE = "doctor [--dkim-selector NAME]   (checks config, PostgreSQL, Redis, relay, portal, DNS and the support domains' records)";
 const LABEL = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
 
 export function formatResult(r: CheckResult): string {
@@ -36,10 +36,19 @@ export async function runDoctor(config: Config | ConfigError, io: CliIo, args: s
     io.out(formatResult(r));
   };
   if (config instanceof ConfigError) {
-    report({ level: 'fail', name: 'config', detail: config.problems.join('; '), fix: 'correct these environment variables (README, Configuration)' });
+    report({
+      level: 'fail',
+      name: 'config',
+      detail: config.problems.join('; '),
+      fix: 'correct these environment variables (README, Configuration)',
+    });
     return 1;
   }
-  report({ level: 'ok', name: 'config', detail: `valid (support: ${config.SUPPORT_ADDRESSES.join(', ')}; STAFF_AUTH=${config.STAFF_AUTH})` });
+  report({
+    level: 'ok',
+    name: 'config',
+    detail: `valid (support: ${config.SUPPORT_ADDRESSES.join(', ')}; STAFF_AUTH=${config.STAFF_AUTH})`,
+  });
   // Independent network checks run together, so a newcomer waits for the slowest, not the sum.
   const resolver = createDoctorResolver(config);
   const [postgres, redis, relay, portal, dns] = await Promise.all([
@@ -58,7 +67,11 @@ export async function runDoctor(config: Config | ConfigError, io: CliIo, args: s
   }
   const failed = results.filter((r) => r.level === 'fail').length;
   const warned = results.filter((r) => r.level === 'warn').length;
-  io.out(failed ? `${failed} problem(s) stop mail from flowing; fix the FAIL lines above.` : `mail can flow${warned ? `; ${warned} warning(s) above` : ''}.`);
+  io.out(
+    failed
+      ? `${failed} problem(s) stop mail from flowing; fix the FAIL lines above.`
+      : `mail can flow${warned ? `; ${warned} warning(s) above` : ''}.`,
+  );
   return failed ? 1 : 0;
 }
 

@@ -53,7 +53,11 @@ async function list(env: CliEnv, args: string[]): Promise<void> {
   }
   env.io.out(['id', 'received', 'reason', 'from', 'subject', 'detail'].join('\t'));
   for (const r of rows) {
-    env.io.out([r.id, r.received_at.toISOString(), r.reason, r.from_address ?? `<${r.mail_from}>`, clip(r.subject, 60), clip(r.error, 100)].join('\t'));
+    env.io.out(
+      [r.id, r.received_at.toISOString(), r.reason, r.from_address ?? `<${r.mail_from}>`, clip(r.subject, 60), clip(r.error, 100)].join(
+        '\t',
+      ),
+    );
   }
 }
 
@@ -102,13 +106,20 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
     let result = await processInboundMessage(ctx, id);
     if (result.status === 'skipped') {
       // A running worker took the row first (parsing happens before the row lock): report what it decided.
-      const row = await env.db.selectFrom('inbound_messages').select(['status', 'reason', 'ticket_id']).where('id', '=', id).executeTakeFirstOrThrow();
-      if (row.status !== 'received') result = { inboundId: id, status: row.status === 'held' ? 'held' : 'processed', reason: row.reason, ticketId: row.ticket_id };
+      const row = await env.db
+        .selectFrom('inbound_messages')
+        .select(['status', 'reason', 'ticket_id'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      if (row.status !== 'received')
+        result = { inboundId: id, status: row.status === 'held' ? 'held' : 'processed', reason: row.reason, ticketId: row.ticket_id };
     }
     if (result.status === 'held') {
       env.io.out(`released ${id} from ${r.reason}; held again: ${result.reason}`);
     } else {
-      env.io.out(`released ${id} from ${r.reason}; processed${result.ticketId ? ` as ticket ${result.ticketId}` : ''}${result.reason ? ` (${result.reason})` : ''}`);
+      env.io.out(
+        `released ${id} from ${r.reason}; processed${result.ticketId ? ` as ticket ${result.ticketId}` : ''}${result.reason ? ` (${result.reason})` : ''}`,
+      );
     }
   } finally {
     await closeSharedParsePool();

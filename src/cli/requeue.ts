@@ -31,10 +31,7 @@ export const requeueCommands: CliCommand[] = [
         env.io.out(`outbound mails requeued: ${Number(res.numUpdatedRows)}`);
       }
       if (all || inboundId !== null) {
-        let q = env.db
-          .updateTable('inbound_messages')
-          .set({ status: 'received', attempts: 0 })
-          .where('status', '=', 'failed');
+        let q = env.db.updateTable('inbound_messages').set({ status: 'received', attempts: 0 }).where('status', '=', 'failed');
         if (inboundId !== null) q = q.where('id', '=', inboundId);
         const res = await q.executeTakeFirst();
         env.io.out(`inbound messages requeued: ${Number(res.numUpdatedRows)}`);
@@ -52,7 +49,9 @@ export const requeueCommands: CliCommand[] = [
           env.io.out(`${name} jobs retried: ${failed}`);
         }
       } catch (err) {
-        env.io.out(`queue jobs not retried (Redis: ${err instanceof Error ? err.message : String(err)}); the sweepers will still pick up the rows above`);
+        env.io.out(
+          `queue jobs not retried (Redis: ${err instanceof Error ? err.message : String(err)}); the sweepers will still pick up the rows above`,
+        );
       } finally {
         redis.disconnect();
       }

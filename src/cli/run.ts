@@ -13,7 +13,10 @@ export const COMMANDS: CliCommand[] = [...userCommands, ...requeueCommands, ...h
 const HELP = ['help', '--help', '-h'];
 
 function usage(): string {
-  return ['usage: npm run cli -- <command>   (in the Docker image: node dist/src/cli.js <command>)', ...COMMANDS.map((c) => `  ${c.usage}`)].join('\n');
+  return [
+    'usage: npm run cli -- <command>   (in the Docker image: node dist/src/cli.js <command>)',
+    ...COMMANDS.map((c) => `  ${c.usage}`),
+  ].join('\n');
 }
 
 /** "replyline on 127.0.0.1:5432": which database a command works on, without the password. */
@@ -28,7 +31,12 @@ export interface CliOptions {
 }
 
 /** Runs one CLI invocation; returns the exit code. Errors become one line on `err`. */
-export async function runCli(argv: string[], config: Config | ConfigError, io: CliIo & { err(line: string): void }, opts: CliOptions = {}): Promise<number> {
+export async function runCli(
+  argv: string[],
+  config: Config | ConfigError,
+  io: CliIo & { err(line: string): void },
+  opts: CliOptions = {},
+): Promise<number> {
   if (argv.length === 0 || HELP.includes(argv[0]!)) {
     io.out(usage());
     return 0;
@@ -77,7 +85,12 @@ export async function runCli(argv: string[], config: Config | ConfigError, io: C
   }
 }
 
-async function runStandalone(command: CliCommand, config: Config | ConfigError, io: CliIo & { err(line: string): void }, args: string[]): Promise<number> {
+async function runStandalone(
+  command: CliCommand,
+  config: Config | ConfigError,
+  io: CliIo & { err(line: string): void },
+  args: string[],
+): Promise<number> {
   try {
     return await command.standalone!(config, io, args);
   } catch (err) {

@@ -15,11 +15,19 @@ const MARK = /^\/\* prepare:([\w.-]{1,60}) \*\//;
 export class PreparingClient extends pg.Client {}
 
 const baseQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown;
-(PreparingClient.prototype as unknown as { query: (...args: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
+(PreparingClient.prototype as unknown as { query: (...args: unknown[]) => unknown }).query = function (
+  this: pg.Client,
+  ...args: unknown[]
+) {
   const [text, values, callback] = args;
   if (typeof text === 'string') {
     const name = MARK.exec(text)?.[1];
-    if (name) return baseQuery.call(this, { name, text, values: Array.isArray(values) ? values : [] }, typeof values === 'function' ? values : callback);
+    if (name)
+      return baseQuery.call(
+        this,
+        { name, text, values: Array.isArray(values) ? values : [] },
+        typeof values === 'function' ? values : callback,
+      );
   }
   return baseQuery.apply(this, args);
 };

@@ -29,7 +29,8 @@ async function insertBatch(db: Db, batch: Pending[]): Promise<number[]> {
   // One round trip: ids are drawn in a CTE that is evaluated once, so each
   // waiting client learns its own row's id without relying on RETURNING order.
   const values = batch.map(
-    (p, i) => sql`(${i + 1}::int, ${p.raw}::bytea, ${p.raw.length}::int, ${p.env.mailFrom}::text, ${p.env.rcptTo}::text[], ${p.env.clientAddress}::text, ${p.env.helo}::text, ${p.env.tls}::boolean)`,
+    (p, i) =>
+      sql`(${i + 1}::int, ${p.raw}::bytea, ${p.raw.length}::int, ${p.env.mailFrom}::text, ${p.env.rcptTo}::text[], ${p.env.clientAddress}::text, ${p.env.helo}::text, ${p.env.tls}::boolean)`,
   );
   const { rows } = await sql<{ id: number; ord: number }>`
     WITH ids AS MATERIALIZED (
@@ -95,7 +96,10 @@ export class AcceptBatcher {
 }
 
 /** One Redis round trip for a committed batch; best effort, the sweeper covers a Redis outage. */
-export async function enqueueInboundBatch(ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'installationId'>, ids: number[]): Promise<void> {
+export async function enqueueInboundBatch(
+  ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'installationId'>,
+  ids: number[],
+): Promise<void> {
   const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(ctx, inboundId) } }));
   await enqueueBulk(ctx, processInboundJob, items).catch((err) =>
     ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry'),

@@ -33,7 +33,9 @@ function smtpError(code: ConstructorParameters<typeof AppError>[0]): AppError {
  */
 const ourServers = new WeakSet<object>();
 {
-  const proto = SMTPConnection.prototype as { _validateMailParams(this: { _server: object }, parsed: unknown): { code: number; message: string } | null };
+  const proto = SMTPConnection.prototype as {
+    _validateMailParams(this: { _server: object }, parsed: unknown): { code: number; message: string } | null;
+  };
   const original = proto._validateMailParams;
   proto._validateMailParams = function (parsed) {
     const r = original.call(this, parsed);
@@ -123,11 +125,7 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
     }, callback);
   };
 
-  const onRcptTo = (
-    address: { address: string },
-    session: SMTPServerSession,
-    callback: (err?: Error | null) => void,
-  ) => {
+  const onRcptTo = (address: { address: string }, session: SMTPServerSession, callback: (err?: Error | null) => void) => {
     if (session.envelope.rcptTo.length >= config.SMTP_MAX_RECIPIENTS) return callback(smtpError('SMTP_TOO_MANY_RECIPIENTS'));
     if (!isOurRecipient(ctx, address.address)) return callback(smtpError('SMTP_UNKNOWN_RECIPIENT'));
     callback();
@@ -194,7 +192,11 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
   return server;
 }
 
-export async function startSmtpListener(ctx: AppContext, host = ctx.config.SMTP_LISTEN.host, port = ctx.config.SMTP_LISTEN.port): Promise<SmtpListener> {
+export async function startSmtpListener(
+  ctx: AppContext,
+  host = ctx.config.SMTP_LISTEN.host,
+  port = ctx.config.SMTP_LISTEN.port,
+): Promise<SmtpListener> {
   const server = createSmtpServer(ctx);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -49,5 +49,11 @@ export async function noticeStaffAuthFailure(ctx: Pick<AppContext, 'config' | 'l
 /** Template data of the notice (src/mail/compose.ts): the verdict and the staff domain whose records to fix. */
 export function staffAuthNoticeView(row: { payload: unknown; recipient: string }) {
   const p = PAYLOAD_SCHEMAS.staff_auth_notice.parse(row.payload);
-  return { reason: p.reason, inboundId: p.inboundId, dmarcMode: p.mode === 'dmarc', tokenMode: p.mode === 'token', staffDomain: domainOf(row.recipient) };
+  return {
+    reason: p.reason,
+    inboundId: p.inboundId,
+    dmarcMode: p.mode === 'dmarc',
+    tokenMode: p.mode === 'token',
+    staffDomain: domainOf(row.recipient),
+  };
 }

@@ -76,7 +76,12 @@ export function judgeAuthentication(result: AuthenticateResult, fromAddress: str
   const headerFrom = (result.dkim.headerFrom ?? []).map(normalizeEmail);
   const dkim = result.dkim.results
     .filter((r) => r.signingDomain)
-    .map((r) => ({ d: r.signingDomain!, result: r.status.result, aligned: Boolean(r.status.aligned), underSized: r.status.underSized ?? 0 }));
+    .map((r) => ({
+      d: r.signingDomain!,
+      result: r.status.result,
+      aligned: Boolean(r.status.aligned),
+      underSized: r.status.underSized ?? 0,
+    }));
   const spf = result.spf ? { domain: result.spf.domain ?? null, result: result.spf.status.result } : null;
   const dmarc = result.dmarc ? { result: result.dmarc.status.result, policy: result.dmarc.policy ?? null } : null;
   const details = { fromDomain, headerFrom, spf, dkim, dmarc };
@@ -145,7 +150,13 @@ export async function authenticateSender(config: Config, input: SenderAuthInput)
  * verdict (dmarc mode) or the reply token it was addressed to (token mode).
  * Pure: the pipeline computed `sender` before its transaction.
  */
-export function staffVerdict(config: Pick<Config, 'STAFF_AUTH'>, staff: { id: number; email: string; role: string }, fromAddress: string, token: ReplyToken | null, sender: SenderAuth | null): StaffAuthResult {
+export function staffVerdict(
+  config: Pick<Config, 'STAFF_AUTH'>,
+  staff: { id: number; email: string; role: string },
+  fromAddress: string,
+  token: ReplyToken | null,
+  sender: SenderAuth | null,
+): StaffAuthResult {
   if (staff.role !== 'staff') return fail('not a staff account');
   if (normalizeEmail(staff.email) !== normalizeEmail(fromAddress)) return fail('from does not match the staff account');
   if (config.STAFF_AUTH === 'token') {

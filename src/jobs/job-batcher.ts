@@ -73,7 +73,13 @@ export class JobBatcher<R> {
 
 /** Settles one promise into the map (a rejection stays with its own id). */
 export async function settleInto<R>(map: Map<number, Settled<R>>, id: number, run: Promise<R>): Promise<void> {
-  map.set(id, await run.then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const));
+  map.set(
+    id,
+    await run.then(
+      (value) => ({ status: 'fulfilled', value }) as const,
+      (reason: unknown) => ({ status: 'rejected', reason }) as const,
+    ),
+  );
 }
 
 /** One batcher per context and queue: the context is what a process's workers share. */

@@ -36,8 +36,18 @@ const ago = (now: Date, ms: number) => new Date(now.getTime() - ms);
 
 async function lifecycleMails(trx: Db, ctx: AppContext, due: Array<{ ticket: DueTicket; event: LifecycleEvent }>): Promise<number[]> {
   if (due.length === 0) return [];
-  const users = new Map((await findUserRefs(trx, due.map((d) => d.ticket.requesterId))).map((u) => [u.id, u]));
-  const latest = await latestPublicMessageIds(trx, due.map((d) => d.ticket.id));
+  const users = new Map(
+    (
+      await findUserRefs(
+        trx,
+        due.map((d) => d.ticket.requesterId),
+      )
+    ).map((u) => [u.id, u]),
+  );
+  const latest = await latestPublicMessageIds(
+    trx,
+    due.map((d) => d.ticket.id),
+  );
   const rows: Array<OutboxInsert<'ticket_lifecycle'>> = [];
   for (const { ticket, event } of due) {
     const to = users.get(ticket.requesterId);
@@ -61,18 +71,38 @@ export async function runLifecycle(ctx: AppContext, now: Date = new Date()): Pro
   const cfg = ctx.config;
   const { counts, outboxIds } = await ctx.db.transaction().execute(async (trx) => {
     // Closing first: a ticket auto-solved below has a fresh status_changed_at and is not closed in the same run.
-    const closed = cfg.SOLVED_CLOSE_AFTER === null ? [] : await lockDueTickets(trx, { status: 'solved', before: ago(now, cfg.SOLVED_CLOSE_AFTER), limit: BATCH });
-    await setTicketsStatus(trx, closed.map((t) => t.id), 'closed', now);
+    const closed =
+      cfg.SOLVED_CLOSE_AFTER === null
+        ? []
+        : await lockDueTickets(trx, { status: 'solved', before: ago(now, cfg.SOLVED_CLOSE_AFTER), limit: BATCH });
+    await setTicketsStatus(
+      trx,
+      closed.map((t) => t.id),
+      'closed',
+      now,
+    );
 
-    const solved = cfg.PENDING_SOLVE_AFTER === null ? [] : await lockDueTickets(trx, { status: 'pending', before: ago(now, cfg.PENDING_SOLVE_AFTER), limit: BATCH });
-    await setTicketsStatus(trx, solved.map((t) => t.id), 'solved', now);
+    const solved =
+      cfg.PENDING_SOLVE_AFTER === null
+        ? []
+        : await lockDueTickets(trx, { status: 'pending', before: ago(now, cfg.PENDING_SOLVE_AFTER), limit: BATCH });
+    await setTicketsStatus(
+      trx,
+      solved.map((t) => t.id),
+      'solved',
+      now,
+    );
 
     // Those just solved are no longer pending, so they are not also reminded.
     const reminded =
       cfg.PENDING_REMINDER_AFTER === null
         ? []
         : await lockDueTickets(trx, { status: 'pending', before: ago(now, cfg.PENDING_REMINDER_AFTER), notReminded: true, limit: BATCH });
-    await markPendingReminded(trx, reminded.map((t) => t.id), now);
+    await markPendingReminded(
+      trx,
+      reminded.map((t) => t.id),
+      now,
+    );
 
     const ids = await lifecycleMails(trx, ctx, [
       ...solved.map((ticket) => ({ ticket, event: 'auto_solved' as const })),

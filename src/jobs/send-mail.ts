@@ -28,5 +28,7 @@ export function enqueueOutbound(ctx: EnqueueContext, outboundId: number): Promis
 export async function enqueueOutboundAll(ctx: EnqueueContext & Pick<AppContext, 'log'>, ids: number[]): Promise<void> {
   if (ids.length === 0) return;
   const items = ids.map((outboundId) => ({ data: { outboundId }, options: jobOptions(ctx, outboundId) }));
-  await enqueueBulk(ctx, sendMailJob, items).catch((err) => ctx.log.warn({ err: String(err), outboundIds: ids }, 'enqueue failed; sweeper will retry'));
+  await enqueueBulk(ctx, sendMailJob, items).catch((err) =>
+    ctx.log.warn({ err: String(err), outboundIds: ids }, 'enqueue failed; sweeper will retry'),
+  );
 }

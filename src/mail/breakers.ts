@@ -25,7 +25,6 @@ export type BreakerConfig = Pick<
 const TICKET_KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update'];
 const CUSTOMER_KINDS: OutboundKind[] = ['acknowledgement', 'ticket_update'];
 
-
 /**
  * Serialises deliveries to one recipient for the rest of the transaction,
  * so two workers cannot both see "9 sent" and both send the 10th. Taken
@@ -55,7 +54,11 @@ export function lockRecipientsSql(outboundIds: number[]): string {
 }
 
 /** The reason this mail must not be sent, or null. Counts must be read with lockRecipient held. */
-export function breakerReason(config: BreakerConfig, row: Pick<OutboundMailRow, 'kind' | 'recipient' | 'ticket_id'>, n: BreakerCounts): string | null {
+export function breakerReason(
+  config: BreakerConfig,
+  row: Pick<OutboundMailRow, 'kind' | 'recipient' | 'ticket_id'>,
+  n: BreakerCounts,
+): string | null {
   if (isOurAddress(config, row.recipient)) return 'own_address: never mail our own addresses';
   if (!TICKET_KINDS.includes(row.kind)) return null;
   const windowSecs = config.BREAKER_WINDOW_MS / 1000;

@@ -135,7 +135,10 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest'>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest'>(
+  kind: K,
+  row: OutboundMailRow,
+): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
@@ -150,7 +153,12 @@ type FileView = { filename: string; size: string; url: string | null; cid: strin
  * one way: attached when together they fit MAIL_ATTACH_MAX_BYTES, else each a
  * link signed for this recipient (so the link dies with their access).
  */
-export function planFiles(config: ComposeConfig, row: OutboundMailRow, c: MailContext, opts: ComposeOptions): { parts: MailFile[]; view: FileView[]; linked: boolean } {
+export function planFiles(
+  config: ComposeConfig,
+  row: OutboundMailRow,
+  c: MailContext,
+  opts: ComposeOptions,
+): { parts: MailFile[]; view: FileView[]; linked: boolean } {
   const total = c.attachments.reduce((n, a) => n + a.size, 0);
   const linked = row.user_id !== null && (opts.links === true || total > config.MAIL_ATTACH_MAX_BYTES);
   const expiresAt = Math.floor(((opts.now ?? new Date()).getTime() + config.FILE_LINK_TTL) / 1000);
@@ -161,14 +169,23 @@ export function planFiles(config: ComposeConfig, row: OutboundMailRow, c: MailCo
     const contentType = SAFE_CONTENT_TYPE.test(a.contentType) ? a.contentType.toLowerCase() : 'application/octet-stream';
     // Our own Content-ID, never the sender's: it is an identifier we put in our HTML.
     const cid = a.inline && contentType.startsWith('image/') ? `file${a.id}@${config.MAIL_DOMAIN}` : null;
-    const url = linked ? `${config.PUBLIC_URL}/files/${makeFileToken(config.SECRET_KEY, { attachmentId: a.id, userId: row.user_id!, expiresAt })}` : null;
+    const url = linked
+      ? `${config.PUBLIC_URL}/files/${makeFileToken(config.SECRET_KEY, { attachmentId: a.id, userId: row.user_id!, expiresAt })}`
+      : null;
     if (!linked) parts.push({ attachmentId: a.id, filename, contentType, cid });
     view.push({ filename, size: formatSize(a.size), url, cid: linked ? null : cid, image: cid !== null });
   }
   return { parts, view, linked };
 }
 
-function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContext, recipient: Mailbox, brand: string, files: { view: FileView[] }) {
+function templateData(
+  config: ComposeConfig,
+  row: OutboundMailRow,
+  c: MailContext,
+  recipient: Mailbox,
+  brand: string,
+  files: { view: FileView[] },
+) {
   const locale = row.locale;
   const base = { brand, publicUrl: config.PUBLIC_URL, recipient: { name: recipient.name, email: recipient.address } };
   const ticketLayout = (tag: string) => ({ delimiter: REPLY_DELIMITER, delimiterHint: REPLY_DELIMITER_HINT[locale], tag });
@@ -188,8 +205,11 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
       const who = (a: { authorName: string | null; authorEmail: string; authorRole: string }) =>
         // Customers see a staff member's name (or the brand), never their personal address. A customer's
         // display name is whatever they typed ("Acme Security"), so everyone else sees their address too.
-        !toStaff && a.authorRole === 'staff' ? oneLine(a.authorName ?? '', 100) || brand : displayName({ name: a.authorName, email: a.authorEmail }, true);
-      const actor = c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
+        !toStaff && a.authorRole === 'staff'
+          ? oneLine(a.authorName ?? '', 100) || brand
+          : displayName({ name: a.authorName, email: a.authorEmail }, true);
+      const actor =
+        c.message ?? (payload?.by ? { authorName: payload.by.name, authorEmail: payload.by.email, authorRole: 'customer' } : null);
       return {
         ...base,
         ...ticketLayout(ticket.tag),
@@ -226,12 +246,26 @@ function templateData(config: ComposeConfig, row: OutboundMailRow, c: MailContex
         urgent: t.priority === 'urgent' || t.priority === 'high',
         mine: t.mine,
       }));
-      return { ...base, ...NO_LAYOUT, date: p.date, tickets, count: tickets.length + p.more, more: p.more, requestsUrl: `${config.PUBLIC_URL}/requests?filter=all` };
+      return {
+        ...base,
+        ...NO_LAYOUT,
+        date: p.date,
+        tickets,
+        count: tickets.length + p.more,
+        more: p.more,
+        requestsUrl: `${config.PUBLIC_URL}/requests?filter=all`,
+      };
     }
     case 'ticket_lifecycle': {
       const ticket = ticketView(config, row, c, locale);
       const { event } = payloadOf('ticket_lifecycle', row);
-      return { ...base, ...ticketLayout(ticket.tag), ticket, isReminder: event === 'pending_reminder', isAutoSolved: event === 'auto_solved' };
+      return {
+        ...base,
+        ...ticketLayout(ticket.tag),
+        ticket,
+        isReminder: event === 'pending_reminder',
+        isAutoSolved: event === 'auto_solved',
+      };
     }
     case 'staff_auth_notice':
       return { ...base, ...NO_LAYOUT, ...staffAuthNoticeView(row) };
@@ -243,7 +277,10 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
   if (!isValidEmail(row.recipient)) throw new AppError('INVALID_EMAIL', `invalid recipient address: ${JSON.stringify(row.recipient)}`);
   const from = parseMailFrom(config.MAIL_FROM);
   const to: Mailbox = { name: c.toName ? oneLine(c.toName, 100) : '', address: normalizeEmail(row.recipient) };
-  const files = row.kind === 'staff_notification' || row.kind === 'ticket_update' ? planFiles(config, row, c, opts) : { parts: [], view: [], linked: false };
+  const files =
+    row.kind === 'staff_notification' || row.kind === 'ticket_update'
+      ? planFiles(config, row, c, opts)
+      : { parts: [], view: [], linked: false };
   const rendered = renderMail(row.kind, row.locale, templateData(config, row, c, to, from.name || from.address, files));
 
   const mail: ComposedMail = {
@@ -280,7 +317,11 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
 }
 
 /** Loads and renders one row without locking it (previews, benchmarks, tests). */
-export async function composeOutboundMail(db: Db, config: ComposeConfig & MailContextConfig, row: Pick<OutboundMailRow, 'id'>): Promise<ComposedMail> {
+export async function composeOutboundMail(
+  db: Db,
+  config: ComposeConfig & MailContextConfig,
+  row: Pick<OutboundMailRow, 'id'>,
+): Promise<ComposedMail> {
   const loaded = await loadMailContext(db, config, row.id, { lock: false });
   if (!loaded) throw new AppError('NOT_FOUND', `outbound mail ${row.id} not found`);
   return composeMail(config, loaded.row, loaded.context);

@@ -54,7 +54,14 @@ export interface HistoryEntry {
 
 export interface MailContext {
   toName: string | null;
-  ticket: { id: number; subject: string; status: TicketStatus; priority: TicketPriority; requesterName: string | null; requesterEmail: string } | null;
+  ticket: {
+    id: number;
+    subject: string;
+    status: TicketStatus;
+    priority: TicketPriority;
+    requesterName: string | null;
+    requesterEmail: string;
+  } | null;
   message: { id: number; text: string; authorName: string | null; authorEmail: string; authorRole: UserRole } | null;
   attachments: MailAttachment[];
   /**
@@ -92,14 +99,30 @@ interface Raw extends OutboundMailRow {
 
 // Listed, not o.*: a prepared statement must keep its result shape across migrations.
 const ROW_COLUMNS = [
-  'id', 'kind', 'ticket_id', 'ticket_message_id', 'user_id', 'recipient', 'locale', 'payload', 'message_id',
-  'status', 'attempts', 'last_error', 'bounced_at', 'bounce_inbound_id', 'created_at', 'sent_at',
+  'id',
+  'kind',
+  'ticket_id',
+  'ticket_message_id',
+  'user_id',
+  'recipient',
+  'locale',
+  'payload',
+  'message_id',
+  'status',
+  'attempts',
+  'last_error',
+  'bounced_at',
+  'bounce_inbound_id',
+  'created_at',
+  'sent_at',
 ] as const satisfies ReadonlyArray<keyof OutboundMailRow>;
 
 export type MailContextConfig = Pick<Config, 'BREAKER_WINDOW_MS' | 'MAIL_HISTORY_MESSAGES'>;
 
 const historyEntry = (m: string, a: string) =>
-  sql.raw(`json_build_object('id', ${m}.id, 'text', ${m}.body_text, 'at', ${m}.created_at, 'authorName', ${a}.name, 'authorEmail', ${a}.email, 'authorRole', ${a}.role)`);
+  sql.raw(
+    `json_build_object('id', ${m}.id, 'text', ${m}.body_text, 'at', ${m}.created_at, 'authorName', ${a}.name, 'authorEmail', ${a}.email, 'authorRole', ${a}.role)`,
+  );
 
 /** The statement itself (exported so it can be EXPLAINed). */
 export function mailContextQuery(config: MailContextConfig, outboundId: number | number[], opts: { lock: boolean }) {
@@ -187,8 +210,25 @@ export interface LoadedMail {
 
 function toLoaded(raw: Raw): LoadedMail {
   const {
-    x_to_name, x_ticket_id, x_subject, x_status, x_priority, x_requester_name, x_requester_email, x_message_id, x_text,
-    x_author_name, x_author_email, x_author_role, x_attachments, x_history, x_original, x_thread, x_acks, x_per_ticket, x_customer,
+    x_to_name,
+    x_ticket_id,
+    x_subject,
+    x_status,
+    x_priority,
+    x_requester_name,
+    x_requester_email,
+    x_message_id,
+    x_text,
+    x_author_name,
+    x_author_email,
+    x_author_role,
+    x_attachments,
+    x_history,
+    x_original,
+    x_thread,
+    x_acks,
+    x_per_ticket,
+    x_customer,
     ...row
   } = raw;
   const history = x_original && !x_history.some((h) => h.id === x_original.id) ? [...x_history, x_original] : x_history;
@@ -198,7 +238,14 @@ function toLoaded(raw: Raw): LoadedMail {
       toName: x_to_name,
       ticket:
         x_ticket_id !== null && x_status !== null
-          ? { id: x_ticket_id, subject: x_subject ?? '', status: x_status, priority: x_priority ?? 'normal', requesterName: x_requester_name, requesterEmail: x_requester_email ?? '' }
+          ? {
+              id: x_ticket_id,
+              subject: x_subject ?? '',
+              status: x_status,
+              priority: x_priority ?? 'normal',
+              requesterName: x_requester_name,
+              requesterEmail: x_requester_email ?? '',
+            }
           : null,
       message:
         x_message_id !== null && x_author_email !== null && x_author_role !== null
@@ -212,13 +259,23 @@ function toLoaded(raw: Raw): LoadedMail {
   };
 }
 
-export async function loadMailContext(db: Db, config: MailContextConfig, outboundId: number, opts: { lock: boolean }): Promise<LoadedMail | null> {
+export async function loadMailContext(
+  db: Db,
+  config: MailContextConfig,
+  outboundId: number,
+  opts: { lock: boolean },
+): Promise<LoadedMail | null> {
   const { rows } = await mailContextQuery(config, outboundId, opts).execute(db);
   return rows[0] ? toLoaded(rows[0]) : null;
 }
 
 /** loadMailContext for several rows in one statement; a row another worker holds (lock) or that is gone is absent. */
-export async function loadMailContexts(db: Db, config: MailContextConfig, ids: number[], opts: { lock: boolean }): Promise<Map<number, LoadedMail>> {
+export async function loadMailContexts(
+  db: Db,
+  config: MailContextConfig,
+  ids: number[],
+  opts: { lock: boolean },
+): Promise<Map<number, LoadedMail>> {
   const { rows } = await mailContextQuery(config, ids, opts).execute(db);
   return new Map(rows.map((r) => [r.id, toLoaded(r)]));
 }

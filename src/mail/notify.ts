@@ -67,9 +67,16 @@ function outboxRows(config: NotifyConfig, event: TicketEvent, planned: Planned[]
 }
 
 /** The mails of a new ticket whose requester wrote it: an acknowledgement (to a customer) and the staff notifications. */
-export function ticketCreatedMails(config: NotifyConfig, event: TicketEvent & { type: 'ticket_created' }, author: Recipient, requesterId: number, staff: Recipient[]) {
+export function ticketCreatedMails(
+  config: NotifyConfig,
+  event: TicketEvent & { type: 'ticket_created' },
+  author: Recipient,
+  requesterId: number,
+  staff: Recipient[],
+) {
   const planned: Planned[] = [];
-  if (author.id === requesterId && author.role === 'customer' && !isMachineAddress(author.email)) planned.push({ kind: 'acknowledgement', to: author, payload: {} });
+  if (author.id === requesterId && author.role === 'customer' && !isMachineAddress(author.email))
+    planned.push({ kind: 'acknowledgement', to: author, payload: {} });
   for (const s of staff) planned.push({ kind: 'staff_notification', to: s, payload: { event: 'ticket_created' } });
   // CCs on the first mail already have it: they were addressed by the author.
   return outboxRows(config, event, planned);
@@ -127,12 +134,20 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
     return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets()));
   }
   if (event.type === 'customer_solved') {
-    const planned: Planned[] = (await staffTargets()).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'customer_solved', by: { name: author.name, email: author.email } } }));
+    const planned: Planned[] = (await staffTargets()).map((s) => ({
+      kind: 'staff_notification',
+      to: s,
+      payload: { event: 'customer_solved', by: { name: author.name, email: author.email } },
+    }));
     return insertOutboundMails(db, config, outboxRows(config, event, planned));
   }
   if (event.visibility === 'internal') {
     // A note is for the team: every other staff account, whoever the assignee is.
-    const planned: Planned[] = (await listStaffRecipients(db)).map((s) => ({ kind: 'staff_notification', to: s, payload: { event: 'internal_note' } }));
+    const planned: Planned[] = (await listStaffRecipients(db)).map((s) => ({
+      kind: 'staff_notification',
+      to: s,
+      payload: { event: 'internal_note' },
+    }));
     return insertOutboundMails(db, config, outboxRows(config, event, planned));
   }
 

@@ -32,13 +32,20 @@ hbs.registerHelper('multiline', (value: unknown) => {
 });
 
 /** Quoted like a mail client quotes: every line behind "> ". */
-hbs.registerHelper('quote', (value: unknown) => String(value ?? '').replace(/\r\n?/g, '\n').split('\n').map((l) => (l ? `> ${l}` : '>')).join('\n'));
+hbs.registerHelper('quote', (value: unknown) =>
+  String(value ?? '')
+    .replace(/\r\n?/g, '\n')
+    .split('\n')
+    .map((l) => (l ? `> ${l}` : '>'))
+    .join('\n'),
+);
 
 // Shared pieces of the ticket mails (templates/mail/<locale>/_<name>.<part>.hbs), used as {{> en_files_text}}.
 // A partial is compiled with the options of the template that calls it, so text parts stay unescaped.
 for (const locale of ['en', 'ja'] as const) {
   for (const name of ['files', 'history']) {
-    for (const p of ['text', 'html']) hbs.registerPartial(`${locale}_${name}_${p}`, readFileSync(`${TEMPLATE_DIR}${locale}/_${name}.${p}.hbs`, 'utf8'));
+    for (const p of ['text', 'html'])
+      hbs.registerPartial(`${locale}_${name}_${p}`, readFileSync(`${TEMPLATE_DIR}${locale}/_${name}.${p}.hbs`, 'utf8'));
   }
 }
 
@@ -62,8 +69,11 @@ function part(kind: OutboundKind, locale: Locale, p: Part): Template {
 
 /** One line, no control characters, bounded: safe as a header value whatever the input. */
 export function oneLine(value: string, max = 250): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = value.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const flat = value
+    // eslint-disable-next-line no-control-regex -- control characters are what a header value must not hold
+    .replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
@@ -83,7 +93,14 @@ export interface LayoutData {
 
 export function renderMail(kind: OutboundKind, locale: Locale, data: Record<string, unknown> & LayoutData): RenderedMail {
   const subject = oneLine(part(kind, locale, 'subject')(data));
-  const text = part(kind, locale, 'text')(data).replace(/\n{3,}/g, '\n\n').trim() + '\n';
+  const text =
+    part(
+      kind,
+      locale,
+      'text',
+    )(data)
+      .replace(/\n{3,}/g, '\n\n')
+      .trim() + '\n';
   const content = part(kind, locale, 'html')(data);
   const html = load('layout.html.hbs', true)({ ...data, lang: locale, subject, content });
   return { subject, text, html };

@@ -20,7 +20,6 @@ export interface ThreadHeaders {
   references: string[];
 }
 
-
 export function buildThreadHeaders(thread: ThreadEntry[]): ThreadHeaders {
   const entries: Array<{ id: string; seen: boolean }> = [];
   const known = new Set<string>();

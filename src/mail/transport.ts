@@ -49,11 +49,22 @@ export interface SendResult {
 }
 
 /** Sends a composed mail; `contents` holds the bytes of its files (a file whose row vanished is left out). */
-export async function sendComposed(config: TransportConfig, mail: ComposedMail, contents: ReadonlyMap<number, Buffer> = new Map()): Promise<SendResult> {
+export async function sendComposed(
+  config: TransportConfig,
+  mail: ComposedMail,
+  contents: ReadonlyMap<number, Buffer> = new Map(),
+): Promise<SendResult> {
   const attachments = mail.files.flatMap((f) => {
     const content = contents.get(f.attachmentId);
     if (!content) return [];
-    return [{ filename: f.filename, content, contentType: f.contentType, ...(f.cid ? { cid: f.cid, contentDisposition: 'inline' as const } : {}) }];
+    return [
+      {
+        filename: f.filename,
+        content,
+        contentType: f.contentType,
+        ...(f.cid ? { cid: f.cid, contentDisposition: 'inline' as const } : {}),
+      },
+    ];
   });
   const info = await getTransport(config).sendMail({
     from: mail.from,
@@ -72,7 +83,8 @@ export async function sendComposed(config: TransportConfig, mail: ComposedMail, 
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  const asStrings = (list: unknown[] | undefined) => (list ?? []).map((a) => (typeof a === 'string' ? a : String((a as { address?: string }).address)));
+  const asStrings = (list: unknown[] | undefined) =>
+    (list ?? []).map((a) => (typeof a === 'string' ? a : String((a as { address?: string }).address)));
   return { accepted: asStrings(info.accepted), rejected: asStrings(info.rejected), response: String(info.response ?? '') };
 }
 

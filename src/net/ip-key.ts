@@ -8,7 +8,11 @@ import { isIPv4, isIPv6 } from 'node:net';
  * the IPv4 address.
  */
 export function ipKey(address: string): string {
-  const a = address.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+  const a = address
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '');
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
   if (mapped && isIPv4(mapped[1]!)) return mapped[1]!;
   if (!isIPv6(a)) return a;

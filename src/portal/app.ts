@@ -145,7 +145,13 @@ function renderError(c: PortalContext, deps: PortalDeps, status: number): Respon
   // than leave the unread rest of the body where the client's next request would go.
   if (status === 413) c.header('Connection', 'close');
   try {
-    return renderPage(c, deps, 'error', { ...page, size: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES) }, status as ContentfulStatusCode);
+    return renderPage(
+      c,
+      deps,
+      'error',
+      { ...page, size: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES) },
+      status as ContentfulStatusCode,
+    );
   } catch {
     return c.text('Internal error', 500);
   }

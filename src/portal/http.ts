@@ -100,7 +100,11 @@ export function expectedCsrfToken(c: PortalContext, deps: PortalDeps): string | 
 export function clientIp(c: Context, deps: PortalDeps): string {
   if (deps.ctx.config.TRUST_PROXY) {
     const forwarded = c.req.header('x-forwarded-for');
-    const last = forwarded?.split(',').map((s) => s.trim()).filter(Boolean).pop();
+    const last = forwarded
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .pop();
     if (last) return ipKey(last);
   }
   try {

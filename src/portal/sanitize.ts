@@ -7,12 +7,7 @@ import sanitizeHtml from 'sanitize-html';
  * forms or event handlers on the page. CSP (no inline script) is the third line.
  */
 const OPTIONS: sanitizeHtml.IOptions = {
-  allowedTags: [
-    ...sanitizeHtml.defaults.allowedTags.filter((t) => t !== 'style'),
-    'img',
-    'font',
-    'center',
-  ],
+  allowedTags: [...sanitizeHtml.defaults.allowedTags.filter((t) => t !== 'style'), 'img', 'font', 'center'],
   allowedAttributes: {
     a: ['href', 'name', 'title', 'rel', 'target'],
     img: ['src', 'alt', 'title', 'width', 'height'],

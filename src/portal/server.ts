@@ -13,7 +13,11 @@ export interface PortalServer {
   close(): Promise<void>;
 }
 
-export async function startPortal(ctx: AppContext, host = ctx.config.HTTP_LISTEN.host, port = ctx.config.HTTP_LISTEN.port): Promise<PortalServer> {
+export async function startPortal(
+  ctx: AppContext,
+  host = ctx.config.HTTP_LISTEN.host,
+  port = ctx.config.HTTP_LISTEN.port,
+): Promise<PortalServer> {
   const app = createPortalApp(ctx);
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));

@@ -45,7 +45,11 @@ it('SIGTERM under load: in-flight transactions finish or get 421, exit 0, no job
     shutdownMs: exitedAt - termAt,
     ackedBeforeExit,
     repliesDuringShutdown: repliesDuringShutdown.length,
-    non250DuringShutdown: repliesDuringShutdown.filter((r) => !r.reply.startsWith('250')).map((r) => r.reply.slice(0, 3)).join('|') || 'none',
+    non250DuringShutdown:
+      repliesDuringShutdown
+        .filter((r) => !r.reply.startsWith('250'))
+        .map((r) => r.reply.slice(0, 3))
+        .join('|') || 'none',
   });
 
   expect(code).toBe(0);

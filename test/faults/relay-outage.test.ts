@@ -27,20 +27,40 @@ it('relay down, then 4xx, then a 5xx for one recipient: all else delivered once 
   expect(acked).toBe(N);
 
   // Tickets are created while the relay is down: acceptance and processing never wait for it.
-  await waitFor('tickets while the relay is down', () => countRun(run, acked), (c) => c.tickets === N, 60_000);
+  await waitFor(
+    'tickets while the relay is down',
+    () => countRun(run, acked),
+    (c) => c.tickets === N,
+    60_000,
+  );
   // Wait for real delivery attempts against the dead relay (not a fixed sleep): rows must stay queued.
-  const duringDown = await waitFor('delivery attempts while the relay is down', () => outbox(run), (r) => r.length === N && r.some((x) => x.attempts > 0), 60_000);
+  const duringDown = await waitFor(
+    'delivery attempts while the relay is down',
+    () => outbox(run),
+    (r) => r.length === N && r.some((x) => x.attempts > 0),
+    60_000,
+  );
 
   // Back, but answering 451 to everything for a while.
   run.sink.mode = { type: 'reject', code: 451, message: '4.3.0 Try again later' };
   await run.sink.restart();
-  const during4xx = await waitFor('a 451 from the relay on a retry', () => outbox(run), (r) => r.some((x) => /^451/.test(x.last_error ?? '')), 60_000);
+  const during4xx = await waitFor(
+    'a 451 from the relay on a retry',
+    () => outbox(run),
+    (r) => r.some((x) => /^451/.test(x.last_error ?? '')),
+    60_000,
+  );
 
   // Recovered, except one mailbox that does not exist.
   const refused = `load-${run.tag}-${REFUSED}@customer.example`;
   run.sink.rejectRecipients.set(refused, { code: 550, message: '5.1.1 No such user here' });
   run.sink.mode = { type: 'accept' };
-  const rows = await waitFor('every outbox row to settle', () => outbox(run), (r) => r.every((x) => x.status !== 'queued'), 120_000);
+  const rows = await waitFor(
+    'every outbox row to settle',
+    () => outbox(run),
+    (r) => r.every((x) => x.status !== 'queued'),
+    120_000,
+  );
   const counts = await countRun(run, acked);
   const failed = rows.filter((r) => r.status === 'failed');
   printCounts('relay', counts, {

@@ -15,16 +15,19 @@ import { queuedId, sendOnce, waitProcessed } from './support/smtp.js';
  */
 
 const OPTS = { envelopeFrom: 'sender@customer.example', mailDomain: 'help.test', loopHeader: LOOP_HEADER, attachmentMaxBytes: 1024 * 1024 };
-const mail = (headers: string) => Buffer.from(`${headers}\r\nTo: support@help.test\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n`, 'utf8');
-const zammad = (name: string) => readFileSync(path.resolve(import.meta.dirname, `../../../shared/corpus/zammad-zammad/test/data/mail/${name}.box`));
+const mail = (headers: string) =>
+  Buffer.from(`${headers}\r\nTo: support@help.test\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n`, 'utf8');
+const zammad = (name: string) =>
+  readFileSync(path.resolve(import.meta.dirname, `../../../shared/corpus/zammad-zammad/test/data/mail/${name}.box`));
 
 describe('addresses as written', () => {
   it('reads angle brackets whole, bare tokens, a lone quoted address, and skips quoted names and comments', () => {
-    expect(writtenAddresses('"your secret past" <power quadrant system@example.com>').map((w) => w.address)).toEqual(['power quadrant system@example.com']);
-    expect(writtenAddresses('"bob@evil.example" <bob@real.example>, carol@real.example (Carol <x@y.example>)').map((w) => w.address)).toEqual([
-      'bob@real.example',
-      'carol@real.example',
+    expect(writtenAddresses('"your secret past" <power quadrant system@example.com>').map((w) => w.address)).toEqual([
+      'power quadrant system@example.com',
     ]);
+    expect(
+      writtenAddresses('"bob@evil.example" <bob@real.example>, carol@real.example (Carol <x@y.example>)').map((w) => w.address),
+    ).toEqual(['bob@real.example', 'carol@real.example']);
     expect(writtenAddresses('"finances8@loans.example"').map((w) => w.address)).toEqual(['finances8@loans.example']);
   });
 
@@ -61,8 +64,14 @@ describe('addresses as written', () => {
 
   it('ordinary forms are unchanged: bare address, comment name, quoted name, raw UTF-8 name', async () => {
     expect((await analyzeMessage(mail('From: john@x.example (John)'), OPTS)).from?.address).toBe('john@x.example');
-    expect((await analyzeMessage(mail('From: "Doe, John" <John.Doe@X.example>'), OPTS)).from).toEqual({ address: 'john.doe@x.example', name: 'Doe, John' });
-    expect((await analyzeMessage(mail('From: 山田 太郎 <taro@x.example>'), OPTS)).from).toEqual({ address: 'taro@x.example', name: '山田 太郎' });
+    expect((await analyzeMessage(mail('From: "Doe, John" <John.Doe@X.example>'), OPTS)).from).toEqual({
+      address: 'john.doe@x.example',
+      name: 'Doe, John',
+    });
+    expect((await analyzeMessage(mail('From: 山田 太郎 <taro@x.example>'), OPTS)).from).toEqual({
+      address: 'taro@x.example',
+      name: '山田 太郎',
+    });
   });
 });
 
@@ -74,12 +83,25 @@ describe('through the real listener and pipeline', () => {
   });
   afterAll(() => app.teardown());
 
-  const send = async (raw: Buffer) => waitProcessed(app.ctx.db, queuedId(await sendOnce(app.smtp!.port, { from: 'sender@customer.example', to: ['support@help.test'] }, raw)));
+  const send = async (raw: Buffer) =>
+    waitProcessed(
+      app.ctx.db,
+      queuedId(await sendOnce(app.smtp!.port, { from: 'sender@customer.example', to: ['support@help.test'] }, raw)),
+    );
 
   it('mail071 is held as invalid_sender and nothing is ever queued for system@example.com', async () => {
     const row = await send(zammad('mail071'));
-    expect(row).toMatchObject({ status: 'held', reason: 'invalid_sender', from_address: 'power quadrant system@example.com', ticket_id: null });
-    const outbound = await app.ctx.db.selectFrom('outbound_mails').select('recipient').where('recipient', 'like', '%system@example.com%').execute();
+    expect(row).toMatchObject({
+      status: 'held',
+      reason: 'invalid_sender',
+      from_address: 'power quadrant system@example.com',
+      ticket_id: null,
+    });
+    const outbound = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('recipient')
+      .where('recipient', 'like', '%system@example.com%')
+      .execute();
     expect(outbound).toEqual([]);
   });
 
@@ -93,7 +115,12 @@ describe('through the real listener and pipeline', () => {
       .where('tickets.id', '=', row.ticket_id!)
       .executeTakeFirstOrThrow();
     expect(requester).toEqual({ email: 'ly@example.com', name: 'LTD' });
-    const acks = await app.ctx.db.selectFrom('outbound_mails').select('recipient').where('ticket_id', '=', row.ticket_id!).where('kind', '=', 'acknowledgement').execute();
+    const acks = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('recipient')
+      .where('ticket_id', '=', row.ticket_id!)
+      .where('kind', '=', 'acknowledgement')
+      .execute();
     expect(acks.map((o) => o.recipient)).toEqual(['ly@example.com']);
   });
 });

@@ -27,7 +27,13 @@ afterAll(async () => {
   await Promise.all([seq?.teardown(), bat?.teardown()]);
 });
 
-const env = (from: string, to = ['support@help.test']) => ({ mailFrom: from, rcptTo: to, clientAddress: '127.0.0.1', helo: 'client.test', tls: false });
+const env = (from: string, to = ['support@help.test']) => ({
+  mailFrom: from,
+  rcptTo: to,
+  clientAddress: '127.0.0.1',
+  helo: 'client.test',
+  tls: false,
+});
 
 async function store(app: TestApp, mail: Mail.Options, to?: string[]): Promise<number> {
   const from = String(mail.from ?? '').replace(/^.*<|>.*$/g, '');
@@ -38,7 +44,13 @@ async function store(app: TestApp, mail: Mail.Options, to?: string[]): Promise<n
 async function seed(app: TestApp, tag: string) {
   await createUser(app.ctx.db, { email: `agent-${tag}@staff.example`, name: 'Agent', role: 'staff' });
   const known = `known-${tag}@customer.example`;
-  const first = await store(app, { from: `Known <${known}>`, to: 'support@help.test', subject: 'Existing', text: 'first', messageId: `<existing.${tag}@customer.example>` });
+  const first = await store(app, {
+    from: `Known <${known}>`,
+    to: 'support@help.test',
+    subject: 'Existing',
+    text: 'first',
+    messageId: `<existing.${tag}@customer.example>`,
+  });
   const r = await processInboundMessage(app.ctx, first);
   const t = await app.ctx.db.selectFrom('tickets').select(['id', 'requester_id']).where('id', '=', r.ticketId!).executeTakeFirstOrThrow();
   return { known, ticketId: t.id, requesterId: t.requester_id };
@@ -49,19 +61,89 @@ function traffic(tag: string, s: { known: string; ticketId: number; requesterId:
   const c = (n: string) => `${n}-${tag}@customer.example`;
   return [
     { mail: { from: `Ann <${c('ann')}>`, to: 'support@help.test', subject: 'Printer', text: 'It jams.', messageId: `<a.${tag}@x>` } },
-    { mail: { from: `Ben <${c('ben')}>`, to: 'support@help.test', subject: 'Login', text: 'Cannot log in.\n\nOn Mon, Bob wrote:\n> old\n', messageId: `<b.${tag}@x>` } },
-    { mail: { from: c('jp'), to: 'support@help.test', subject: 'プリンターが動きません', text: 'こんにちは。印刷できません。', textEncoding: 'base64', messageId: `<jp.${tag}@x>` } },
+    {
+      mail: {
+        from: `Ben <${c('ben')}>`,
+        to: 'support@help.test',
+        subject: 'Login',
+        text: 'Cannot log in.\n\nOn Mon, Bob wrote:\n> old\n',
+        messageId: `<b.${tag}@x>`,
+      },
+    },
+    {
+      mail: {
+        from: c('jp'),
+        to: 'support@help.test',
+        subject: 'プリンターが動きません',
+        text: 'こんにちは。印刷できません。',
+        textEncoding: 'base64',
+        messageId: `<jp.${tag}@x>`,
+      },
+    },
     // A known customer, a second mail of a new sender in the same batch, an exact re-delivery.
     { mail: { from: s.known, to: 'support@help.test', subject: 'Another', text: 'new topic', messageId: `<k.${tag}@x>` } },
-    { mail: { from: `Ann <${c('ann')}>`, to: 'support@help.test', subject: 'Printer again', text: 'Still jams.', messageId: `<a2.${tag}@x>` } },
+    {
+      mail: {
+        from: `Ann <${c('ann')}>`,
+        to: 'support@help.test',
+        subject: 'Printer again',
+        text: 'Still jams.',
+        messageId: `<a2.${tag}@x>`,
+      },
+    },
     { mail: { from: `Ben <${c('ben')}>`, to: 'support@help.test', subject: 'Login', text: 'Cannot log in.', messageId: `<b.${tag}@x>` } },
     // Threaded, CC'd, with an attachment, machine mail, no usable From, thread evidence that proves nothing.
-    { mail: { from: s.known, to: replyAddress(s.ticketId, s.requesterId), subject: 'Re: Existing', text: 'more', messageId: `<r.${tag}@x>` }, to: [replyAddress(s.ticketId, s.requesterId)] },
-    { mail: { from: c('cat'), to: 'support@help.test', cc: c('cc'), subject: 'With CC', text: 'cc my colleague', messageId: `<cc.${tag}@x>` } },
-    { mail: { from: c('dan'), to: 'support@help.test', subject: 'Logs', text: 'attached', attachments: [{ filename: 'log.txt', content: 'log line' }], messageId: `<att.${tag}@x>` } },
-    { mail: { from: c('ooo'), to: 'support@help.test', subject: 'Out of office', text: 'away', headers: { 'Auto-Submitted': 'auto-replied' }, messageId: `<ooo.${tag}@x>` } },
+    {
+      mail: {
+        from: s.known,
+        to: replyAddress(s.ticketId, s.requesterId),
+        subject: 'Re: Existing',
+        text: 'more',
+        messageId: `<r.${tag}@x>`,
+      },
+      to: [replyAddress(s.ticketId, s.requesterId)],
+    },
+    {
+      mail: {
+        from: c('cat'),
+        to: 'support@help.test',
+        cc: c('cc'),
+        subject: 'With CC',
+        text: 'cc my colleague',
+        messageId: `<cc.${tag}@x>`,
+      },
+    },
+    {
+      mail: {
+        from: c('dan'),
+        to: 'support@help.test',
+        subject: 'Logs',
+        text: 'attached',
+        attachments: [{ filename: 'log.txt', content: 'log line' }],
+        messageId: `<att.${tag}@x>`,
+      },
+    },
+    {
+      mail: {
+        from: c('ooo'),
+        to: 'support@help.test',
+        subject: 'Out of office',
+        text: 'away',
+        headers: { 'Auto-Submitted': 'auto-replied' },
+        messageId: `<ooo.${tag}@x>`,
+      },
+    },
     { mail: { from: 'not an address', to: 'support@help.test', subject: 'broken', text: 'x', messageId: `<bad.${tag}@x>` } },
-    { mail: { from: c('eve'), to: 'support@help.test', subject: 'Reply to a tagged mail', text: `see [#${s.ticketId}-forged]`, inReplyTo: `<unknown.${tag}@elsewhere>`, messageId: `<e.${tag}@x>` } },
+    {
+      mail: {
+        from: c('eve'),
+        to: 'support@help.test',
+        subject: 'Reply to a tagged mail',
+        text: `see [#${s.ticketId}-forged]`,
+        inReplyTo: `<unknown.${tag}@elsewhere>`,
+        messageId: `<e.${tag}@x>`,
+      },
+    },
   ];
 }
 
@@ -69,7 +151,12 @@ function traffic(tag: string, s: { known: string; ticketId: number; requesterId:
 async function observe(app: TestApp, tag: string, ids: number[]) {
   const db = app.ctx.db;
   const strip = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll(tag, 'TAG'));
-  const rows = await db.selectFrom('inbound_messages').select(['id', 'status', 'reason', 'ticket_id', 'from_address', 'subject', 'header_message_id']).where('id', 'in', ids).orderBy('id').execute();
+  const rows = await db
+    .selectFrom('inbound_messages')
+    .select(['id', 'status', 'reason', 'ticket_id', 'from_address', 'subject', 'header_message_id'])
+    .where('id', 'in', ids)
+    .orderBy('id')
+    .execute();
   const ticketIds = [...new Set(rows.map((r) => r.ticket_id).filter((t): t is number => t !== null))];
   const tickets = await db
     .selectFrom('tickets as t')
@@ -81,11 +168,24 @@ async function observe(app: TestApp, tag: string, ids: number[]) {
   const perMessage = await Promise.all(
     rows.map(async (r) => {
       const t = r.ticket_id === null ? null : byId.get(r.ticket_id)!;
-      const messages = r.ticket_id === null ? [] : await db.selectFrom('messages').select(['body_text', 'original_text', 'visibility']).where('inbound_message_id', '=', r.id).execute();
+      const messages =
+        r.ticket_id === null
+          ? []
+          : await db
+              .selectFrom('messages')
+              .select(['body_text', 'original_text', 'visibility'])
+              .where('inbound_message_id', '=', r.id)
+              .execute();
       const participants =
         r.ticket_id === null
           ? []
-          : await db.selectFrom('ticket_participants as p').innerJoin('users as u', 'u.id', 'p.user_id').select(['u.email', 'p.role']).where('p.ticket_id', '=', r.ticket_id).orderBy('u.email').execute();
+          : await db
+              .selectFrom('ticket_participants as p')
+              .innerJoin('users as u', 'u.id', 'p.user_id')
+              .select(['u.email', 'p.role'])
+              .where('p.ticket_id', '=', r.ticket_id)
+              .orderBy('u.email')
+              .execute();
       const outbox = await db
         .selectFrom('outbound_mails as o')
         .innerJoin('messages as m', 'm.id', 'o.ticket_message_id')
@@ -129,7 +229,9 @@ describe('inbound batch', () => {
     const outcome = (r: { status: string; reason: string | null }) => `${r.status}:${r.reason ?? ''}`;
     expect(ids2.map((id) => outcome(results2.get(id)!))).toEqual(results1.map(outcome));
     // The mix really exercised both paths: plain first mails, and held / threaded / duplicate ones.
-    expect(results1.map(outcome)).toEqual(expect.arrayContaining(['processed:', 'processed:duplicate', 'held:auto_reply', 'held:invalid_sender']));
+    expect(results1.map(outcome)).toEqual(
+      expect.arrayContaining(['processed:', 'processed:duplicate', 'held:auto_reply', 'held:invalid_sender']),
+    );
     expect(await observe(bat, tag, ids2)).toEqual(await observe(seq, tag, ids1));
     // Ann's, Ben's, the Japanese and the known customer's first mails went set-wise; the rest by the rules.
     expect((await bulkCount(bat)) - bulkBefore).toBe(4);
@@ -138,27 +240,57 @@ describe('inbound batch', () => {
   it('writes each message once when the same rows are batched twice at the same time', async () => {
     const tag = uid();
     const ids: number[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await store(bat, { from: `p${i}-${tag}@customer.example`, to: 'support@help.test', subject: `Parallel ${i}`, text: 'hello', messageId: `<p${i}.${tag}@x>` }));
+    for (let i = 0; i < 6; i++)
+      ids.push(
+        await store(bat, {
+          from: `p${i}-${tag}@customer.example`,
+          to: 'support@help.test',
+          subject: `Parallel ${i}`,
+          text: 'hello',
+          messageId: `<p${i}.${tag}@x>`,
+        }),
+      );
     const [a, b] = await Promise.all([processInboundBatch(bat.ctx, ids), processInboundBatch(bat.ctx, [...ids].reverse())]);
     const statuses = ids.map((id) => [a.get(id)!.status, b.get(id)!.status].sort().join('/'));
     expect(statuses).toEqual(ids.map(() => 'processed/skipped'));
     const tickets = await bat.ctx.db.selectFrom('inbound_messages').select('ticket_id').where('id', 'in', ids).execute();
     expect(new Set(tickets.map((t) => t.ticket_id)).size).toBe(6);
-    const acks = await bat.ctx.db.selectFrom('outbound_mails').select('id').where('kind', '=', 'acknowledgement').where('recipient', 'like', `%-${tag}@customer.example`).execute();
+    const acks = await bat.ctx.db
+      .selectFrom('outbound_mails')
+      .select('id')
+      .where('kind', '=', 'acknowledgement')
+      .where('recipient', 'like', `%-${tag}@customer.example`)
+      .execute();
     expect(acks).toHaveLength(6);
   });
 
   it('falls back to one message at a time when the batch fails, so a failure stays with its own message', async () => {
     const tag = uid();
     const ids: number[] = [];
-    for (let i = 0; i < 3; i++) ids.push(await store(bat, { from: `f${i}-${tag}@customer.example`, to: 'support@help.test', subject: `fallback ${i}`, text: 'x', messageId: `<f${i}.${tag}@x>` }));
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        await store(bat, {
+          from: `f${i}-${tag}@customer.example`,
+          to: 'support@help.test',
+          subject: `fallback ${i}`,
+          text: 'x',
+          messageId: `<f${i}.${tag}@x>`,
+        }),
+      );
     // The batch's transaction fails at commit; the per-message runs that follow succeed.
     const settled = await processInboundJobs({ ...bat.ctx, db: failingTransactions(bat.ctx.db, 1) }, ids);
-    expect(ids.map((id) => settled.get(id))).toEqual(ids.map(() => expect.objectContaining({ status: 'fulfilled', value: expect.objectContaining({ status: 'processed' }) })));
+    expect(ids.map((id) => settled.get(id))).toEqual(
+      ids.map(() => expect.objectContaining({ status: 'fulfilled', value: expect.objectContaining({ status: 'processed' }) })),
+    );
     const rows = await bat.ctx.db.selectFrom('inbound_messages').select(['ticket_id', 'attempts']).where('id', 'in', ids).execute();
     expect(new Set(rows.map((r) => r.ticket_id)).size).toBe(3);
     // The rolled-back batch wrote nothing that survived: one ticket and one acknowledgement each.
-    const acks = await bat.ctx.db.selectFrom('outbound_mails').select('id').where('kind', '=', 'acknowledgement').where('recipient', 'like', `%-${tag}@customer.example`).execute();
+    const acks = await bat.ctx.db
+      .selectFrom('outbound_mails')
+      .select('id')
+      .where('kind', '=', 'acknowledgement')
+      .where('recipient', 'like', `%-${tag}@customer.example`)
+      .execute();
     expect(acks).toHaveLength(3);
   });
 });

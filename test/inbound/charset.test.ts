@@ -25,7 +25,12 @@ const pct = (b: Buffer) => [...b].map((x) => `%${x.toString(16).toUpperCase().pa
 
 /** A plain message: headers (pieces joined per line) and a text/plain body, CRLF. */
 function message(headers: Piece[][], body: Piece = 'Hello', contentType: string | null = 'text/plain; charset=utf-8'): Buffer {
-  const lines: Piece[][] = [['From: Taro <taro@customer.example>'], ['To: support@help.test'], ['Message-ID: <x1@customer.example>'], ...headers];
+  const lines: Piece[][] = [
+    ['From: Taro <taro@customer.example>'],
+    ['To: support@help.test'],
+    ['Message-ID: <x1@customer.example>'],
+    ...headers,
+  ];
   if (contentType) lines.push([`Content-Type: ${contentType}`]);
   return bytes(...lines.flatMap((l) => [...l, '\r\n']), 'MIME-Version: 1.0\r\n\r\n', body, '\r\n');
 }
@@ -67,7 +72,9 @@ describe('charsets in headers', () => {
   it('an encoded word labelled ISO-2022-JP that holds Shift_JIS (mail093) reads as Japanese, subject and display name', async () => {
     const raw = bytes(
       `From: ${b64word('ISO-2022-JP', sjis('ツール EXAMPLE'))} <bar@customer.example>\r\n`,
-      'To: support@help.test\r\nSubject: ', sjis('ツール'), '\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n',
+      'To: support@help.test\r\nSubject: ',
+      sjis('ツール'),
+      '\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n',
     );
     const a = await analyze(raw);
     expect(a.subject).toBe('ツール');
@@ -87,8 +94,12 @@ describe('charsets in headers', () => {
 
   it('a raw Shift_JIS display name and a UTF-8-labelled word that holds Shift_JIS', async () => {
     const raw = bytes(
-      'From: ', sjis('山田 太郎'), ' <yamada@customer.example>\r\n',
-      'To: ', b64word('UTF-8', sjis('サポート窓口')), ' <support@help.test>\r\n',
+      'From: ',
+      sjis('山田 太郎'),
+      ' <yamada@customer.example>\r\n',
+      'To: ',
+      b64word('UTF-8', sjis('サポート窓口')),
+      ' <support@help.test>\r\n',
       'Subject: hello\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n',
     );
     const a = await analyze(raw);
@@ -116,19 +127,29 @@ describe('charsets in bodies', () => {
   });
 
   it('a us-ascii body with 8-bit bytes reads as Windows-1252 (mail022: 0xEE is "î")', async () => {
-    const a = await analyze(message([['Subject: x']], Buffer.from('Puzzled by judith bront\xee dave. \x93Quoted\x94 \x80 5', 'latin1'), 'text/plain; charset=us-ascii'));
+    const a = await analyze(
+      message(
+        [['Subject: x']],
+        Buffer.from('Puzzled by judith bront\xee dave. \x93Quoted\x94 \x80 5', 'latin1'),
+        'text/plain; charset=us-ascii',
+      ),
+    );
     expect(a.text.trim()).toBe('Puzzled by judith brontî dave. “Quoted” € 5');
   });
 
   it('a body that is mostly UTF-8 with stray Latin-1 bytes reads each sequence as what it is (mail060)', async () => {
     const body = bytes(Buffer.from('Here it goes - äöü - 差出人\r\n', 'utf8'), Buffer.from('Here it goes - \xe4\xf6\xfc - hi', 'latin1'));
     const qp = [...body].map((b) => (b >= 0x80 || b === 0x3d ? `=${b.toString(16).toUpperCase()}` : String.fromCharCode(b))).join('');
-    const a = await analyze(bytes(message([['Subject: x'], ['Content-Transfer-Encoding: quoted-printable']], qp, 'text/plain; charset=iso-gb2312')));
+    const a = await analyze(
+      bytes(message([['Subject: x'], ['Content-Transfer-Encoding: quoted-printable']], qp, 'text/plain; charset=iso-gb2312')),
+    );
     expect(a.text.replace(/\r\n/g, '\n').trim()).toBe('Here it goes - äöü - 差出人\nHere it goes - äöü - hi');
   });
 
   it('a body without charset that is GBK reads as Chinese (mail023)', async () => {
-    const a = await analyze(message([['Subject: x']], gbk('机房环境法规\r\n您好，这封信如果影响到您的生活和工作，我们向您诚恳的道歉。'), null));
+    const a = await analyze(
+      message([['Subject: x']], gbk('机房环境法规\r\n您好，这封信如果影响到您的生活和工作，我们向您诚恳的道歉。'), null),
+    );
     expect(a.text.trim()).toBe('机房环境法规\n您好，这封信如果影响到您的生活和工作，我们向您诚恳的道歉。');
   });
 
@@ -136,8 +157,12 @@ describe('charsets in bodies', () => {
     const qp = [...sjis(ja)].map((b) => (b >= 0x80 || b === 0x3d ? `=${b.toString(16).toUpperCase()}` : String.fromCharCode(b))).join('');
     const raw = bytes(
       'From: Taro <taro@customer.example>\r\nTo: support@help.test\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n',
-      '--alt\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n', qp, '\r\n',
-      '--alt\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n', eucjp(`<p>${ja}</p>`).toString('base64'), '\r\n--alt--\r\n',
+      '--alt\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+      qp,
+      '\r\n',
+      '--alt\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n',
+      eucjp(`<p>${ja}</p>`).toString('base64'),
+      '\r\n--alt--\r\n',
     );
     const a = await analyze(raw);
     expect(a.text.replace(/\r\n/g, '\n').trim()).toBe(ja.replace(/\r\n/g, '\n'));
@@ -145,7 +170,11 @@ describe('charsets in bodies', () => {
   });
 
   it('an HTML body without a MIME charset follows its <meta charset>', async () => {
-    const html = bytes('<html><head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS"></head><body><p>', sjis('ご注文ありがとうございます'), '</p></body></html>');
+    const html = bytes(
+      '<html><head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS"></head><body><p>',
+      sjis('ご注文ありがとうございます'),
+      '</p></body></html>',
+    );
     const a = await analyze(message([['Subject: x']], html, 'text/html'));
     expect(a.visibleText).toBe('ご注文ありがとうございます');
   });
@@ -167,9 +196,15 @@ describe('charsets in attachment names', () => {
   it.each([
     ['raw Shift_JIS in filename="…"', ['Content-Disposition: attachment; filename="', sjis('見積書.pdf'), '"']],
     ['raw GBK in filename="…" (mail015)', ['Content-Disposition: attachment; filename="', gbk('绩效管理,究竟谁错了.pdf'), '"']],
-    ['an ISO-2022-JP-labelled encoded word holding Shift_JIS', [`Content-Disposition: attachment; filename="${b64word('ISO-2022-JP', sjis('見積書.pdf'))}"`]],
+    [
+      'an ISO-2022-JP-labelled encoded word holding Shift_JIS',
+      [`Content-Disposition: attachment; filename="${b64word('ISO-2022-JP', sjis('見積書.pdf'))}"`],
+    ],
     ['RFC 2231, correctly labelled ISO-2022-JP', [`Content-Disposition: attachment; filename*=ISO-2022-JP''${pct(jis('見積書.pdf'))}`]],
-    ['RFC 2231, correctly labelled Shift_JIS, in continuations', [`Content-Disposition: attachment;\r\n filename*0*=Shift_JIS''${pct(sjis('見積'))};\r\n filename*1*=${pct(sjis('書.pdf'))}`]],
+    [
+      'RFC 2231, correctly labelled Shift_JIS, in continuations',
+      [`Content-Disposition: attachment;\r\n filename*0*=Shift_JIS''${pct(sjis('見積'))};\r\n filename*1*=${pct(sjis('書.pdf'))}`],
+    ],
     ['RFC 2231 labelled UTF-8 holding Shift_JIS', [`Content-Disposition: attachment; filename*=UTF-8''${pct(sjis('見積書.pdf'))}`]],
     ['RFC 2231 without a charset, holding EUC-JP', [`Content-Disposition: attachment; filename*=''${pct(eucjp('見積書.pdf'))}`]],
   ])('%s', async (label, pieces) => {
@@ -184,8 +219,12 @@ describe('structure and hostile input', () => {
       'From: Taro <taro@customer.example>\r\nTo: support@help.test\r\nSubject: nested\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n',
       '--b\r\nContent-Type: multipart/related; boundary="b--x"\r\n\r\n',
       '--b--x\r\nContent-Type: image/gif\r\nContent-ID: <i1>\r\n\r\nGIF89a\r\n--b--x--\r\n',
-      '--b\r\nContent-Type: text/plain\r\n\r\n', sjis('お世話になっております。'), '\r\n',
-      '--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a.bin"\r\n\r\n', Buffer.from([0x81, 0x82, 0xff]), '\r\n--b--\r\n',
+      '--b\r\nContent-Type: text/plain\r\n\r\n',
+      sjis('お世話になっております。'),
+      '\r\n',
+      '--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a.bin"\r\n\r\n',
+      Buffer.from([0x81, 0x82, 0xff]),
+      '\r\n--b--\r\n',
     );
     const a = await analyze(raw);
     expect(a.text.trim()).toBe('お世話になっております。');
@@ -198,8 +237,14 @@ describe('structure and hostile input', () => {
     expect(repairCharsets(words).toString('utf8')).toContain('=?UTF-8?B?');
     const sections = Array.from({ length: 10_000 }, (_v, i) => `filename*${i}*=${i === 0 ? "''" : ''}${pct(sjis('見積もり'))}`).join('; ');
     const utf8 = encodeURIComponent('見積もり');
-    expect(repairCharsets(Buffer.from(`Content-Type: text/plain; ${sections}\r\n\r\nx`)).toString('utf8')).toContain(`filename*=UTF-8''${utf8.repeat(10_000)}\r\n`);
-    const body = message([['Subject: x']], Buffer.concat(Array.from({ length: 20_000 }, () => sjis('お世話になっております。'))), 'text/plain');
+    expect(repairCharsets(Buffer.from(`Content-Type: text/plain; ${sections}\r\n\r\nx`)).toString('utf8')).toContain(
+      `filename*=UTF-8''${utf8.repeat(10_000)}\r\n`,
+    );
+    const body = message(
+      [['Subject: x']],
+      Buffer.concat(Array.from({ length: 20_000 }, () => sjis('お世話になっております。'))),
+      'text/plain',
+    );
     expect(repairCharsets(body).toString('latin1')).toContain('charset=cp932');
   });
 });

@@ -54,8 +54,16 @@ describe('machine-mail rules', () => {
 
   it('a multipart/report delivery-status is a bounce when any recipient failed, else delivery_status', () => {
     const report = { contentType: 'multipart/report', reportType: 'delivery-status' };
-    const failed = { recipients: parseDeliveryStatus('Final-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n'), originalMessageIds: [], permanent: true };
-    const delayed = { recipients: parseDeliveryStatus('Final-Recipient: rfc822; a@b.example\nAction: delayed\nStatus: 4.4.7\n'), originalMessageIds: [], permanent: false };
+    const failed = {
+      recipients: parseDeliveryStatus('Final-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n'),
+      originalMessageIds: [],
+      permanent: true,
+    };
+    const delayed = {
+      recipients: parseDeliveryStatus('Final-Recipient: rfc822; a@b.example\nAction: delayed\nStatus: 4.4.7\n'),
+      originalMessageIds: [],
+      permanent: false,
+    };
     expect(classify({ ...report, dsn: failed })?.kind).toBe('bounce');
     expect(classify({ ...report, dsn: delayed })?.kind).toBe('delivery_status');
   });
@@ -76,7 +84,11 @@ describe('machine-mail rules', () => {
     ].join('\r\n');
     const r = parseDeliveryStatus(body);
     expect(r).toHaveLength(2);
-    expect(r[0]).toMatchObject({ finalRecipient: 'one@b.example', action: 'failed', diagnosticCode: '550 5.1.1 user unknown (folded detail)' });
+    expect(r[0]).toMatchObject({
+      finalRecipient: 'one@b.example',
+      action: 'failed',
+      diagnosticCode: '550 5.1.1 user unknown (folded detail)',
+    });
     expect(r[1]).toMatchObject({ finalRecipient: 'two@b.example', action: 'delivered' });
   });
 });
@@ -88,7 +100,8 @@ describe('reply text', () => {
   });
 
   it('cuts an Outlook header block (From/Sent/To) and its separator', () => {
-    const text = 'New answer\n\n________________________________\nFrom: Support <support@help.test>\nSent: Monday\nTo: me\nSubject: Re: x\n\nold body';
+    const text =
+      'New answer\n\n________________________________\nFrom: Support <support@help.test>\nSent: Monday\nTo: me\nSubject: Re: x\n\nold body';
     expect(visibleReplyText(text)).toBe('New answer');
   });
 
@@ -107,7 +120,9 @@ describe('HTML', () => {
     const out = sanitizeMailHtml(
       '<div style="position:fixed" onmouseover="x()">a<script>x()</script><a href="javascript:x()">j</a><a href="https://ok.example">ok</a><img src="data:image/png;base64,AAAA"><iframe src="https://x"></iframe></div>',
     );
-    expect(out).toBe('<div>a<a rel="noopener noreferrer nofollow" target="_blank">j</a><a href="https://ok.example" rel="noopener noreferrer nofollow" target="_blank">ok</a><img /></div>');
+    expect(out).toBe(
+      '<div>a<a rel="noopener noreferrer nofollow" target="_blank">j</a><a href="https://ok.example" rel="noopener noreferrer nofollow" target="_blank">ok</a><img /></div>',
+    );
   });
 
   it('keeps the whole body when everything would be cut (a forward wrapped in a blockquote)', () => {
@@ -144,7 +159,12 @@ describe('attachment file names', () => {
 });
 
 describe('parse pool guard', () => {
-  const opts = { envelopeFrom: 'a@b.example', mailDomain: 'help.test', loopHeader: 'X-Replyline-Loop', attachmentMaxBytes: 50 * 1024 * 1024 };
+  const opts = {
+    envelopeFrom: 'a@b.example',
+    mailDomain: 'help.test',
+    loopHeader: 'X-Replyline-Loop',
+    attachmentMaxBytes: 50 * 1024 * 1024,
+  };
 
   it('stops a thread that uses more CPU than the limit, and the next message still parses on a fresh thread', async () => {
     const pool = new ParsePool(1);
@@ -159,7 +179,7 @@ describe('parse pool guard', () => {
     }
   });
 
-  it('shares the threads fairly: a sender with a queue of messages does not go before another sender\'s one (issue #12)', async () => {
+  it("shares the threads fairly: a sender with a queue of messages does not go before another sender's one (issue #12)", async () => {
     const pool = new ParsePool(1);
     try {
       const done: string[] = [];

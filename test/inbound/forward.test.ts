@@ -29,7 +29,8 @@ const SEPARATORS = [
   '------------------ 原始邮件 ------------------',
   '------------------ 原始郵件 ------------------',
 ];
-const FORWARDED = 'Von:     example@example.com\nAn:      bob@example.com\nDatum:   30.05.2017 16:17\nBetreff: Invoice\n\nDear Mrs. Weber,\n\nplease find the invoices attached.';
+const FORWARDED =
+  'Von:     example@example.com\nAn:      bob@example.com\nDatum:   30.05.2017 16:17\nBetreff: Invoice\n\nDear Mrs. Weber,\n\nplease find the invoices attached.';
 
 describe('forward separators', () => {
   it.each(SEPARATORS)('new text above "%s" is the visible text', (separator) => {
@@ -50,7 +51,12 @@ describe('forward separators', () => {
 
   it('mail057: the bare German forward shows the forwarded invoice mail, not just its separator', async () => {
     const raw = readFileSync(path.resolve(import.meta.dirname, '../../../shared/corpus/zammad-zammad/test/data/mail/mail057.box'));
-    const a = await analyzeMessage(raw, { envelopeFrom: 'x@corpus.example', mailDomain: 'help.test', loopHeader: LOOP_HEADER, attachmentMaxBytes: 1024 * 1024 });
+    const a = await analyzeMessage(raw, {
+      envelopeFrom: 'x@corpus.example',
+      mailDomain: 'help.test',
+      loopHeader: LOOP_HEADER,
+      attachmentMaxBytes: 1024 * 1024,
+    });
     expect(a.visibleText.startsWith('----- Original Nachricht ----\nVon:     example@example.com')).toBe(true);
     expect(a.visibleText).toContain('anbei mal wieder ein paar Invoice.');
   });
@@ -70,25 +76,43 @@ describe('quote headers', () => {
   });
 
   it('an interleaved answer below a quote header is kept', () => {
-    const visible = visibleReplyText('Hi,\nOn Tue, 2011-03-01 at 18:02 +0530, Abhishek Kona wrote:\n> How do I clear a bucket?\n\nList the keys and delete each one.\n');
+    const visible = visibleReplyText(
+      'Hi,\nOn Tue, 2011-03-01 at 18:02 +0530, Abhishek Kona wrote:\n> How do I clear a bucket?\n\nList the keys and delete each one.\n',
+    );
     expect(visible).toContain('List the keys and delete each one.');
   });
 
   it('the Outlook From/Sent/To/Subject block (German and Japanese too) ends the reply', () => {
-    expect(visibleReplyText('Done.\n\nFrom: Support <support@help.test>\nSent: Monday, 1 March 2021 10:00\nTo: Carol\nSubject: Re: printer\n\nold text')).toBe('Done.');
-    expect(visibleReplyText('Erledigt.\n\nVon: Support <support@help.test>\nGesendet: Montag, 1. März 2021 10:00\nAn: Carol\nBetreff: AW: Drucker\n\nalt')).toBe('Erledigt.');
-    expect(visibleReplyText('対応しました。\n\n差出人: サポート <support@help.test>\n送信日時: 2021年3月1日 10:00\n宛先: 山田\n件名: RE: プリンター\n\n旧')).toBe('対応しました。');
+    expect(
+      visibleReplyText(
+        'Done.\n\nFrom: Support <support@help.test>\nSent: Monday, 1 March 2021 10:00\nTo: Carol\nSubject: Re: printer\n\nold text',
+      ),
+    ).toBe('Done.');
+    expect(
+      visibleReplyText(
+        'Erledigt.\n\nVon: Support <support@help.test>\nGesendet: Montag, 1. März 2021 10:00\nAn: Carol\nBetreff: AW: Drucker\n\nalt',
+      ),
+    ).toBe('Erledigt.');
+    expect(
+      visibleReplyText(
+        '対応しました。\n\n差出人: サポート <support@help.test>\n送信日時: 2021年3月1日 10:00\n宛先: 山田\n件名: RE: プリンター\n\n旧',
+      ),
+    ).toBe('対応しました。');
   });
 
   it('a sentence that merely mentions a forwarded message is not a separator', () => {
-    expect(visibleReplyText('I never got the forwarded message you mentioned.\nCan you send it again?')).toBe('I never got the forwarded message you mentioned.\nCan you send it again?');
+    expect(visibleReplyText('I never got the forwarded message you mentioned.\nCan you send it again?')).toBe(
+      'I never got the forwarded message you mentioned.\nCan you send it again?',
+    );
   });
 
   it('stays linear on long runs of dashes, spaces and quote markers (no pattern backtracks across lines)', () => {
     const hostile = `${'- '.repeat(200_000)}\n${'>'.repeat(100_000)} wrote:\n${' '.repeat(200_000)}Original Message x\n`;
     expect(visibleReplyText(`hello\n${hostile}`).startsWith('hello')).toBe(true);
     // Thousands of interleaved quote headers: each is checked against one precomputed pass, not a rescan.
-    const interleaved = Array.from({ length: 20_000 }, (_v, i) => `On Mon, A <a@b.example> wrote:\n> question ${i}\nanswer ${i}`).join('\n');
+    const interleaved = Array.from({ length: 20_000 }, (_v, i) => `On Mon, A <a@b.example> wrote:\n> question ${i}\nanswer ${i}`).join(
+      '\n',
+    );
     expect(visibleReplyText(`hello\n${interleaved}`).startsWith('hello')).toBe(true);
   });
 });

@@ -30,7 +30,13 @@ async function cli(...argv: string[]) {
 }
 
 async function heldAutoReply(subject = `Out of office ${uid()}`) {
-  return deliver(db(), app.smtp!.port, { from: `ooo-${uid()}@customer.example`, to: 'support@help.test', subject, text: 'I am away', headers: { 'Auto-Submitted': 'auto-replied' } });
+  return deliver(db(), app.smtp!.port, {
+    from: `ooo-${uid()}@customer.example`,
+    to: 'support@help.test',
+    subject,
+    text: 'I am away',
+    headers: { 'Auto-Submitted': 'auto-replied' },
+  });
 }
 
 describe('npm run cli -- held …', () => {
@@ -38,7 +44,9 @@ describe('npm run cli -- held …', () => {
     const row = await heldAutoReply('Vacation notice');
     const all = await cli('held', 'list');
     expect(all.code).toBe(0);
-    expect(all.out).toMatch(new RegExp(`^${row.id}\\t\\S+\\tauto_reply\\t${row.from_address}\\tVacation notice\\tAuto-Submitted: auto-replied$`, 'm'));
+    expect(all.out).toMatch(
+      new RegExp(`^${row.id}\\t\\S+\\tauto_reply\\t${row.from_address}\\tVacation notice\\tAuto-Submitted: auto-replied$`, 'm'),
+    );
     expect((await cli('held', 'list', '--reason', 'cc_limit')).out).not.toContain('Vacation notice');
     const bad = await cli('held', 'list', '--reason', 'nonsense');
     expect(bad.code).toBe(2);
@@ -66,19 +74,42 @@ describe('npm run cli -- held …', () => {
 
   it('held release waives only the rule that held it: a cc_limit release adds every CC', async () => {
     const cc = [`a-${uid()}@customer.example`, `b-${uid()}@customer.example`];
-    const row = await deliver(db(), app.smtp!.port, { from: `ccs-${uid()}@customer.example`, to: 'support@help.test', cc, subject: 'ccs', text: 'x' });
+    const row = await deliver(db(), app.smtp!.port, {
+      from: `ccs-${uid()}@customer.example`,
+      to: 'support@help.test',
+      cc,
+      subject: 'ccs',
+      text: 'x',
+    });
     expect(row.reason).toBe('cc_limit');
     expect((await cli('held', 'release', String(row.id))).code).toBe(0);
-    const after = await db().selectFrom('inbound_messages').select(['status', 'ticket_id']).where('id', '=', row.id).executeTakeFirstOrThrow();
+    const after = await db()
+      .selectFrom('inbound_messages')
+      .select(['status', 'ticket_id'])
+      .where('id', '=', row.id)
+      .executeTakeFirstOrThrow();
     expect(after.status).toBe('processed');
-    const ccs = await db().selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', after.ticket_id!).where('role', '=', 'cc').execute();
+    const ccs = await db()
+      .selectFrom('ticket_participants')
+      .select('user_id')
+      .where('ticket_id', '=', after.ticket_id!)
+      .where('role', '=', 'cc')
+      .execute();
     expect(ccs).toHaveLength(2);
   });
 
   it('held release of a parse_failed message retries the parse with the long limit', async () => {
     const email = `pf-${uid()}@customer.example`;
-    const id = await insertInboundMessage(db(), cpuHeavyMail(email), { mailFrom: email, rcptTo: ['support@help.test'], clientAddress: '127.0.0.1', helo: 'h', tls: false });
-    expect((await processInboundMessage({ ...app.ctx, config: { ...app.ctx.config, INBOUND_PARSE_TIMEOUT_MS: 20 } }, id)).reason).toBe('parse_failed');
+    const id = await insertInboundMessage(db(), cpuHeavyMail(email), {
+      mailFrom: email,
+      rcptTo: ['support@help.test'],
+      clientAddress: '127.0.0.1',
+      helo: 'h',
+      tls: false,
+    });
+    expect((await processInboundMessage({ ...app.ctx, config: { ...app.ctx.config, INBOUND_PARSE_TIMEOUT_MS: 20 } }, id)).reason).toBe(
+      'parse_failed',
+    );
     expect((await cli('held', 'release', String(id))).out).toMatch(/released \d+ from parse_failed; processed as ticket/);
   });
 

@@ -25,23 +25,26 @@ async function sendRaw(raw: Buffer, from: string) {
 }
 
 describe('charsets', () => {
-  it.each(BODIES)('decodes a %s body, an ISO-2022-JP encoded-word subject and From name, and gives the new account the ja locale', async (_n, charset, cte, hex) => {
-    const email = `ja-${uid()}@customer.example`;
-    const raw = Buffer.concat([
-      Buffer.from(
-        `From: =?ISO-2022-JP?B?GyRCOzNFREJATzobKEI=?= <${email}>\r\nTo: support@help.test\r\nSubject: =?ISO-2022-JP?B?GyRCOCtAUSRiJGowTU1qGyhC?=\r\n` +
-          `Message-ID: <ja.${uid()}@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=${charset}\r\nContent-Transfer-Encoding: ${cte}\r\n\r\n`,
-      ),
-      Buffer.from(hex, 'hex'),
-      Buffer.from('\r\n'),
-    ]);
-    const row = await sendRaw(raw, email);
-    expect(row.status).toBe('processed');
-    expect((await ticket(db(), row.ticket_id!)).subject).toBe('見積もり依頼');
-    expect((await messagesOf(db(), row.ticket_id!))[0]!.body_text).toBe(JA_BODY);
-    const user = await db().selectFrom('users').select(['name', 'locale']).where('email', '=', email).executeTakeFirstOrThrow();
-    expect(user).toEqual({ name: '山田太郎', locale: 'ja' });
-  });
+  it.each(BODIES)(
+    'decodes a %s body, an ISO-2022-JP encoded-word subject and From name, and gives the new account the ja locale',
+    async (_n, charset, cte, hex) => {
+      const email = `ja-${uid()}@customer.example`;
+      const raw = Buffer.concat([
+        Buffer.from(
+          `From: =?ISO-2022-JP?B?GyRCOzNFREJATzobKEI=?= <${email}>\r\nTo: support@help.test\r\nSubject: =?ISO-2022-JP?B?GyRCOCtAUSRiJGowTU1qGyhC?=\r\n` +
+            `Message-ID: <ja.${uid()}@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=${charset}\r\nContent-Transfer-Encoding: ${cte}\r\n\r\n`,
+        ),
+        Buffer.from(hex, 'hex'),
+        Buffer.from('\r\n'),
+      ]);
+      const row = await sendRaw(raw, email);
+      expect(row.status).toBe('processed');
+      expect((await ticket(db(), row.ticket_id!)).subject).toBe('見積もり依頼');
+      expect((await messagesOf(db(), row.ticket_id!))[0]!.body_text).toBe(JA_BODY);
+      const user = await db().selectFrom('users').select(['name', 'locale']).where('email', '=', email).executeTakeFirstOrThrow();
+      expect(user).toEqual({ name: '山田太郎', locale: 'ja' });
+    },
+  );
 
   it.each([
     ['GB18030', 'gb18030', 'c4e3bac3a3acb4f2d3a1bbfabbb5c1cb', '你好，打印机坏了'],
@@ -50,21 +53,27 @@ describe('charsets', () => {
   ])('decodes a %s body', async (_n, charset, hex, expected) => {
     const email = `cs-${uid()}@customer.example`;
     const ct = charset ? `Content-Type: text/plain; charset=${charset}\r\n` : '';
-    const raw = Buffer.concat([Buffer.from(`From: ${email}\r\nSubject: cs\r\nMIME-Version: 1.0\r\n${ct}Content-Transfer-Encoding: 8bit\r\n\r\n`), Buffer.from(hex, 'hex'), Buffer.from('\r\n')]);
+    const raw = Buffer.concat([
+      Buffer.from(`From: ${email}\r\nSubject: cs\r\nMIME-Version: 1.0\r\n${ct}Content-Transfer-Encoding: 8bit\r\n\r\n`),
+      Buffer.from(hex, 'hex'),
+      Buffer.from('\r\n'),
+    ]);
     const row = await sendRaw(raw, email);
     expect((await messagesOf(db(), row.ticket_id!))[0]!.body_text).toBe(expected);
   });
 
   it('strips a Japanese Gmail quote header and our reply delimiter', async () => {
     const t = await openTicket(db(), port);
-    const text = 'ありがとうございます。解決しました。\n\n2024年5月1日(水) 10:00 Support <support@help.test>:\n> ##- Please type your reply above this line -##\n> 以前のメッセージ\n';
+    const text =
+      'ありがとうございます。解決しました。\n\n2024年5月1日(水) 10:00 Support <support@help.test>:\n> ##- Please type your reply above this line -##\n> 以前のメッセージ\n';
     const row = await deliver(db(), port, { from: t.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re', text });
     expect((await messagesOf(db(), row.ticket_id!)).at(-1)!.body_text).toBe('ありがとうございます。解決しました。');
   });
 
   it('cuts at our "reply above this line" delimiter even without quote markers', async () => {
     const t = await openTicket(db(), port);
-    const text = 'Works now, thanks!\n\nOn Tue, Support wrote:\n##- Please type your reply above this line -##\nYour request #1 was updated.\nAgent: did you restart it?\n';
+    const text =
+      'Works now, thanks!\n\nOn Tue, Support wrote:\n##- Please type your reply above this line -##\nYour request #1 was updated.\nAgent: did you restart it?\n';
     const row = await deliver(db(), port, { from: t.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re', text });
     const m = (await messagesOf(db(), row.ticket_id!)).at(-1)!;
     expect(m.body_text).toBe('Works now, thanks!');
@@ -100,7 +109,8 @@ describe('HTML and attachments', () => {
 
   it('drops the quoted history from an HTML-only reply (Gmail blockquote)', async () => {
     const t = await openTicket(db(), port);
-    const html = '<div dir="ltr">Fixed, thank you!</div><div class="gmail_quote"><div class="gmail_attr">On Mon, Support &lt;support@help.test&gt; wrote:</div><blockquote>old text</blockquote></div>';
+    const html =
+      '<div dir="ltr">Fixed, thank you!</div><div class="gmail_quote"><div class="gmail_attr">On Mon, Support &lt;support@help.test&gt; wrote:</div><blockquote>old text</blockquote></div>';
     const row = await deliver(db(), port, { from: t.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re', html });
     const m = (await messagesOf(db(), row.ticket_id!)).at(-1)!;
     expect(m.body_text).toBe('Fixed, thank you!');
@@ -122,7 +132,12 @@ describe('HTML and attachments', () => {
       ],
     });
     const m = (await messagesOf(db(), row.ticket_id!))[0]!;
-    const att = await db().selectFrom('attachments').select(['filename', 'size', 'sha256']).where('message_id', '=', m.id).orderBy('id').execute();
+    const att = await db()
+      .selectFrom('attachments')
+      .select(['filename', 'size', 'sha256'])
+      .where('message_id', '=', m.id)
+      .orderBy('id')
+      .execute();
     expect(att.map((a) => a.filename)).toEqual(['passwd', '見積書gpj.exe']);
     expect(att[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(m.body_text).toContain('see attached');
@@ -134,29 +149,51 @@ describe('staff replies (STAFF_AUTH=token)', () => {
   it('a staff reply through their reply address becomes a public message and reaches the requester', async () => {
     const t = await openTicket(db(), port);
     const staff = await makeStaff(db());
-    const row = await deliver(db(), port, { from: staff.email, to: replyAddress(t.ticketId, staff.id), subject: 'Re', text: 'Please restart it.\n\n> Help!' });
+    const row = await deliver(db(), port, {
+      from: staff.email,
+      to: replyAddress(t.ticketId, staff.id),
+      subject: 'Re',
+      text: 'Please restart it.\n\n> Help!',
+    });
     expect(row.status).toBe('processed');
     const m = (await messagesOf(db(), t.ticketId)).at(-1)!;
     expect(m).toMatchObject({ author_id: staff.id, visibility: 'public', body_text: 'Please restart it.' });
-    expect((await outboxOf(db(), t.ticketId)).some((o) => o.kind === 'ticket_update' && o.recipient === t.email && o.ticket_message_id === m.id)).toBe(true);
+    expect(
+      (await outboxOf(db(), t.ticketId)).some((o) => o.kind === 'ticket_update' && o.recipient === t.email && o.ticket_message_id === m.id),
+    ).toBe(true);
     expect((await ticket(db(), t.ticketId)).status).toBe('open');
   });
 
   it('staff commands set status and make internal notes that no customer is mailed about', async () => {
     const t = await openTicket(db(), port);
     const staff = await makeStaff(db());
-    await deliver(db(), port, { from: staff.email, to: replyAddress(t.ticketId, staff.id), subject: 'Re', text: '#note\nCustomer seems confused.' });
+    await deliver(db(), port, {
+      from: staff.email,
+      to: replyAddress(t.ticketId, staff.id),
+      subject: 'Re',
+      text: '#note\nCustomer seems confused.',
+    });
     const note = (await messagesOf(db(), t.ticketId)).at(-1)!;
     expect(note).toMatchObject({ visibility: 'internal', body_text: 'Customer seems confused.' });
     expect((await outboxOf(db(), t.ticketId)).some((o) => o.ticket_message_id === note.id && o.recipient === t.email)).toBe(false);
-    await deliver(db(), port, { from: staff.email, to: replyAddress(t.ticketId, staff.id), subject: 'Re', text: '#status solved\nAll done.' });
+    await deliver(db(), port, {
+      from: staff.email,
+      to: replyAddress(t.ticketId, staff.id),
+      subject: 'Re',
+      text: '#status solved\nAll done.',
+    });
     expect((await ticket(db(), t.ticketId)).status).toBe('solved');
   });
 
   it('a staff address without a valid token is held as auth_failed and changes nothing', async () => {
     const t = await openTicket(db(), port);
     const staff = await makeStaff(db());
-    const row = await deliver(db(), port, { from: staff.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re', text: '#status solved\nforged' });
+    const row = await deliver(db(), port, {
+      from: staff.email,
+      to: replyAddress(t.ticketId, t.requesterId),
+      subject: 'Re',
+      text: '#status solved\nforged',
+    });
     expect(row).toMatchObject({ status: 'held', reason: 'auth_failed' });
     expect(await messagesOf(db(), t.ticketId)).toHaveLength(1);
     expect((await ticket(db(), t.ticketId)).status).toBe('new');
@@ -164,7 +201,12 @@ describe('staff replies (STAFF_AUTH=token)', () => {
 
   it('unauthenticated staff mail that threads to no ticket is held auth_failed, not opened as a ticket "from staff"', async () => {
     const staff = await makeStaff(db());
-    const row = await deliver(db(), port, { from: staff.email, to: 'support@help.test', subject: 'Internal request', text: 'New laptop please' });
+    const row = await deliver(db(), port, {
+      from: staff.email,
+      to: 'support@help.test',
+      subject: 'Internal request',
+      text: 'New laptop please',
+    });
     expect(row).toMatchObject({ status: 'held', reason: 'auth_failed', ticket_id: null });
     const opened = await db().selectFrom('tickets').select('id').where('requester_id', '=', staff.id).execute();
     expect(opened).toEqual([]);

@@ -5,7 +5,17 @@ import { makeTicketTag } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { trustedSenderDns } from '../support/sender-dns.js';
 import type { TestDnsServer } from '../outbound/support/dns-server.js';
-import { makeStaff, messagesOf, openTicket, ourOutboundMail, outboxOf, replyAddress, SECRET, setStatus, ticket } from './support/fixtures.js';
+import {
+  makeStaff,
+  messagesOf,
+  openTicket,
+  ourOutboundMail,
+  outboxOf,
+  replyAddress,
+  SECRET,
+  setStatus,
+  ticket,
+} from './support/fixtures.js';
 import { buildMail, deliver, queuedId, sendOnce, uid, waitProcessed } from './support/smtp.js';
 
 let app: TestApp;
@@ -53,7 +63,12 @@ describe('a new sender', () => {
   it('reuses the existing account on a second mail (addresses compared case-insensitively)', async () => {
     const email = `twice-${uid()}@customer.example`;
     const a = await deliver(db(), port, { from: email, to: 'support@help.test', subject: 'one', text: 'one' });
-    const b = await deliver(db(), port, { from: email.toUpperCase(), to: 'support@help.test', subject: 'two', text: 'two' }, { from: email, to: ['support@help.test'] });
+    const b = await deliver(
+      db(),
+      port,
+      { from: email.toUpperCase(), to: 'support@help.test', subject: 'two', text: 'two' },
+      { from: email, to: ['support@help.test'] },
+    );
     const users = await db().selectFrom('users').select('id').where('email', '=', email).execute();
     expect(users).toHaveLength(1);
     expect(a.ticket_id).not.toBe(b.ticket_id);
@@ -63,7 +78,12 @@ describe('a new sender', () => {
 describe('threading', () => {
   it('threads by a signed reply address in To', async () => {
     const t = await openTicket(db(), port);
-    const row = await deliver(db(), port, { from: t.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re: x', text: 'more info' });
+    const row = await deliver(db(), port, {
+      from: t.email,
+      to: replyAddress(t.ticketId, t.requesterId),
+      subject: 'Re: x',
+      text: 'more info',
+    });
     expect(row).toMatchObject({ status: 'processed', ticket_id: t.ticketId });
     expect((await messagesOf(db(), t.ticketId)).map((m) => m.body_text)).toEqual(['Help!', 'more info']);
   });
@@ -71,7 +91,12 @@ describe('threading', () => {
   it('threads by a signed reply address that arrives only in Cc', async () => {
     const t = await openTicket(db(), port);
     const reply = replyAddress(t.ticketId, t.requesterId);
-    const row = await deliver(db(), port, { from: t.email, to: 'support@help.test', cc: reply, subject: 'Re: x', text: 'via cc' }, { from: t.email, to: ['support@help.test', reply] });
+    const row = await deliver(
+      db(),
+      port,
+      { from: t.email, to: 'support@help.test', cc: reply, subject: 'Re: x', text: 'via cc' },
+      { from: t.email, to: ['support@help.test', reply] },
+    );
     expect(row.ticket_id).toBe(t.ticketId);
   });
 
@@ -86,13 +111,25 @@ describe('threading', () => {
   it('threads by In-Reply-To naming one of our outbound Message-IDs', async () => {
     const t = await openTicket(db(), port);
     const ours = await ourOutboundMail(db(), t.ticketId, t.requesterId, t.email);
-    const row = await deliver(db(), port, { from: t.email, to: 'support@help.test', subject: 'Re: Printer', text: 'thanks', inReplyTo: `<${ours.message_id}>` });
+    const row = await deliver(db(), port, {
+      from: t.email,
+      to: 'support@help.test',
+      subject: 'Re: Printer',
+      text: 'thanks',
+      inReplyTo: `<${ours.message_id}>`,
+    });
     expect(row.ticket_id).toBe(t.ticketId);
   });
 
   it('threads by References naming a Message-ID stored on the ticket', async () => {
     const t = await openTicket(db(), port);
-    const row = await deliver(db(), port, { from: t.email, to: 'support@help.test', subject: 'Re: Printer', text: 'again', references: `<unrelated.${uid()}@x.example> ${t.messageId}` });
+    const row = await deliver(db(), port, {
+      from: t.email,
+      to: 'support@help.test',
+      subject: 'Re: Printer',
+      text: 'again',
+      references: `<unrelated.${uid()}@x.example> ${t.messageId}`,
+    });
     expect(row.ticket_id).toBe(t.ticketId);
   });
 
@@ -106,7 +143,12 @@ describe('threading', () => {
   it('never threads by a bare ticket number in the subject or a forged tag', async () => {
     const t = await openTicket(db(), port);
     const text = `see [RL-${t.ticketId}-aaaaaaaaaaaaaaaa]`;
-    const row = await deliver(db(), port, { from: t.email, to: 'support@help.test', subject: `Re: [#${t.ticketId}] Ticket #${t.ticketId}`, text });
+    const row = await deliver(db(), port, {
+      from: t.email,
+      to: 'support@help.test',
+      subject: `Re: [#${t.ticketId}] Ticket #${t.ticketId}`,
+      text,
+    });
     expect(row.status).toBe('processed');
     expect(row.ticket_id).not.toBe(t.ticketId);
   });
@@ -114,7 +156,12 @@ describe('threading', () => {
   it('holds a threaded message from a non-participant (not_participant) and shows nothing', async () => {
     const t = await openTicket(db(), port);
     const stranger = `stranger-${uid()}@elsewhere.example`;
-    const row = await deliver(db(), port, { from: stranger, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re: x', text: 'let me in' });
+    const row = await deliver(db(), port, {
+      from: stranger,
+      to: replyAddress(t.ticketId, t.requesterId),
+      subject: 'Re: x',
+      text: 'let me in',
+    });
     expect(row).toMatchObject({ status: 'held', reason: 'not_participant', ticket_id: t.ticketId });
     expect(await messagesOf(db(), t.ticketId)).toHaveLength(1);
   });
@@ -122,7 +169,12 @@ describe('threading', () => {
   it('opens a follow-up ticket for a reply to a closed ticket', async () => {
     const t = await openTicket(db(), port);
     await setStatus(db(), t.ticketId, 'closed');
-    const row = await deliver(db(), port, { from: t.email, to: replyAddress(t.ticketId, t.requesterId), subject: 'Re: Printer', text: 'it is on fire again' });
+    const row = await deliver(db(), port, {
+      from: t.email,
+      to: replyAddress(t.ticketId, t.requesterId),
+      subject: 'Re: Printer',
+      text: 'it is on fire again',
+    });
     expect(row.status).toBe('processed');
     expect(row.ticket_id).not.toBe(t.ticketId);
     expect(await ticket(db(), row.ticket_id!)).toMatchObject({ follow_up_of: t.ticketId, status: 'new', requester_id: t.requesterId });
@@ -140,7 +192,13 @@ describe('threading', () => {
 describe('deduplication', () => {
   it('a re-delivered message (same Message-ID) adds nothing', async () => {
     const email = `dup-${uid()}@customer.example`;
-    const raw = await buildMail({ from: email, to: 'support@help.test', subject: 'dup', text: 'once', messageId: `<dup.${uid()}@customer.example>` });
+    const raw = await buildMail({
+      from: email,
+      to: 'support@help.test',
+      subject: 'dup',
+      text: 'once',
+      messageId: `<dup.${uid()}@customer.example>`,
+    });
     const first = await waitProcessed(db(), queuedId(await sendOnce(port, { from: email, to: ['support@help.test'] }, raw)));
     const second = await waitProcessed(db(), queuedId(await sendOnce(port, { from: email, to: ['support@help.test'] }, raw)));
     expect(first.status).toBe('processed');
@@ -164,7 +222,13 @@ describe('CCs', () => {
     const email = `cc-${uid()}@customer.example`;
     const colleague = `colleague-${uid()}@customer.example`;
     const boss = `boss-${uid()}@customer.example`;
-    const row = await deliver(db(), port, { from: email, to: ['support@help.test', colleague], cc: [`Big Boss <${boss}>`, 'other@help.test'], subject: 'cc', text: 'x' });
+    const row = await deliver(db(), port, {
+      from: email,
+      to: ['support@help.test', colleague],
+      cc: [`Big Boss <${boss}>`, 'other@help.test'],
+      subject: 'cc',
+      text: 'x',
+    });
     const parts = await db()
       .selectFrom('ticket_participants as p')
       .innerJoin('users as u', 'u.id', 'p.user_id')
@@ -172,7 +236,13 @@ describe('CCs', () => {
       .where('p.ticket_id', '=', row.ticket_id!)
       .orderBy('u.email')
       .execute();
-    expect(parts.map((p) => [p.email, p.role]).sort()).toEqual([[boss, 'cc'], [colleague, 'cc'], [email, 'requester']].sort());
+    expect(parts.map((p) => [p.email, p.role]).sort()).toEqual(
+      [
+        [boss, 'cc'],
+        [colleague, 'cc'],
+        [email, 'requester'],
+      ].sort(),
+    );
     expect(parts.find((p) => p.email === boss)!.name).toBe('Big Boss');
   });
 
@@ -188,19 +258,39 @@ describe('idempotence and recovery', () => {
   it('processing the same row twice, even concurrently, creates exactly one ticket', async () => {
     const email = `idem-${uid()}@customer.example`;
     const raw = await buildMail({ from: email, to: 'support@help.test', subject: 'idem', text: 'x' });
-    const id = await insertInboundMessage(db(), raw, { mailFrom: email, rcptTo: ['support@help.test'], clientAddress: '127.0.0.1', helo: 'h', tls: false });
+    const id = await insertInboundMessage(db(), raw, {
+      mailFrom: email,
+      rcptTo: ['support@help.test'],
+      clientAddress: '127.0.0.1',
+      helo: 'h',
+      tls: false,
+    });
     const results = await Promise.all([processInboundMessage(app.ctx, id), processInboundMessage(app.ctx, id)]);
     expect(results.map((r) => r.status).sort()).toEqual(['processed', 'skipped']);
     expect((await processInboundMessage(app.ctx, id)).status).toBe('skipped');
-    const tickets = await db().selectFrom('tickets').select('id').where('requester_id', '=', db().selectFrom('users').select('id').where('email', '=', email)).execute();
+    const tickets = await db()
+      .selectFrom('tickets')
+      .select('id')
+      .where('requester_id', '=', db().selectFrom('users').select('id').where('email', '=', email))
+      .execute();
     expect(tickets).toHaveLength(1);
   });
 
   it('the sweeper picks up a stored row that never got a job (Redis was down at accept time)', async () => {
     const email = `swept-${uid()}@customer.example`;
     const raw = await buildMail({ from: email, to: 'support@help.test', subject: 'swept', text: 'x' });
-    const id = await insertInboundMessage(db(), raw, { mailFrom: email, rcptTo: ['support@help.test'], clientAddress: '127.0.0.1', helo: 'h', tls: false });
-    await db().updateTable('inbound_messages').set({ received_at: new Date(Date.now() - 60_000) }).where('id', '=', id).execute();
+    const id = await insertInboundMessage(db(), raw, {
+      mailFrom: email,
+      rcptTo: ['support@help.test'],
+      clientAddress: '127.0.0.1',
+      helo: 'h',
+      tls: false,
+    });
+    await db()
+      .updateTable('inbound_messages')
+      .set({ received_at: new Date(Date.now() - 60_000) })
+      .where('id', '=', id)
+      .execute();
     const swept = await app.workers!.sweep();
     expect(swept.inbound).toBeGreaterThanOrEqual(1);
     expect((await waitProcessed(db(), id)).status).toBe('processed');

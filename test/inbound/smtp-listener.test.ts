@@ -31,7 +31,12 @@ function smtpCode(err: unknown): string {
 describe('accept path', () => {
   it('answers 250 only with the exact raw bytes and the envelope committed in inbound_messages', async () => {
     const from = `sender-${uid()}@customer.example`;
-    const raw = await buildMail({ from, to: 'support@help.test', subject: 'Durability', text: 'line one\r\n.line starting with a dot\r\n' });
+    const raw = await buildMail({
+      from,
+      to: 'support@help.test',
+      subject: 'Durability',
+      text: 'line one\r\n.line starting with a dot\r\n',
+    });
     const response = await sendOnce(app.smtp!.port, { from, to: ['support@help.test'] }, raw);
     expect(response).toMatch(/^250 2\.0\.0 Ok: queued as \d+/);
     const row = await app.ctx.db.selectFrom('inbound_messages').selectAll().where('id', '=', queuedId(response)).executeTakeFirstOrThrow();
@@ -76,11 +81,17 @@ describe('accept path', () => {
   });
 
   it('refuses a message that exceeds SIZE during DATA with 552 5.3.4 and stores nothing', async () => {
-    const before = await app.ctx.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const before = await app.ctx.db
+      .selectFrom('inbound_messages')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .executeTakeFirstOrThrow();
     const big = `Subject: big\r\nFrom: a@customer.example\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(80);
     const err = await sendOnce(app.smtp!.port, { from: 'a@customer.example', to: ['support@help.test'] }, big).catch((e: unknown) => e);
     expect(smtpCode(err)).toMatch(/^552 552 5\.3\.4/);
-    const after = await app.ctx.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const after = await app.ctx.db
+      .selectFrom('inbound_messages')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .executeTakeFirstOrThrow();
     expect(after.n).toBe(before.n);
   });
 });
@@ -120,7 +131,9 @@ describe('durability when a dependency is down', () => {
     const ctx = createContext(config);
     const listener = await startSmtpListener(ctx);
     try {
-      const err = await sendOnce(listener.port, { from: 'a@customer.example', to: ['support@help.test'] }, 'Subject: x\r\n\r\nx').catch((e: unknown) => e);
+      const err = await sendOnce(listener.port, { from: 'a@customer.example', to: ['support@help.test'] }, 'Subject: x\r\n\r\nx').catch(
+        (e: unknown) => e,
+      );
       expect(smtpCode(err)).toMatch(/^451 451 4\.3\.0/);
     } finally {
       await listener.close();
@@ -134,14 +147,24 @@ describe('durability when a dependency is down', () => {
     await loadInstallation(ctx);
     const listener = await startSmtpListener(ctx);
     try {
-      const response = await sendOnce(listener.port, { from: 'a@customer.example', to: ['support@help.test'] }, 'From: a@customer.example\r\nSubject: redis down\r\n\r\nx\r\n');
+      const response = await sendOnce(
+        listener.port,
+        { from: 'a@customer.example', to: ['support@help.test'] },
+        'From: a@customer.example\r\nSubject: redis down\r\n\r\nx\r\n',
+      );
       expect(response).toMatch(/^250/);
       const id = queuedId(response);
-      const row = await app.ctx.db.selectFrom('inbound_messages').select(['status', 'subject']).where('id', '=', id).executeTakeFirstOrThrow();
+      const row = await app.ctx.db
+        .selectFrom('inbound_messages')
+        .select(['status', 'subject'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
       expect(row.status).toBe('received');
 
       // Redis is back: a worker's sweeper (not the accept path, which never got to enqueue) picks the row up.
-      const workerCtx = createContext(testConfig(app.databaseUrl, { REPLYLINE_ROLES: 'worker', SWEEP_INTERVAL_MS: '200', INBOUND_SWEEP_GRACE_MS: '1000' }));
+      const workerCtx = createContext(
+        testConfig(app.databaseUrl, { REPLYLINE_ROLES: 'worker', SWEEP_INTERVAL_MS: '200', INBOUND_SWEEP_GRACE_MS: '1000' }),
+      );
       await loadInstallation(workerCtx);
       const workers = startWorkers(workerCtx);
       try {
@@ -168,9 +191,16 @@ describe('STARTTLS', () => {
     });
     try {
       const c = await SmtpClient.connect(listener.port, { ignoreTLS: false, requireTLS: true, tls: { rejectUnauthorized: false } });
-      const response = await c.send({ from: 'a@customer.example', to: ['support@help.test'] }, 'From: a@customer.example\r\nSubject: tls\r\n\r\nx\r\n');
+      const response = await c.send(
+        { from: 'a@customer.example', to: ['support@help.test'] },
+        'From: a@customer.example\r\nSubject: tls\r\n\r\nx\r\n',
+      );
       c.close();
-      const row = await app.ctx.db.selectFrom('inbound_messages').select('tls').where('id', '=', queuedId(response)).executeTakeFirstOrThrow();
+      const row = await app.ctx.db
+        .selectFrom('inbound_messages')
+        .select('tls')
+        .where('id', '=', queuedId(response))
+        .executeTakeFirstOrThrow();
       expect(row.tls).toBe(true);
     } finally {
       await listener.close();

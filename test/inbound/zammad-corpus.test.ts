@@ -42,15 +42,28 @@ type Key = 'fromAddress' | 'fromName' | 'subject' | 'body';
 const ALLOWLIST: Record<string, Partial<Record<Key, string>>> = {
   // Addresses that do not parse as written: held as invalid_sender, never mailed.
   mail044: { fromName: '"Claudia.Shu@yahoo.com." (trailing dot) is no deliverable address: held as invalid_sender, so no sender name' },
-  mail071: { fromName: '"<power quadrant system@example.com>" is no address: held as invalid_sender (the held listing keeps it as written); no sender name' },
-  mail076: { fromAddress: '`"Millions Lottery Spain transfer"@example.com>` is unbalanced: held as invalid_sender', fromName: 'held: no sender' },
+  mail071: {
+    fromName:
+      '"<power quadrant system@example.com>" is no address: held as invalid_sender (the held listing keeps it as written); no sender name',
+  },
+  mail076: {
+    fromAddress: '`"Millions Lottery Spain transfer"@example.com>` is unbalanced: held as invalid_sender',
+    fromName: 'held: no sender',
+  },
   mail081: { fromName: 'the address was redacted upstream to "redacted@redacted", which has no domain: held as invalid_sender' },
   mail053: { fromAddress: '"MAILER-DAEMON (Mail Delivery System)" has no domain: held (bounce)', fromName: 'held: no sender' },
-  mail016: { fromAddress: 'From is `<>`: Zammad takes Reply-To; we hold it as invalid_sender', body: 'Zammad puts the HTML <title> ("新建网页 3") first' },
-  mail019: { fromAddress: 'From is `<>`: Zammad takes Reply-To; we hold it as invalid_sender', body: 'Zammad puts the HTML <title> ("新建网页 4") first' },
+  mail016: {
+    fromAddress: 'From is `<>`: Zammad takes Reply-To; we hold it as invalid_sender',
+    body: 'Zammad puts the HTML <title> ("新建网页 3") first',
+  },
+  mail019: {
+    fromAddress: 'From is `<>`: Zammad takes Reply-To; we hold it as invalid_sender',
+    body: 'Zammad puts the HTML <title> ("新建网页 4") first',
+  },
   mail035: { fromAddress: 'Zammad keeps the quotes of `"finances8@…"`; the address inside them is the same' },
   mail087: {
-    fromAddress: '`Test test@example.com`: test@example.com is literally written, so it is the sender (Zammad keeps the phrase as part of the address)',
+    fromAddress:
+      '`Test test@example.com`: test@example.com is literally written, so it is the sender (Zammad keeps the phrase as part of the address)',
     fromName: 'same header: the name is "Test"',
     body: 'Zammad shows nothing for the fax notice text part; we show it',
   },
@@ -59,8 +72,13 @@ const ALLOWLIST: Record<string, Partial<Record<Key, string>>> = {
   mail065: { fromName: 'Zammad splits the encoded word at its comma and expects "=20Andreas?="; the name is "Bürling, Andreas"' },
   mail018: { subject: 'UTF-7 subject: Zammad keeps "+ANw-bermittlungsstatus"; we decode "Übermittlungsstatus"', body: 'UTF-7 body, same' },
   mail072: { body: 'Windows-1252 HTML: Zammad expects "ŕ"/"aoűt" (read as Windows-1250); we read "à"/"août"' },
-  mail060: { body: 'one text part mixes UTF-8 and Latin-1 bytes under the unknown label "iso-gb2312": we read each sequence as what it is ("äöü - 差出人", "äöü"); Zammad expects Windows-1250 mojibake' },
-  mail017: { subject: 'a 3 KB subject padded with U+3000: we cut subjects at 998 characters', body: 'Zammad renders the HTML part with tables flattened differently' },
+  mail060: {
+    body: 'one text part mixes UTF-8 and Latin-1 bytes under the unknown label "iso-gb2312": we read each sequence as what it is ("äöü - 差出人", "äöü"); Zammad expects Windows-1250 mojibake',
+  },
+  mail017: {
+    subject: 'a 3 KB subject padded with U+3000: we cut subjects at 998 characters',
+    body: 'Zammad renders the HTML part with tables flattened differently',
+  },
   // Zammad renders the HTML alternative; we show the text/plain alternative, or its title/markup differs.
   mail003: { body: 'text/plain alternative says "Hallo Fritz", the HTML alternative "Hallo Martin"' },
   mail011: { body: 'HTML-only newsletter: Zammad starts with the image link text, we with the text part' },
@@ -101,7 +119,12 @@ function problems(name: string, a: AnalyzedMessage): string[] {
   return out;
 }
 
-const OPTS = { envelopeFrom: 'sender@corpus.example', mailDomain: 'help.test', loopHeader: LOOP_HEADER, attachmentMaxBytes: 20 * 1024 * 1024 };
+const OPTS = {
+  envelopeFrom: 'sender@corpus.example',
+  mailDomain: 'help.test',
+  loopHeader: LOOP_HEADER,
+  attachmentMaxBytes: 20 * 1024 * 1024,
+};
 const raw = (name: string) => readFileSync(path.join(mailDir, `${name}.box`));
 const REPLACEMENT = /\ufffd/;
 
@@ -144,51 +167,72 @@ describe('zammad corpus: every message through the real SMTP listener and the pi
   });
   afterAll(() => app.teardown());
 
-  it('all 106 are accepted with 250 and processed (ticket, or held with a reason); nothing is mailed to an address not in the message', { timeout: 180_000 }, async () => {
-    const copies = new Map<string, number>();
-    const results: { name: string; result: InboundResult }[] = [];
-    const client = await SmtpClient.connect(app.smtp!.port);
-    try {
-      for (const name of names) {
-        const bytes = raw(name);
-        const id = /^message-id:\s*(.*)$/im.exec(bytes.toString('latin1'))?.[1]?.trim().toLowerCase() ?? name;
-        const copy = copies.get(id) ?? 0;
-        copies.set(id, copy + 1);
-        const response = await client.send({ from: 'sender@corpus.example', to: [boxes[copy]!] }, bytes);
-        expect(response, name).toMatch(/^250 /);
-        results.push({ name, result: await processInboundMessage(app.ctx, queuedId(response)) });
+  it(
+    'all 106 are accepted with 250 and processed (ticket, or held with a reason); nothing is mailed to an address not in the message',
+    { timeout: 180_000 },
+    async () => {
+      const copies = new Map<string, number>();
+      const results: { name: string; result: InboundResult }[] = [];
+      const client = await SmtpClient.connect(app.smtp!.port);
+      try {
+        for (const name of names) {
+          const bytes = raw(name);
+          const id = /^message-id:\s*(.*)$/im.exec(bytes.toString('latin1'))?.[1]?.trim().toLowerCase() ?? name;
+          const copy = copies.get(id) ?? 0;
+          copies.set(id, copy + 1);
+          const response = await client.send({ from: 'sender@corpus.example', to: [boxes[copy]!] }, bytes);
+          expect(response, name).toMatch(/^250 /);
+          results.push({ name, result: await processInboundMessage(app.ctx, queuedId(response)) });
+        }
+      } finally {
+        client.close();
       }
-    } finally {
-      client.close();
-    }
 
-    const bad = results.filter(({ result: r }) => r.status === 'skipped' || r.reason === 'duplicate' || r.reason === 'parse_failed' || r.reason === 'processing_error');
-    expect(bad.map(({ name, result }) => `${name}: ${result.status} ${result.reason}`)).toEqual([]);
-    // Zammad's spec treats these three as bounces; they never become tickets.
-    for (const n of ['mail033-undelivered-mail-returned-to-sender', 'mail055', 'mail078']) {
-      expect(results.find((r) => r.name === n)?.result.status, n).toBe('held');
-    }
+      const bad = results.filter(
+        ({ result: r }) =>
+          r.status === 'skipped' || r.reason === 'duplicate' || r.reason === 'parse_failed' || r.reason === 'processing_error',
+      );
+      expect(bad.map(({ name, result }) => `${name}: ${result.status} ${result.reason}`)).toEqual([]);
+      // Zammad's spec treats these three as bounces; they never become tickets.
+      for (const n of ['mail033-undelivered-mail-returned-to-sender', 'mail055', 'mail078']) {
+        expect(results.find((r) => r.name === n)?.result.status, n).toBe('held');
+      }
 
-    // The stored ticket is what the parser read: subject, requester, visible text.
-    const db = app.ctx.db;
-    for (const { name, result } of results.filter((r) => r.result.status === 'processed' && r.result.reason === null)) {
-      const a = await analyzeMessage(raw(name), OPTS);
-      const t = await db.selectFrom('tickets').innerJoin('users', 'users.id', 'tickets.requester_id').select(['tickets.subject', 'users.email']).where('tickets.id', '=', result.ticketId!).executeTakeFirstOrThrow();
-      const m = await db.selectFrom('messages').select('body_text').where('inbound_message_id', '=', result.inboundId).executeTakeFirstOrThrow();
-      expect({ name, email: t.email, subject: t.subject, text: m.body_text }).toEqual({ name, email: a.from!.address, subject: a.subject || t.subject, text: a.visibleText });
-    }
+      // The stored ticket is what the parser read: subject, requester, visible text.
+      const db = app.ctx.db;
+      for (const { name, result } of results.filter((r) => r.result.status === 'processed' && r.result.reason === null)) {
+        const a = await analyzeMessage(raw(name), OPTS);
+        const t = await db
+          .selectFrom('tickets')
+          .innerJoin('users', 'users.id', 'tickets.requester_id')
+          .select(['tickets.subject', 'users.email'])
+          .where('tickets.id', '=', result.ticketId!)
+          .executeTakeFirstOrThrow();
+        const m = await db
+          .selectFrom('messages')
+          .select('body_text')
+          .where('inbound_message_id', '=', result.inboundId)
+          .executeTakeFirstOrThrow();
+        expect({ name, email: t.email, subject: t.subject, text: m.body_text }).toEqual({
+          name,
+          email: a.from!.address,
+          subject: a.subject || t.subject,
+          text: a.visibleText,
+        });
+      }
 
-    // Never mail an address that was not literally given: every outbound recipient is written in the raw message of its ticket.
-    const outbound = await db
-      .selectFrom('outbound_mails as o')
-      .innerJoin('inbound_messages as i', 'i.ticket_id', 'o.ticket_id')
-      .select(['o.recipient', 'i.raw'])
-      .execute();
-    expect(outbound.length).toBeGreaterThan(50);
-    const strangers = outbound.filter((o) => !o.raw.toString('latin1').toLowerCase().includes(o.recipient.toLowerCase()));
-    expect(strangers.map((o) => o.recipient)).toEqual([]);
-    // mail071: `<power quadrant system@example.com>` is held, and system@example.com gets nothing.
-    expect(results.find((r) => r.name === 'mail071')?.result).toMatchObject({ status: 'held', reason: 'invalid_sender' });
-    expect(await db.selectFrom('outbound_mails').select('id').where('recipient', '=', 'system@example.com').execute()).toEqual([]);
-  });
+      // Never mail an address that was not literally given: every outbound recipient is written in the raw message of its ticket.
+      const outbound = await db
+        .selectFrom('outbound_mails as o')
+        .innerJoin('inbound_messages as i', 'i.ticket_id', 'o.ticket_id')
+        .select(['o.recipient', 'i.raw'])
+        .execute();
+      expect(outbound.length).toBeGreaterThan(50);
+      const strangers = outbound.filter((o) => !o.raw.toString('latin1').toLowerCase().includes(o.recipient.toLowerCase()));
+      expect(strangers.map((o) => o.recipient)).toEqual([]);
+      // mail071: `<power quadrant system@example.com>` is held, and system@example.com gets nothing.
+      expect(results.find((r) => r.name === 'mail071')?.result).toMatchObject({ status: 'held', reason: 'invalid_sender' });
+      expect(await db.selectFrom('outbound_mails').select('id').where('recipient', '=', 'system@example.com').execute()).toEqual([]);
+    },
+  );
 });

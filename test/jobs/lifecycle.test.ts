@@ -33,7 +33,13 @@ afterAll(async () => {
 
 const later = (ms: number) => new Date(Date.now() + ms);
 const lifecycleMailsTo = (customer: string, ticketId: number) =>
-  app.ctx.db.selectFrom('outbound_mails').select(['id', 'payload', 'locale']).where('kind', '=', 'ticket_lifecycle').where('recipient', '=', customer).where('ticket_id', '=', ticketId).execute();
+  app.ctx.db
+    .selectFrom('outbound_mails')
+    .select(['id', 'payload', 'locale'])
+    .where('kind', '=', 'ticket_lifecycle')
+    .where('recipient', '=', customer)
+    .where('ticket_id', '=', ticketId)
+    .execute();
 
 /** The customer answers a mail replyline sent them, from their own client, to its Reply-To. */
 async function customerAnswers(customer: string, mail: ReceivedMail, text: string) {
@@ -96,7 +102,13 @@ describe('pending: reminder, then auto-solve', () => {
   it('reminds the requester once after 3 days and solves after 7, in Japanese for a Japanese customer, threaded', async () => {
     const customer = `pending-ja-${Date.now()}@customer.test`;
     const customerMid = mid('ja');
-    const raw = await buildMail({ from: `山田 花子 <${customer}>`, to: 'support@help.test', subject: 'プリンターが動きません', text: 'プリンターが動きません。助けてください。', headers: { 'Message-ID': `<${customerMid}>` } });
+    const raw = await buildMail({
+      from: `山田 花子 <${customer}>`,
+      to: 'support@help.test',
+      subject: 'プリンターが動きません',
+      text: 'プリンターが動きません。助けてください。',
+      headers: { 'Message-ID': `<${customerMid}>` },
+    });
     await deliverRaw(app.smtp!.port, raw, { from: customer, to: ['support@help.test'] });
     const ticketId = (await waitInbound(app.ctx.db, customerMid)).ticket_id!;
     const byTicket = (m: ReceivedMail) => (header(m, 'Message-ID') ?? '').startsWith(`<rl.${ticketId}.`);
@@ -162,7 +174,13 @@ describe('the schedule', () => {
   afterAll(() => fast?.teardown());
 
   it('a repeatable BullMQ job runs the automations by itself (short configured durations)', async () => {
-    fast = await startTestApp({ OUTBOUND_SMTP_URL: sink.url, STAFF_AUTH: 'token', DNS_SERVERS: '127.0.0.1:9', SOLVED_CLOSE_AFTER: '1s', LIFECYCLE_INTERVAL_MS: '1000' });
+    fast = await startTestApp({
+      OUTBOUND_SMTP_URL: sink.url,
+      STAFF_AUTH: 'token',
+      DNS_SERVERS: '127.0.0.1:9',
+      SOLVED_CLOSE_AFTER: '1s',
+      LIFECYCLE_INTERVAL_MS: '1000',
+    });
     const staff = await createUser(fast.ctx.db, { email: 'alice@corp.test', name: 'Alice Agent', role: 'staff' });
     const own = flow(() => ({ app: fast, sink, staffEmail: staff.email, dkim: undefined }));
     const customer = `scheduled-${Date.now()}@customer.test`;

@@ -18,7 +18,12 @@ const { openTicket, staffAnswers } = flow(() => ({ app, sink, staffEmail: alice.
 
 beforeAll(async () => {
   sink = await startRelaySink();
-  app = await startTestApp({ OUTBOUND_SMTP_URL: sink.url, STAFF_AUTH: 'token', DNS_SERVERS: '127.0.0.1:9', STAFF_DIGEST_TIME_ZONE: 'Asia/Tokyo' });
+  app = await startTestApp({
+    OUTBOUND_SMTP_URL: sink.url,
+    STAFF_AUTH: 'token',
+    DNS_SERVERS: '127.0.0.1:9',
+    STAFF_DIGEST_TIME_ZONE: 'Asia/Tokyo',
+  });
   alice = await createUser(app.ctx.db, { email: 'alice@corp.test', name: 'Alice Agent', role: 'staff' });
   bob = await createUser(app.ctx.db, { email: 'bob@corp.test', name: 'Bob Agent', role: 'staff', locale: 'ja' });
 });
@@ -28,7 +33,12 @@ afterAll(async () => {
 });
 
 const digestsTo = (email: string) =>
-  app.ctx.db.selectFrom('outbound_mails').select(['id', 'payload']).where('kind', '=', 'staff_digest').where('recipient', '=', email).execute();
+  app.ctx.db
+    .selectFrom('outbound_mails')
+    .select(['id', 'payload'])
+    .where('kind', '=', 'staff_digest')
+    .where('recipient', '=', email)
+    .execute();
 
 describe('staff digest', () => {
   it('mails each agent their open tickets and every unassigned one, oldest first, once per local day, in their language', async () => {
@@ -77,7 +87,8 @@ describe('staff digest', () => {
   it('is scheduled as one daily cron job in the configured time zone, and removed with STAFF_DIGEST_AT=off', async () => {
     const schedulers = async () => (await app.ctx.queues.outbound.getJobSchedulers()).filter(Boolean);
     const registered = Date.now() + 10_000;
-    while (!(await schedulers()).some((s) => s.key === 'staff-digest') && Date.now() < registered) await new Promise((r) => setTimeout(r, 100));
+    while (!(await schedulers()).some((s) => s.key === 'staff-digest') && Date.now() < registered)
+      await new Promise((r) => setTimeout(r, 100));
     expect((await schedulers()).find((s) => s.key === 'staff-digest')).toMatchObject({ pattern: '0 9 * * *', tz: 'Asia/Tokyo' });
 
     // What a worker does at start when the operator set STAFF_DIGEST_AT=off.

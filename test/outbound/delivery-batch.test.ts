@@ -18,7 +18,12 @@ let app: TestApp;
 
 beforeAll(async () => {
   sink = await startRelaySink();
-  app = await startTestApp({ REPLYLINE_ROLES: 'portal', OUTBOUND_SMTP_URL: sink.url, ACK_MAX_PER_SENDER_PER_HOUR: '1', OUTBOUND_CONCURRENCY: '8' });
+  app = await startTestApp({
+    REPLYLINE_ROLES: 'portal',
+    OUTBOUND_SMTP_URL: sink.url,
+    ACK_MAX_PER_SENDER_PER_HOUR: '1',
+    OUTBOUND_CONCURRENCY: '8',
+  });
 });
 afterAll(async () => {
   await app?.teardown();
@@ -94,7 +99,8 @@ describe('a batch of outbox rows', () => {
     for (const t of tickets) expect(sink.received.filter(to(t.customer.email))).toHaveLength(1);
     // The loser of each row either waited and found it sent, or was told to retry (the row was locked).
     const losers = ids.map((id) => [x.get(id)!, y.get(id)!].filter((s) => s.status === 'rejected'));
-    for (const l of losers.flat()) expect(l.status === 'rejected' && isAppError(l.reason) && l.reason.code === 'OUTBOUND_TEMPORARY').toBe(true);
+    for (const l of losers.flat())
+      expect(l.status === 'rejected' && isAppError(l.reason) && l.reason.code === 'OUTBOUND_TEMPORARY').toBe(true);
     for (const id of ids) expect((await outboundRow(app.ctx.db, id)).status).toBe('sent');
   });
 });

@@ -38,7 +38,16 @@ afterAll(async () => {
   await Promise.all([sink?.stop(), workerSink?.stop()]);
 });
 
-async function updateRow(app: TestApp, opts: { recipient?: string; ticketId?: number; messageId?: number; userId?: number; kind?: 'ticket_update' | 'staff_notification' | 'acknowledgement' }) {
+async function updateRow(
+  app: TestApp,
+  opts: {
+    recipient?: string;
+    ticketId?: number;
+    messageId?: number;
+    userId?: number;
+    kind?: 'ticket_update' | 'staff_notification' | 'acknowledgement';
+  },
+) {
   const db = app.ctx.db;
   const t = opts.ticketId ? null : await seedTicket(db);
   return insertOutboundMail(db, app.ctx.config, {
@@ -113,7 +122,13 @@ describe('relay failures', () => {
   it('the BullMQ worker retries a 4xx with backoff until the relay accepts', async () => {
     const t = await seedTicket(worker.ctx.db);
     const row = await insertOutboundMail(worker.ctx.db, worker.ctx.config, {
-      kind: 'ticket_update', recipient: t.customer.email, userId: t.customer.id, locale: 'en', ticketId: t.ticketId, ticketMessageId: t.messageId, payload: {},
+      kind: 'ticket_update',
+      recipient: t.customer.email,
+      userId: t.customer.id,
+      locale: 'en',
+      ticketId: t.ticketId,
+      ticketMessageId: t.messageId,
+      payload: {},
     });
     workerSink.mode = { type: 'reject', code: 421, message: '4.7.0 Busy, slow down' };
     await enqueueOutbound(worker.ctx, row.id);
@@ -130,10 +145,20 @@ describe('sweeper', () => {
   it('sends a committed row whose job was never enqueued (Redis down at commit time)', async () => {
     const t = await seedTicket(worker.ctx.db);
     const row = await insertOutboundMail(worker.ctx.db, worker.ctx.config, {
-      kind: 'ticket_update', recipient: t.customer.email, userId: t.customer.id, locale: 'en', ticketId: t.ticketId, ticketMessageId: t.messageId, payload: {},
+      kind: 'ticket_update',
+      recipient: t.customer.email,
+      userId: t.customer.id,
+      locale: 'en',
+      ticketId: t.ticketId,
+      ticketMessageId: t.messageId,
+      payload: {},
     });
     // Older than the sweeper's grace period, and no job exists for it.
-    await worker.ctx.db.updateTable('outbound_mails').set({ created_at: new Date(Date.now() - 60_000) }).where('id', '=', row.id).execute();
+    await worker.ctx.db
+      .updateTable('outbound_mails')
+      .set({ created_at: new Date(Date.now() - 60_000) })
+      .where('id', '=', row.id)
+      .execute();
     const swept = await worker.workers!.sweep();
     expect(swept.outbound).toBeGreaterThanOrEqual(1);
     await waitForRow(worker.ctx.db, row.id, ['sent']);
@@ -158,11 +183,21 @@ describe('header injection', () => {
     const db = direct.ctx.db;
     const email = `eve-${uid()}@example.com`;
     const { user } = await ensureUser(db, { email, name: 'Eve\r\nBcc: victim@evil.test' });
-    const ticket = await createTicket(db, { subject: 'Hi\r\nBcc: victim2@evil.test\r\n\r\n<b>body</b>', requesterId: user.id, via: 'email' });
+    const ticket = await createTicket(db, {
+      subject: 'Hi\r\nBcc: victim2@evil.test\r\n\r\n<b>body</b>',
+      requesterId: user.id,
+      via: 'email',
+    });
     const staff = await makeStaff(db, { name: 'Mallory\nX-Injected: yes' });
     const msg = await staffReply(db, ticket.id, staff.id, 'hello');
     const row = await insertOutboundMail(db, direct.ctx.config, {
-      kind: 'ticket_update', recipient: email, userId: user.id, locale: 'en', ticketId: ticket.id, ticketMessageId: msg.id, payload: {},
+      kind: 'ticket_update',
+      recipient: email,
+      userId: user.id,
+      locale: 'en',
+      ticketId: ticket.id,
+      ticketMessageId: msg.id,
+      payload: {},
     });
     await deliver(row.id);
     const [m] = await sink.waitFor(to(email));
@@ -195,7 +230,10 @@ describe('loop breakers', () => {
   it(`stops mail to one recipient on one ticket after BREAKER_PER_TICKET (3) in the window`, async () => {
     const t = await seedTicket(direct.ctx.db);
     const rows = [];
-    for (let i = 0; i < 5; i++) rows.push(await updateRow(direct, { recipient: t.customer.email, userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId }));
+    for (let i = 0; i < 5; i++)
+      rows.push(
+        await updateRow(direct, { recipient: t.customer.email, userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId }),
+      );
     for (const r of rows) await deliver(r.id);
     const after = await Promise.all(rows.map((r) => outboundRow(direct.ctx.db, r.id)));
     expect(after.map((r) => r.status)).toEqual(['sent', 'sent', 'sent', 'suppressed', 'suppressed']);
@@ -218,7 +256,13 @@ describe('loop breakers', () => {
     const staff = await makeStaff(direct.ctx.db);
     for (let i = 0; i < 7; i++) {
       const t = await seedTicket(direct.ctx.db);
-      const r = await updateRow(direct, { kind: 'staff_notification', recipient: staff.email, userId: staff.id, ticketId: t.ticketId, messageId: t.messageId });
+      const r = await updateRow(direct, {
+        kind: 'staff_notification',
+        recipient: staff.email,
+        userId: staff.id,
+        ticketId: t.ticketId,
+        messageId: t.messageId,
+      });
       await deliver(r.id);
       expect((await outboundRow(direct.ctx.db, r.id)).status).toBe('sent');
     }
@@ -229,7 +273,13 @@ describe('loop breakers', () => {
     const statuses: string[] = [];
     for (let i = 0; i < 3; i++) {
       const t = await seedTicket(direct.ctx.db, { email });
-      const r = await updateRow(direct, { kind: 'acknowledgement', recipient: email, userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId });
+      const r = await updateRow(direct, {
+        kind: 'acknowledgement',
+        recipient: email,
+        userId: t.customer.id,
+        ticketId: t.ticketId,
+        messageId: t.messageId,
+      });
       await deliver(r.id);
       const row = await outboundRow(direct.ctx.db, r.id);
       statuses.push(row.status);
@@ -252,7 +302,12 @@ describe('loop breakers', () => {
 
   it('still mails a colleague whose mailbox is on the support domain (MAIL_DOMAIN defaults to it)', async () => {
     const t = await seedTicket(direct.ctx.db);
-    const r = await updateRow(direct, { recipient: 'alice@help.test', userId: t.customer.id, ticketId: t.ticketId, messageId: t.messageId });
+    const r = await updateRow(direct, {
+      recipient: 'alice@help.test',
+      userId: t.customer.id,
+      ticketId: t.ticketId,
+      messageId: t.messageId,
+    });
     await deliver(r.id);
     expect((await outboundRow(direct.ctx.db, r.id)).status).toBe('sent');
   });
@@ -265,13 +320,21 @@ describe('account mails', () => {
       { locale: 'en' as const, purpose: 'password_setup' as const, subject: 'Set your password', phrase: 'expires at' },
       { locale: 'en' as const, purpose: 'password_reset' as const, subject: 'Reset your password', phrase: 'reset the password' },
       { locale: 'ja' as const, purpose: 'password_setup' as const, subject: 'パスワードの設定', phrase: 'に無効になります' },
-      { locale: 'ja' as const, purpose: 'password_reset' as const, subject: 'パスワードの再設定', phrase: 'パスワード再設定が依頼されました' },
+      {
+        locale: 'ja' as const,
+        purpose: 'password_reset' as const,
+        subject: 'パスワードの再設定',
+        phrase: 'パスワード再設定が依頼されました',
+      },
     ];
     for (const c of cases) {
       const { user } = await ensureUser(db, { email: `pw-${uid()}@example.com`, locale: c.locale });
       const url = `http://127.0.0.1:3000/password/setup/${uid()}${uid()}`;
       const row = await insertOutboundMail(db, direct.ctx.config, {
-        kind: 'password_setup', recipient: user.email, userId: user.id, locale: c.locale,
+        kind: 'password_setup',
+        recipient: user.email,
+        userId: user.id,
+        locale: c.locale,
         payload: { url, purpose: c.purpose, expiresAt: new Date(Date.now() + 3600_000).toISOString() },
       });
       await deliver(row.id);
@@ -291,7 +354,10 @@ describe('account mails', () => {
   it('refuses a password link that is not under PUBLIC_URL', async () => {
     const { user } = await ensureUser(direct.ctx.db, { email: `pw-${uid()}@example.com` });
     const row = await insertOutboundMail(direct.ctx.db, direct.ctx.config, {
-      kind: 'password_setup', recipient: user.email, userId: user.id, locale: 'en',
+      kind: 'password_setup',
+      recipient: user.email,
+      userId: user.id,
+      locale: 'en',
       payload: { url: 'https://evil.example/password/setup/abc', purpose: 'password_setup', expiresAt: new Date().toISOString() },
     });
     await expect(deliver(row.id)).rejects.toBeInstanceOf(UnrecoverableError);
@@ -300,7 +366,13 @@ describe('account mails', () => {
 
   it('password changed notice in Japanese', async () => {
     const { user } = await ensureUser(direct.ctx.db, { email: `pwc-${uid()}@example.com`, locale: 'ja', name: '佐藤' });
-    const row = await insertOutboundMail(direct.ctx.db, direct.ctx.config, { kind: 'password_changed', recipient: user.email, userId: user.id, locale: 'ja', payload: {} });
+    const row = await insertOutboundMail(direct.ctx.db, direct.ctx.config, {
+      kind: 'password_changed',
+      recipient: user.email,
+      userId: user.id,
+      locale: 'ja',
+      payload: {},
+    });
     await deliver(row.id);
     const [m] = await sink.waitFor(to(user.email));
     const parsed = await parse(m!);

@@ -25,7 +25,10 @@ let browser: Browser;
 
 beforeAll(async () => {
   rig = await startEmailOnlyRig({ MAIL_HISTORY_MESSAGES: '1' });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
 }, 120_000);
 afterAll(async () => {
   await browser?.close();
@@ -83,9 +86,16 @@ async function settled(text: string) {
 }
 
 describe('context and no duplicates', () => {
-  it('a CC copied on the customer\'s first mail is not mailed it again', async () => {
+  it("a CC copied on the customer's first mail is not mailed it again", async () => {
     const messageId = mid('cust');
-    const raw = await buildMail({ from: `Carol <${customer}>`, to: 'support@help.test', cc: `Dan <${dan}>`, subject: 'Printer on fire', text: 'My printer is on fire.', headers: { 'Message-ID': `<${messageId}>` } });
+    const raw = await buildMail({
+      from: `Carol <${customer}>`,
+      to: 'support@help.test',
+      cc: `Dan <${dan}>`,
+      subject: 'Printer on fire',
+      text: 'My printer is on fire.',
+      headers: { 'Message-ID': `<${messageId}>` },
+    });
     await deliverRaw(rig.app.smtp!.port, raw, { from: customer, to: ['support@help.test'] });
     ticketId = (await waitInbound(rig.app.ctx.db, messageId)).ticket_id!;
     const ack = await mailTo(customer, 'password/new');
@@ -94,7 +104,7 @@ describe('context and no duplicates', () => {
     expect((await settled('My printer is on fire.')).map((r) => r.recipient)).not.toContain(dan);
   });
 
-  it('the agent\'s answer reaches customer and CC with the request quoted below it', async () => {
+  it("the agent's answer reaches customer and CC with the request quoted below it", async () => {
     const note = await mailTo(rig.alice.email, 'My printer is on fire.');
     await rig.flow.staffAnswers(note.raw, '#status pending\n\nWe are sending a fire engine.');
     for (const rcpt of [customer, dan]) {
@@ -106,7 +116,7 @@ describe('context and no duplicates', () => {
     }
   });
 
-  it('the customer\'s reply copying Dan directly: staff are notified with history (even Bob, also in Cc), Dan gets no second copy', async () => {
+  it("the customer's reply copying Dan directly: staff are notified with history (even Bob, also in Cc), Dan gets no second copy", async () => {
     const ackMid = header((await rig.sink.waitFor(containing(customer, 'password/new')))[0]!, 'Message-ID');
     const messageId = mid('cust');
     const raw = await buildMail({
@@ -200,7 +210,7 @@ describe('everyone who should know, knows', () => {
 });
 
 describe('what customers see of staff mail (Chromium)', () => {
-  it('a customer sees only the cleaned reply of an agent\'s mail, can expand their own original; staff see the agent\'s original', async () => {
+  it("a customer sees only the cleaned reply of an agent's mail, can expand their own original; staff see the agent's original", async () => {
     await givePassword(rig, rig.alice.email);
     const signIn = async (email: string) => {
       const context = await browser.newContext({ locale: 'en-US' });
@@ -213,8 +223,16 @@ describe('what customers see of staff mail (Chromium)', () => {
       await page.goto(`${rig.base}/requests/${ticketId}`);
       return { page, context };
     };
-    const agentMessage = rig.app.ctx.db.selectFrom('messages').select('id').where('ticket_id', '=', ticketId).where('body_text', '=', 'We are sending a fire engine.');
-    const ownMessage = rig.app.ctx.db.selectFrom('messages').select('id').where('ticket_id', '=', ticketId).where('body_text', 'like', 'It is still on fire.%');
+    const agentMessage = rig.app.ctx.db
+      .selectFrom('messages')
+      .select('id')
+      .where('ticket_id', '=', ticketId)
+      .where('body_text', '=', 'We are sending a fire engine.');
+    const ownMessage = rig.app.ctx.db
+      .selectFrom('messages')
+      .select('id')
+      .where('ticket_id', '=', ticketId)
+      .where('body_text', 'like', 'It is still on fire.%');
     const agentId = (await agentMessage.executeTakeFirstOrThrow()).id;
     const ownId = (await ownMessage.executeTakeFirstOrThrow()).id;
 
@@ -224,7 +242,8 @@ describe('what customers see of staff mail (Chromium)', () => {
     expect(await agent.innerText()).toContain('We are sending a fire engine.');
     expect(await agent.locator('details.original').count()).toBe(0);
     const all = await page.locator('main').innerText();
-    for (const leak of ['Reply to this email to answer the customer', '#status', 'Requester:', 'Check the warranty']) expect(all).not.toContain(leak);
+    for (const leak of ['Reply to this email to answer the customer', '#status', 'Requester:', 'Check the warranty'])
+      expect(all).not.toContain(leak);
     expect(await page.content()).not.toContain('answer the customer');
     // Their own mail keeps its "show the original".
     const own = page.locator(`#message-${ownId}`);

@@ -30,7 +30,15 @@ afterAll(async () => {
 const bytes = (n: number) => randomBytes(n);
 
 /** A customer opens a request by mail with files, copying `cc` directly. */
-async function customerMail(customer: string, opts: { subject: string; cc?: string; files: Array<{ filename: string; content: Buffer; contentType: string; cid?: string }>; html?: string }) {
+async function customerMail(
+  customer: string,
+  opts: {
+    subject: string;
+    cc?: string;
+    files: Array<{ filename: string; content: Buffer; contentType: string; cid?: string }>;
+    html?: string;
+  },
+) {
   const messageId = mid('cust');
   const raw = await buildMail({
     from: `Carol <${customer}>`,
@@ -48,7 +56,8 @@ async function customerMail(customer: string, opts: { subject: string; cc?: stri
   return inbound.ticket_id!;
 }
 
-const fileLinks = (text: string, base: string) => [...text.matchAll(new RegExp(`${base.replace(/[.]/g, '\\.')}/files/[A-Za-z0-9.]+`, 'g'))].map((m) => m[0]);
+const fileLinks = (text: string, base: string) =>
+  [...text.matchAll(new RegExp(`${base.replace(/[.]/g, '\\.')}/files/[A-Za-z0-9.]+`, 'g'))].map((m) => m[0]);
 
 async function download(url: string) {
   const res = await fetch(url, { redirect: 'manual' });
@@ -60,7 +69,7 @@ function staffNotification(ticketId: number): Promise<ReceivedMail> {
 }
 
 describe('files by email', () => {
-  it('the customer\'s files reach staff as MIME parts byte for byte (inline image as a cid: part), and the agent\'s files reach the customer', async () => {
+  it("the customer's files reach staff as MIME parts byte for byte (inline image as a cid: part), and the agent's files reach the customer", async () => {
     const customer = customerAddress('carol');
     const pdf = bytes(20_000);
     const png = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), bytes(3_000)]);
@@ -104,7 +113,10 @@ describe('files by email', () => {
     const customer = customerAddress('carol');
     const erin = customerAddress('erin');
     const big = bytes(CAP + 5_000);
-    const ticketId = await customerMail(customer, { subject: 'Huge log', files: [{ filename: 'printer.log', content: big, contentType: 'text/plain' }] });
+    const ticketId = await customerMail(customer, {
+      subject: 'Huge log',
+      files: [{ filename: 'printer.log', content: big, contentType: 'text/plain' }],
+    });
     const note = await staffNotification(ticketId);
     const parsed = await parse(note);
     expect(parsed.attachments).toHaveLength(0);
@@ -158,13 +170,19 @@ describe('files by email', () => {
     const file = bytes(30_000);
     rig.sink.maxMessageBytes = 35_000;
     try {
-      await rig.flow.staffAnswers(note, 'Manual attached.', { attachments: [{ filename: 'manual.pdf', content: file, contentType: 'application/pdf' }] });
+      await rig.flow.staffAnswers(note, 'Manual attached.', {
+        attachments: [{ filename: 'manual.pdf', content: file, contentType: 'application/pdf' }],
+      });
       const [update] = await rig.sink.waitFor((m) => to(customer)(m) && ofTicket(ticketId)(m) && m.raw.includes('manual.pdf'));
       const p = await parse(update!);
       expect(p.attachments).toHaveLength(0);
       const [link] = fileLinks(p.text ?? '', rig.base);
       expect((await download(link!)).body.equals(file)).toBe(true);
-      const row = await rig.app.ctx.db.selectFrom('outbound_mails').select(['status']).where('message_id', '=', (header(update!, 'Message-ID') ?? '').replace(/^<|>$/g, '')).executeTakeFirstOrThrow();
+      const row = await rig.app.ctx.db
+        .selectFrom('outbound_mails')
+        .select(['status'])
+        .where('message_id', '=', (header(update!, 'Message-ID') ?? '').replace(/^<|>$/g, ''))
+        .executeTakeFirstOrThrow();
       expect(row.status).toBe('sent');
     } finally {
       rig.sink.maxMessageBytes = null;

@@ -29,12 +29,16 @@ async function pair(opts: { strip: boolean }) {
   if (relayToB) started.push({ teardown: relayToB.stop });
   if (relayToA) started.push({ teardown: relayToA.stop });
   const a = await startTestApp({
-    SUPPORT_ADDRESSES: 'support@a.test', MAIL_DOMAIN: 'a.test', SMTP_LISTEN: `127.0.0.1:${portA}`,
+    SUPPORT_ADDRESSES: 'support@a.test',
+    MAIL_DOMAIN: 'a.test',
+    SMTP_LISTEN: `127.0.0.1:${portA}`,
     OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${relayToB?.port ?? portB}`,
   });
   started.push(a);
   const b = await startTestApp({
-    SUPPORT_ADDRESSES: 'support@b.test', MAIL_DOMAIN: 'b.test', SMTP_LISTEN: `127.0.0.1:${portB}`,
+    SUPPORT_ADDRESSES: 'support@b.test',
+    MAIL_DOMAIN: 'b.test',
+    SMTP_LISTEN: `127.0.0.1:${portB}`,
     OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${relayToA?.port ?? portA}`,
   });
   started.push(b);
@@ -42,12 +46,19 @@ async function pair(opts: { strip: boolean }) {
 }
 
 async function sentCount(app: TestApp): Promise<number> {
-  const r = await app.ctx.db.selectFrom('outbound_mails').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'sent').executeTakeFirstOrThrow();
+  const r = await app.ctx.db
+    .selectFrom('outbound_mails')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('status', '=', 'sent')
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
 async function inboundCount(app: TestApp): Promise<number> {
-  const r = await app.ctx.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await app.ctx.db
+    .selectFrom('inbound_messages')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -78,7 +89,13 @@ async function settle(a: TestApp, b: TestApp, quietMs = 1500, timeoutMs = 20_000
 
 async function start(a: TestApp) {
   const seed = mid('seed');
-  const raw = await buildMail({ from: 'Support B <support@b.test>', to: 'support@a.test', subject: 'Hello from B', text: 'Can you help?', headers: { 'Message-ID': `<${seed}>` } });
+  const raw = await buildMail({
+    from: 'Support B <support@b.test>',
+    to: 'support@a.test',
+    subject: 'Hello from B',
+    text: 'Can you help?',
+    headers: { 'Message-ID': `<${seed}>` },
+  });
   await deliverRaw(a.smtp!.port, raw, { from: 'support@b.test', to: ['support@a.test'] });
   await waitInbound(a.ctx.db, seed);
 }

@@ -22,7 +22,16 @@ afterAll(async () => {
 const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
 
 describe('templates', () => {
-  const KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update', 'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle', 'staff_digest'];
+  const KINDS: OutboundKind[] = [
+    'acknowledgement',
+    'staff_notification',
+    'ticket_update',
+    'password_setup',
+    'password_changed',
+    'staff_auth_notice',
+    'ticket_lifecycle',
+    'staff_digest',
+  ];
   // Everything any template reads; each kind's own tests below check its real data end to end.
   const data = {
     brand: 'Help Desk',
@@ -31,7 +40,15 @@ describe('templates', () => {
     delimiter: REPLY_DELIMITER,
     delimiterHint: 'hint',
     tag: '[RL-1-abc]',
-    ticket: { id: 4711, subject: 'Printer', url: 'https://help.example/requests/4711', tag: '[RL-4711-abc]', statusLabel: 'Open', priorityLabel: 'High', priorityShown: true },
+    ticket: {
+      id: 4711,
+      subject: 'Printer',
+      url: 'https://help.example/requests/4711',
+      tag: '[RL-4711-abc]',
+      statusLabel: 'Open',
+      priorityLabel: 'High',
+      priorityShown: true,
+    },
     author: { display: 'Alice' },
     requester: { display: 'Carol (carol@example.com)' },
     message: { text: 'MESSAGE-BODY' },
@@ -49,7 +66,18 @@ describe('templates', () => {
     isNew: true,
     isReminder: true,
     date: '2026-12-02',
-    tickets: [{ id: 4711, subject: 'Printer', url: 'https://help.example/requests/4711', age: '3 d', statusLabel: 'Open', priorityLabel: 'High', urgent: true, mine: true }],
+    tickets: [
+      {
+        id: 4711,
+        subject: 'Printer',
+        url: 'https://help.example/requests/4711',
+        age: '3 d',
+        statusLabel: 'Open',
+        priorityLabel: 'High',
+        urgent: true,
+        mine: true,
+      },
+    ],
     count: 3,
     more: 2,
     requestsUrl: 'https://help.example/requests?filter=all',
@@ -143,7 +171,10 @@ describe('staff notification', () => {
   it('carries the message, lists attachments, and gives each staff member their own Reply-To', async () => {
     const a = await makeStaff(app.ctx.db, { name: 'Alice Agent' });
     const b = await makeStaff(app.ctx.db, { name: 'Bob Agent', locale: 'ja' });
-    const t = await seedTicket(app.ctx.db, { body: 'Line one\n<script>alert(1)</script> & more', attachments: ['invoice.pdf', 'photo.jpg'] });
+    const t = await seedTicket(app.ctx.db, {
+      body: 'Line one\n<script>alert(1)</script> & more',
+      attachments: ['invoice.pdf', 'photo.jpg'],
+    });
     await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
     const [ma] = await sink.waitFor((m) => to(a.email)(m) && header(m, 'Message-ID')!.includes(`rl.${t.ticketId}.`));
     const [mb] = await sink.waitFor((m) => to(b.email)(m) && header(m, 'Message-ID')!.includes(`rl.${t.ticketId}.`));
@@ -175,7 +206,13 @@ describe('staff notification', () => {
     const other = await makeStaff(app.ctx.db);
     const t = await seedTicket(app.ctx.db);
     await app.ctx.db.updateTable('tickets').set({ assignee_id: assignee.id }).where('id', '=', t.ticketId).execute();
-    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id, visibility: 'public' });
+    const ids = await notify(app.ctx, {
+      type: 'message_added',
+      ticketId: t.ticketId,
+      messageId: t.messageId,
+      authorId: t.customer.id,
+      visibility: 'public',
+    });
     const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
     const staffRows = rows.filter((r) => r.kind === 'staff_notification');
     expect(staffRows.map((r) => r.recipient)).toEqual([assignee.email]);
@@ -188,13 +225,26 @@ describe('ticket update', () => {
     const staff = await makeStaff(app.ctx.db, { name: 'Alice Agent', email: `alice-${uid()}@staff.example` });
     const t = await seedTicket(app.ctx.db);
     const cc = await addCc(app.ctx.db, t.ticketId, `cc-${uid()}@example.org`, 'ja');
-    const [ackId] = await notify(app.ctx, { type: 'ticket_created', ticketId: t.ticketId, messageId: t.messageId, authorId: t.customer.id });
+    const [ackId] = await notify(app.ctx, {
+      type: 'ticket_created',
+      ticketId: t.ticketId,
+      messageId: t.messageId,
+      authorId: t.customer.id,
+    });
     const ackRow = await waitForRow(app.ctx.db, ackId!, ['sent']);
 
     const reply = await staffReply(app.ctx.db, t.ticketId, staff.id, 'We are sending a fire engine.');
-    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: reply.id, authorId: staff.id, visibility: 'public' });
+    const ids = await notify(app.ctx, {
+      type: 'message_added',
+      ticketId: t.ticketId,
+      messageId: reply.id,
+      authorId: staff.id,
+      visibility: 'public',
+    });
     const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
-    expect(rows.map((r) => `${r.kind}:${r.recipient}`).sort()).toEqual([`ticket_update:${cc.email}`, `ticket_update:${t.customer.email}`].sort());
+    expect(rows.map((r) => `${r.kind}:${r.recipient}`).sort()).toEqual(
+      [`ticket_update:${cc.email}`, `ticket_update:${t.customer.email}`].sort(),
+    );
 
     const [m] = await sink.waitFor((x) => to(t.customer.email)(x) && header(x, 'Auto-Submitted') === 'auto-generated');
     const parsed = await parse(m!);
@@ -221,8 +271,19 @@ describe('ticket update', () => {
     const t = await seedTicket(app.ctx.db);
     const cc = await addCc(app.ctx.db, t.ticketId, `cc-${uid()}@example.com`);
     const note = await staffReply(app.ctx.db, t.ticketId, staff.id, 'internal only', 'internal');
-    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: note.id, authorId: staff.id, visibility: 'internal' });
-    const rows = await app.ctx.db.selectFrom('outbound_mails as o').innerJoin('users as u', 'u.id', 'o.user_id').select(['o.kind', 'u.role', 'o.user_id']).where('o.id', 'in', ids.length ? ids : [0]).execute();
+    const ids = await notify(app.ctx, {
+      type: 'message_added',
+      ticketId: t.ticketId,
+      messageId: note.id,
+      authorId: staff.id,
+      visibility: 'internal',
+    });
+    const rows = await app.ctx.db
+      .selectFrom('outbound_mails as o')
+      .innerJoin('users as u', 'u.id', 'o.user_id')
+      .select(['o.kind', 'u.role', 'o.user_id'])
+      .where('o.id', 'in', ids.length ? ids : [0])
+      .execute();
     expect(rows.every((r) => r.kind === 'staff_notification' && r.role === 'staff')).toBe(true);
     expect(rows.map((r) => r.user_id)).not.toContain(staff.id);
     expect(rows.map((r) => r.user_id)).not.toContain(t.customer.id);
@@ -235,7 +296,13 @@ describe('ticket update', () => {
     await addCc(app.ctx.db, t.ticketId, `support+x@help.test`);
     const staff = await makeStaff(app.ctx.db);
     const reply = await staffReply(app.ctx.db, t.ticketId, staff.id, 'hello');
-    const ids = await notify(app.ctx, { type: 'message_added', ticketId: t.ticketId, messageId: reply.id, authorId: staff.id, visibility: 'public' });
+    const ids = await notify(app.ctx, {
+      type: 'message_added',
+      ticketId: t.ticketId,
+      messageId: reply.id,
+      authorId: staff.id,
+      visibility: 'public',
+    });
     const rows = await app.ctx.db.selectFrom('outbound_mails').select('recipient').where('id', 'in', ids).execute();
     expect(rows.map((r) => r.recipient)).toEqual([t.customer.email]);
   });

@@ -32,11 +32,11 @@ beforeAll(async () => {
   });
   sink = await startRelaySink();
   const database = await createTestDatabase();
-  const log = pino(
-    { level: 'warn' },
-    new Writable({ write: (chunk, _enc, done) => (logLines.push(JSON.parse(String(chunk))), done()) }),
+  const log = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, done) => (logLines.push(JSON.parse(String(chunk))), done()) }));
+  const running = await startApp(
+    testConfig(database.url, { OUTBOUND_SMTP_URL: sink.url, DNS_SERVERS: dns.server, STAFF_AUTH: 'dmarc' }),
+    log,
   );
-  const running = await startApp(testConfig(database.url, { OUTBOUND_SMTP_URL: sink.url, DNS_SERVERS: dns.server, STAFF_AUTH: 'dmarc' }), log);
   app = Object.assign(running, { databaseUrl: database.url, teardown: async () => (await running.stop(), await database.drop()) });
   await createUser(app.ctx.db, { email: 'alice@corp.test', name: 'Alice Agent', role: 'staff' });
   await createUser(app.ctx.db, { email: 'kenji@corp.test', name: '健二', role: 'staff', locale: 'ja' });
@@ -51,7 +51,12 @@ const { openTicket, staffAnswers } = flow(() => ({ app, sink, staffEmail: 'alice
 /** Staff only get ticket mail and these notices; a notice belongs to no ticket (Message-ID `rl.0.…`). */
 const isNotice = (m: ReceivedMail) => (header(m, 'Message-ID') ?? '').startsWith('<rl.0.');
 const noticesTo = (address: string) =>
-  app.ctx.db.selectFrom('outbound_mails').select(['id', 'ticket_id', 'status']).where('kind', '=', 'staff_auth_notice').where('recipient', '=', address).execute();
+  app.ctx.db
+    .selectFrom('outbound_mails')
+    .select(['id', 'ticket_id', 'status'])
+    .where('kind', '=', 'staff_auth_notice')
+    .where('recipient', '=', address)
+    .execute();
 
 describe('a staff reply held as auth_failed', () => {
   it('is logged at warn with the reason, and the staff member gets one notice saying why and how to fix it, without ticket content', async () => {
@@ -86,11 +91,19 @@ describe('a staff reply held as auth_failed', () => {
   it('speaks Japanese to a Japanese staff member', async () => {
     const customer = `j-${randomBytes(3).toString('hex')}@customer.test`;
     const { notification } = await openTicket(customer, 'Another');
-    const { inbound } = await staffAnswers(notification, 'こんにちは', { signWith: null, from: '健二 <kenji@corp.test>', mailFrom: 'kenji@corp.test' });
-    expect(inbound).toMatchObject({ status: 'held', reason: 'auth_failed' });
-    const [notice] = await sink.waitFor((m) => to('kenji@corp.test')(m) && isNotice(m)).catch(async (err: Error) => {
-      throw new Error(`${err.message}; outbox: ${JSON.stringify(await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient', 'status', 'last_error']).where('recipient', '=', 'kenji@corp.test').execute())}`);
+    const { inbound } = await staffAnswers(notification, 'こんにちは', {
+      signWith: null,
+      from: '健二 <kenji@corp.test>',
+      mailFrom: 'kenji@corp.test',
     });
+    expect(inbound).toMatchObject({ status: 'held', reason: 'auth_failed' });
+    const [notice] = await sink
+      .waitFor((m) => to('kenji@corp.test')(m) && isNotice(m))
+      .catch(async (err: Error) => {
+        throw new Error(
+          `${err.message}; outbox: ${JSON.stringify(await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient', 'status', 'last_error']).where('recipient', '=', 'kenji@corp.test').execute())}`,
+        );
+      });
     const p = await parse(notice!);
     expect(p.subject).toBe('サポートへの返信は受け付けられませんでした（送信者認証の失敗）');
     expect(p.text).toContain('STAFF_AUTH=token');

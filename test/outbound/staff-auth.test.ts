@@ -75,7 +75,12 @@ describe('STAFF_AUTH=dmarc', () => {
   });
 
   it('accepts DKIM pass aligned with the From domain (no DMARC record)', async () => {
-    const raw = await buildMail({ from: 'carol@dkimco.test', to: 'support@help.test', text: 'ok', dkim: { ...corpDkim, domainName: 'dkimco.test' } });
+    const raw = await buildMail({
+      from: 'carol@dkimco.test',
+      to: 'support@help.test',
+      text: 'ok',
+      dkim: { ...corpDkim, domainName: 'dkimco.test' },
+    });
     const res = await authenticateStaff(app.ctx, input(raw, { fromAddress: 'carol@dkimco.test', mailFrom: 'carol@dkimco.test' }));
     expect(res).toMatchObject({ ok: true, method: 'dkim' });
   });
@@ -105,7 +110,8 @@ describe('STAFF_AUTH=dmarc', () => {
       to: 'support@help.test',
       text: 'trust me',
       headers: {
-        'Authentication-Results': 'help.test; dkim=pass header.d=corp.test; spf=pass smtp.mailfrom=corp.test; dmarc=pass header.from=corp.test',
+        'Authentication-Results':
+          'help.test; dkim=pass header.d=corp.test; spf=pass smtp.mailfrom=corp.test; dmarc=pass header.from=corp.test',
         'ARC-Authentication-Results': 'i=1; help.test; dmarc=pass',
       },
     });
@@ -142,8 +148,13 @@ describe('STAFF_AUTH=dmarc', () => {
   it('rejects a user who is not staff, and a From that is not the staff account', async () => {
     const raw = await buildMail({ from: 'alice@corp.test', to: 'support@help.test', text: 'x', dkim: corpDkim });
     const customer = await createUser(app.ctx.db, { email: 'eve@corp.test' });
-    expect(await authenticateStaff(app.ctx, input(raw, { fromAddress: 'eve@corp.test', staffUserId: customer.id }))).toMatchObject({ ok: false, reason: 'not a staff account' });
-    expect(await authenticateStaff(app.ctx, input(raw, { fromAddress: 'alice@corp.test', staffUserId: staff['bob@spfco.test']! }))).toMatchObject({ ok: false });
+    expect(await authenticateStaff(app.ctx, input(raw, { fromAddress: 'eve@corp.test', staffUserId: customer.id }))).toMatchObject({
+      ok: false,
+      reason: 'not a staff account',
+    });
+    expect(
+      await authenticateStaff(app.ctx, input(raw, { fromAddress: 'alice@corp.test', staffUserId: staff['bob@spfco.test']! })),
+    ).toMatchObject({ ok: false });
   });
 
   it('never counts a DKIM signature that covers only part of the body (l=), nor DNS errors', () => {
@@ -172,7 +183,14 @@ describe('STAFF_AUTH=dmarc', () => {
 describe('STAFF_AUTH=token', () => {
   const raw = Buffer.from('From: alice@corp.test\r\nSubject: x\r\n\r\nhello\r\n');
   const tokenInput = (over: Partial<StaffAuthInput>): StaffAuthInput => ({
-    raw, mailFrom: 'alice@corp.test', clientAddress: '127.0.0.1', helo: 'relay', fromAddress: 'alice@corp.test', replyToken: null, staffUserId: staff.token!, ...over,
+    raw,
+    mailFrom: 'alice@corp.test',
+    clientAddress: '127.0.0.1',
+    helo: 'relay',
+    fromAddress: 'alice@corp.test',
+    replyToken: null,
+    staffUserId: staff.token!,
+    ...over,
   });
 
   it('accepts a valid per-staff reply token with a matching From, without any DNS', async () => {
@@ -180,13 +198,16 @@ describe('STAFF_AUTH=token', () => {
     expect(await authenticateStaff(tokenApp.ctx, tokenInput({ replyToken: token }))).toMatchObject({ ok: true, method: 'token' });
   });
 
-  it('rejects a missing token, a forged token, another staff member\'s token, and a From that does not match', async () => {
+  it("rejects a missing token, a forged token, another staff member's token, and a From that does not match", async () => {
     expect((await authenticateStaff(tokenApp.ctx, tokenInput({}))).ok).toBe(false);
     const forged = verifyReplyToken(SECRET, `7.${staff.token}.aaaaaaaaaaaaaaaa`);
     expect(forged).toBeNull();
     expect((await authenticateStaff(tokenApp.ctx, tokenInput({ replyToken: forged }))).ok).toBe(false);
     const others = verifyReplyToken(SECRET, makeReplyToken(SECRET, { ticketId: 7, userId: staff.tokenOther! }));
-    expect(await authenticateStaff(tokenApp.ctx, tokenInput({ replyToken: others }))).toMatchObject({ ok: false, reason: 'reply token belongs to another user' });
+    expect(await authenticateStaff(tokenApp.ctx, tokenInput({ replyToken: others }))).toMatchObject({
+      ok: false,
+      reason: 'reply token belongs to another user',
+    });
     const mine = verifyReplyToken(SECRET, makeReplyToken(SECRET, { ticketId: 7, userId: staff.token! }));
     expect((await authenticateStaff(tokenApp.ctx, tokenInput({ replyToken: mine, fromAddress: 'mallory@corp.test' }))).ok).toBe(false);
   });

@@ -8,7 +8,13 @@ import { addCc, makeStaff, seedTicket, uid } from './support/fixtures.js';
 describe('parseStaffCommands', () => {
   it('reads commands from the leading lines and removes them from the body', () => {
     const c = parseStaffCommands('#status solved\n#cc add New.Person@Example.com\n#cc remove <old@example.com>\n\nThanks, fixed!\nBye');
-    expect(c).toEqual({ status: 'solved', note: false, ccAdd: ['new.person@example.com'], ccRemove: ['old@example.com'], body: 'Thanks, fixed!\nBye' });
+    expect(c).toEqual({
+      status: 'solved',
+      note: false,
+      ccAdd: ['new.person@example.com'],
+      ccRemove: ['old@example.com'],
+      body: 'Thanks, fixed!\nBye',
+    });
   });
 
   it('treats #note as an internal note and accepts blank lines and a colon between commands', () => {
@@ -48,7 +54,9 @@ describe('applyStaffCommands', () => {
     const staff = await makeStaff(app.ctx.db);
     const other = await makeStaff(app.ctx.db);
     const run = (ticketId: number, text: string, config = app.ctx.config, publicReply = true) =>
-      app.ctx.db.transaction().execute((trx) => applyStaffCommands(trx, config, ticketId, parseStaffCommands(text), { id: staff.id, publicReply }));
+      app.ctx.db
+        .transaction()
+        .execute((trx) => applyStaffCommands(trx, config, ticketId, parseStaffCommands(text), { id: staff.id, publicReply }));
     const a = await seedTicket(app.ctx.db);
     await run(a.ticketId, '#note just looking', app.ctx.config, false);
     expect((await findTicket(app.ctx.db, a.ticketId))?.assignee_id).toBeNull();
@@ -91,14 +99,24 @@ describe('applyStaffCommands', () => {
     const adds = Array.from({ length: 5 }, () => `#cc add cc-${uid()}@example.com`).join('\n');
     await apply(t.ticketId, `#status open\n${adds}\nx`);
     expect((await findTicket(app.ctx.db, t.ticketId))?.status).toBe('closed');
-    const ccs = await app.ctx.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', t.ticketId).where('role', '=', 'cc').execute();
+    const ccs = await app.ctx.db
+      .selectFrom('ticket_participants')
+      .select('user_id')
+      .where('ticket_id', '=', t.ticketId)
+      .where('role', '=', 'cc')
+      .execute();
     expect(ccs).toHaveLength(3);
   });
 });
 
 describe('queue commands', () => {
   it('parses #assign, #unassign, #priority and #status on-hold, and consumes mistyped values', () => {
-    expect(parseStaffCommands('#assign me\n#priority URGENT\n#status on-hold\nOn it.')).toMatchObject({ assign: 'me', priority: 'urgent', status: 'hold', body: 'On it.' });
+    expect(parseStaffCommands('#assign me\n#priority URGENT\n#status on-hold\nOn it.')).toMatchObject({
+      assign: 'me',
+      priority: 'urgent',
+      status: 'hold',
+      body: 'On it.',
+    });
     expect(parseStaffCommands('#assign <Bob@Corp.test>\nx').assign).toBe('bob@corp.test');
     expect(parseStaffCommands('#unassign\nx').assign).toBeNull();
     const typo = parseStaffCommands('#priority highest\n#assign nobody\nBody');

@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 describe('STAFF_AUTH=token', () => {
-  it('accepts an unsigned staff reply to the staff member\'s own reply address and mails the customer', async () => {
+  it("accepts an unsigned staff reply to the staff member's own reply address and mails the customer", async () => {
     const customer = `t1-${Date.now()}@customer.test`;
     const { ticketId, notification, byTicket } = await openTicket(customer, 'Token mode');
     const { inbound } = await staffAnswers(notification, '#status solved\nAll fixed.');
@@ -41,7 +41,7 @@ describe('STAFF_AUTH=token', () => {
     expect((await ticket(ticketId)).status).toBe('solved');
   });
 
-  it('holds auth_failed: a forged token, another staff member\'s token, and the right token with a different From', async () => {
+  it("holds auth_failed: a forged token, another staff member's token, and the right token with a different From", async () => {
     const customer = `t2-${Date.now()}@customer.test`;
     const { ticketId, notification } = await openTicket(customer, 'Token forgery');
     const forged = `support+${ticketId}.${alice.id}.aaaaaaaaaaaaaaaa@help.test`;

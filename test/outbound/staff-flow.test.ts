@@ -50,7 +50,10 @@ describe('staff reply by email', () => {
   it('customer mail → staff notified → DKIM-signed staff reply → customer and new CC get a threaded public comment', async () => {
     const customer = `carol-${randomBytes(3).toString('hex')}@customer.test`;
     const { ticketId, customerMid, ack, notification, byTicket } = await openTicket(customer, 'Printer on fire');
-    expect(parseReplyAddress(SECRET, 'help.test', (await parse(notification)).replyTo!.value[0]!.address!)).toEqual({ ticketId, userId: alice.id });
+    expect(parseReplyAddress(SECRET, 'help.test', (await parse(notification)).replyTo!.value[0]!.address!)).toEqual({
+      ticketId,
+      userId: alice.id,
+    });
 
     const dan = `dan-${randomBytes(3).toString('hex')}@customer.test`;
     const { inbound } = await staffAnswers(notification, `#status pending\n#cc add ${dan}\n\nWe are sending a fire engine.`);
@@ -85,8 +88,12 @@ describe('staff reply by email', () => {
     const customerReply = mid('cust2');
     const parsedUpdate = await parse(update!);
     const raw = await buildMail({
-      from: customer, to: parsedUpdate.replyTo!.value[0]!.address!, subject: `Re: ${parsedUpdate.subject}`, text: 'Thanks, it is out!',
-      inReplyTo: header(update!, 'Message-ID'), headers: { 'Message-ID': `<${customerReply}>` },
+      from: customer,
+      to: parsedUpdate.replyTo!.value[0]!.address!,
+      subject: `Re: ${parsedUpdate.subject}`,
+      text: 'Thanks, it is out!',
+      inReplyTo: header(update!, 'Message-ID'),
+      headers: { 'Message-ID': `<${customerReply}>` },
     });
     await deliverRaw(app.smtp!.port, raw, { from: customer, to: [parsedUpdate.replyTo!.value[0]!.address!] });
     expect(await waitInbound(app.ctx.db, customerReply)).toMatchObject({ status: 'processed', ticket_id: ticketId });
@@ -102,19 +109,35 @@ describe('staff reply by email', () => {
     expect(inbound.status).toBe('processed');
     expect((await messages(ticketId)).at(-1)).toMatchObject({ visibility: 'internal', body_text: 'Customer is a VIP, handle gently.' });
     expect((await ticket(ticketId)).status).toBe('solved');
-    const outbox = await app.ctx.db.selectFrom('outbound_mails').select('recipient').where('ticket_id', '=', ticketId).where('kind', '=', 'ticket_update').execute();
+    const outbox = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('recipient')
+      .where('ticket_id', '=', ticketId)
+      .where('kind', '=', 'ticket_update')
+      .execute();
     expect(outbox).toEqual([]);
     expect(sink.received.filter((m) => to(customer)(m) && byTicket(m)).length).toBe(before);
   });
 });
 
 describe('staff impersonation is held auth_failed and changes nothing', () => {
-  async function expectRejected(ticketId: number, customer: string, byTicket: (m: ReceivedMail) => boolean, inbound: { status: string; reason: string | null }, reason = 'auth_failed') {
+  async function expectRejected(
+    ticketId: number,
+    customer: string,
+    byTicket: (m: ReceivedMail) => boolean,
+    inbound: { status: string; reason: string | null },
+    reason = 'auth_failed',
+  ) {
     expect(inbound).toMatchObject({ status: 'held', reason });
     const t = await ticket(ticketId);
     expect(t.status).toBe('new');
     expect((await messages(ticketId)).length).toBe(1);
-    const updates = await app.ctx.db.selectFrom('outbound_mails').select('id').where('ticket_id', '=', ticketId).where('kind', '=', 'ticket_update').execute();
+    const updates = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('id')
+      .where('ticket_id', '=', ticketId)
+      .where('kind', '=', 'ticket_update')
+      .execute();
     expect(updates).toEqual([]);
     expect(sink.received.filter((m) => to(customer)(m) && byTicket(m))).toHaveLength(1); // only the acknowledgement
   }
@@ -126,7 +149,7 @@ describe('staff impersonation is held auth_failed and changes nothing', () => {
     await expectRejected(ticketId, customer, byTicket, inbound);
   });
 
-  it('spoofed From signed by the attacker\'s own domain, with SPF passing for the attacker', async () => {
+  it("spoofed From signed by the attacker's own domain, with SPF passing for the attacker", async () => {
     const customer = `g-${randomBytes(3).toString('hex')}@customer.test`;
     const { ticketId, notification, byTicket } = await openTicket(customer, 'Spoof 2');
     const { inbound } = await staffAnswers(notification, 'Refund approved!', {
@@ -141,7 +164,10 @@ describe('staff impersonation is held auth_failed and changes nothing', () => {
     const { ticketId, notification, byTicket } = await openTicket(customer, 'Spoof 3');
     const { inbound } = await staffAnswers(notification, 'Refund approved!', {
       signWith: null,
-      headers: { 'Authentication-Results': 'help.test; dkim=pass header.d=corp.test header.s=k1; spf=pass smtp.mailfrom=alice@corp.test; dmarc=pass header.from=corp.test' },
+      headers: {
+        'Authentication-Results':
+          'help.test; dkim=pass header.d=corp.test header.s=k1; spf=pass smtp.mailfrom=alice@corp.test; dmarc=pass header.from=corp.test',
+      },
     });
     await expectRejected(ticketId, customer, byTicket, inbound);
   });

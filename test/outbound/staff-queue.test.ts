@@ -43,7 +43,10 @@ async function notifiedSince(ticketId: number, after: number): Promise<string[]>
 }
 
 async function lastOutboxId(): Promise<number> {
-  const r = await app.ctx.db.selectFrom('outbound_mails').select((eb) => eb.fn.max('id').as('id')).executeTakeFirstOrThrow();
+  const r = await app.ctx.db
+    .selectFrom('outbound_mails')
+    .select((eb) => eb.fn.max('id').as('id'))
+    .executeTakeFirstOrThrow();
   return Number(r.id ?? 0);
 }
 
@@ -52,7 +55,13 @@ async function customerWrites(customer: string, mail: ReceivedMail, text: string
   const parsed = await parse(mail);
   const replyTo = parsed.replyTo!.value[0]!.address!;
   const id = mid('cust');
-  const raw = await buildMail({ from: customer, to: replyTo, subject: `Re: ${parsed.subject}`, text, headers: { 'Message-ID': `<${id}>` } });
+  const raw = await buildMail({
+    from: customer,
+    to: replyTo,
+    subject: `Re: ${parsed.subject}`,
+    text,
+    headers: { 'Message-ID': `<${id}>` },
+  });
   await deliverRaw(app.smtp!.port, raw, { from: customer, to: [replyTo] });
   return waitInbound(app.ctx.db, id);
 }
@@ -94,7 +103,10 @@ describe('ownership by mail', () => {
     const { ticketId, byTicket } = await openTicket(customer, 'Mine');
     const [bobsNote] = await sink.waitFor((m) => to(bob.email)(m) && byTicket(m));
     const asBob = flow(() => ({ app, sink, staffEmail: bob.email, dkim: undefined }));
-    await asBob.staffAnswers(bobsNote!, '#assign me\n#note I will take this one', { from: `Bob Agent <${bob.email}>`, mailFrom: bob.email });
+    await asBob.staffAnswers(bobsNote!, '#assign me\n#note I will take this one', {
+      from: `Bob Agent <${bob.email}>`,
+      mailFrom: bob.email,
+    });
     expect((await ticket(ticketId)).assignee_id).toBe(bob.id);
   });
 });

@@ -91,7 +91,11 @@ describe('sign in and sessions', () => {
     const user = await seedUser(app.ctx.db);
     const client = new Client(app.base);
     await client.login(user.email, GOOD_PASSWORD);
-    await app.ctx.db.updateTable('sessions').set({ last_seen_at: sql`now() - interval '11 minutes'` as never }).where('user_id', '=', user.id).execute();
+    await app.ctx.db
+      .updateTable('sessions')
+      .set({ last_seen_at: sql`now() - interval '11 minutes'` as never })
+      .where('user_id', '=', user.id)
+      .execute();
     const res = await client.get('/requests');
     expect(res.status).toBe(303);
     expect(res.location).toContain('/login?notice=expired');
@@ -102,7 +106,11 @@ describe('sign in and sessions', () => {
     const user = await seedUser(app.ctx.db);
     const client = new Client(app.base);
     await client.login(user.email, GOOD_PASSWORD);
-    await app.ctx.db.updateTable('sessions').set({ expires_at: sql`now() - interval '1 second'` as never }).where('user_id', '=', user.id).execute();
+    await app.ctx.db
+      .updateTable('sessions')
+      .set({ expires_at: sql`now() - interval '1 second'` as never })
+      .where('user_id', '=', user.id)
+      .execute();
     expect((await client.get('/requests')).status).toBe(303);
   });
 
@@ -110,7 +118,11 @@ describe('sign in and sessions', () => {
     const user = await seedUser(app.ctx.db);
     const client = new Client(app.base);
     await client.login(user.email, GOOD_PASSWORD);
-    await app.ctx.db.updateTable('sessions').set({ last_seen_at: sql`now() - interval '9 minutes'` as never }).where('user_id', '=', user.id).execute();
+    await app.ctx.db
+      .updateTable('sessions')
+      .set({ last_seen_at: sql`now() - interval '9 minutes'` as never })
+      .where('user_id', '=', user.id)
+      .execute();
     expect((await client.get('/requests')).status).toBe(200);
     const row = await app.ctx.db
       .selectFrom('sessions')
@@ -319,7 +331,11 @@ describe('https deployment', () => {
     const page = await client.get('/login');
     expect(page.headers.get('strict-transport-security')).toContain('max-age=');
     expect(page.headers.getSetCookie().join('\n')).toMatch(/^__Host-rl_csrf=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax/m);
-    const res = await client.post('/login', { email: user.email, password: GOOD_PASSWORD }, { origin: `https://127.0.0.1:${new URL(secure.base).port}` });
+    const res = await client.post(
+      '/login',
+      { email: user.email, password: GOOD_PASSWORD },
+      { origin: `https://127.0.0.1:${new URL(secure.base).port}` },
+    );
     expect(res.status).toBe(303);
     const cookie = res.headers.getSetCookie().find((c) => c.startsWith('__Host-rl_session='))!;
     expect(cookie).toMatch(/Secure/);
@@ -333,7 +349,11 @@ describe('https deployment', () => {
     const user = await seedUser(secure.ctx.db);
     const client = new Client(secure.base);
     await client.get('/login');
-    await client.post('/login', { email: user.email, password: GOOD_PASSWORD }, { origin: `https://127.0.0.1:${new URL(secure.base).port}` });
+    await client.post(
+      '/login',
+      { email: user.email, password: GOOD_PASSWORD },
+      { origin: `https://127.0.0.1:${new URL(secure.base).port}` },
+    );
     const id = client.cookies.get('__Host-rl_session')!;
     const plain = new Client(secure.base);
     plain.cookies.set('rl_session', id);

@@ -70,7 +70,11 @@ async function waitForMail(rcpt: string, match: (m: ParsedMail) => boolean, time
       if (match(parsed)) return parsed;
     }
     if (Date.now() > deadline) {
-      const outbox = await app.ctx.db.selectFrom('outbound_mails').select(['id', 'kind', 'status', 'last_error']).where('recipient', '=', rcpt).execute();
+      const outbox = await app.ctx.db
+        .selectFrom('outbound_mails')
+        .select(['id', 'kind', 'status', 'last_error'])
+        .where('recipient', '=', rcpt)
+        .execute();
       const inbound = await app.ctx.db.selectFrom('inbound_messages').select(['id', 'status', 'reason', 'error']).execute();
       throw new Error(
         `no matching mail to ${rcpt} within ${timeoutMs} ms (${sink.received.length} received in all); ` +
@@ -100,7 +104,7 @@ function linkIn(mail: ParsedMail, path: string): string {
 }
 
 describe('customer journey in Chromium', () => {
-  it('emails support, claims the account from the acknowledgement, signs in, sees own and CC\'d requests, replies and solves', async () => {
+  it("emails support, claims the account from the acknowledgement, signs in, sees own and CC'd requests, replies and solves", async () => {
     const customer = uniqueEmail('hanako');
     const colleague = uniqueEmail('jiro');
     const mySubject = `Printer on fire ${Date.now()}`;
@@ -112,7 +116,12 @@ describe('customer journey in Chromium', () => {
     // "#<id>" followed by a non-digit: a bare id could match any digit of the 127.0.0.1 links.
     expect(ack.text).toMatch(new RegExp(`#${ticketId}(?!\\d)`));
 
-    await sendToSupport({ from: `Jiro Sato <${colleague}>`, cc: customer, subject: ccSubject, text: 'Please order a new printer for our team.' });
+    await sendToSupport({
+      from: `Jiro Sato <${colleague}>`,
+      cc: customer,
+      subject: ccSubject,
+      text: 'Please order a new printer for our team.',
+    });
     const ccTicketId = await ticketOfSubject(ccSubject);
 
     const context = await browser.newContext({ locale: 'en-US', viewport: { width: 1200, height: 900 } });
@@ -212,7 +221,11 @@ describe('customer journey in Chromium', () => {
     const ticketId = await ticketOfSubject(subject);
     // Give the customer a password directly: this test is about rendering, not the claim flow.
     const { hashPassword } = await import('../../src/auth/password.js');
-    await app.ctx.db.updateTable('users').set({ password_hash: await hashPassword('Hostile-Mail-1') }).where('email', '=', customer).execute();
+    await app.ctx.db
+      .updateTable('users')
+      .set({ password_hash: await hashPassword('Hostile-Mail-1') })
+      .where('email', '=', customer)
+      .execute();
 
     const context = await browser.newContext({ locale: 'en-US' });
     const page = await context.newPage();
@@ -230,8 +243,14 @@ describe('customer journey in Chromium', () => {
 
     await page.goto(`${base}/requests/${ticketId}`);
     expect(await page.getByText('Hello from a hostile mail').isVisible()).toBe(true);
-    await page.getByText('hover me').hover().catch(() => undefined);
-    await page.getByText('click me').click().catch(() => undefined);
+    await page
+      .getByText('hover me')
+      .hover()
+      .catch(() => undefined);
+    await page
+      .getByText('click me')
+      .click()
+      .catch(() => undefined);
     await page.waitForTimeout(300);
     expect(await page.evaluate(() => (globalThis as { __xss?: string }).__xss)).toBeUndefined();
     expect(dialogs).toEqual([]);

@@ -25,7 +25,12 @@ function send(method: string, path: string, host: string, headers: Record<string
       res.setEncoding('utf8');
       res.on('data', (d) => (html += d));
       res.on('end', () =>
-        resolve({ status: res.statusCode!, location: res.headers.location, html, csp: res.headers['content-security-policy'] as string | undefined }),
+        resolve({
+          status: res.statusCode!,
+          location: res.headers.location,
+          html,
+          csp: res.headers['content-security-policy'] as string | undefined,
+        }),
       );
     });
     req.on('error', reject);
@@ -33,7 +38,7 @@ function send(method: string, path: string, host: string, headers: Record<string
   });
 }
 
-describe('a portal request on a host other than PUBLIC_URL\'s', () => {
+describe("a portal request on a host other than PUBLIC_URL's", () => {
   it('GET and HEAD are redirected (308) to the same path and query on PUBLIC_URL', async () => {
     const r = await send('GET', '/login?next=%2Frequests%2F7', `localhost:${port}`);
     expect(r.status).toBe(308);
@@ -56,7 +61,7 @@ describe('a portal request on a host other than PUBLIC_URL\'s', () => {
     expect(ja.html).toContain(`正しいアドレスは ${app.base} です`);
   });
 
-  it('leaves PUBLIC_URL\'s own host and the health check alone', async () => {
+  it("leaves PUBLIC_URL's own host and the health check alone", async () => {
     expect((await send('GET', '/login', `127.0.0.1:${port}`)).status).toBe(200);
     expect((await send('GET', '/healthz', `localhost:${port}`)).status).toBe(200);
   });

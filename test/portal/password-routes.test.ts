@@ -73,7 +73,10 @@ describe('GET/POST /password/new (get a password / forgot password)', () => {
     const holder = await seedUser(app.ctx.db);
     await askForLink(passwordless.email);
     await askForLink(holder.email);
-    for (const [user, hours] of [[passwordless, 24], [holder, 1]] as const) {
+    for (const [user, hours] of [
+      [passwordless, 24],
+      [holder, 1],
+    ] as const) {
       const [mail] = await outboxFor(app.ctx.db, user.email, 'password_setup');
       // The row holds the token sealed, never raw (issue #12); the link is built when the mail is composed.
       const payload = mail!.payload as { token: string; url?: string };
@@ -91,7 +94,7 @@ describe('GET/POST /password/new (get a password / forgot password)', () => {
     }
   });
 
-  it('rejects a malformed address with a form error (422) in the visitor\'s language', async () => {
+  it("rejects a malformed address with a form error (422) in the visitor's language", async () => {
     const en = await askForLink('not-an-address');
     expect(en.res.status).toBe(422);
     expect(en.res.html).toContain('Enter a valid email address.');
@@ -120,7 +123,9 @@ describe('GET/POST /password/set', () => {
 
   it('lists every policy violation in English and keeps the link usable', async () => {
     // A letters-only local part, so the password below breaks the class rule too.
-    const local = `hanako${Math.random().toString(36).replace(/[^a-z]/g, '')}`;
+    const local = `hanako${Math.random()
+      .toString(36)
+      .replace(/[^a-z]/g, '')}`;
     const user = await seedUser(app.ctx.db, { password: null, email: `${local}@example.test` });
     const token = await tokenFor(user.email);
     const client = new Client(app.base);
@@ -201,12 +206,20 @@ describe('GET/POST /password/set', () => {
   it('refuses an expired link (410), on the page and on submit', async () => {
     const user = await seedUser(app.ctx.db, { password: null });
     const token = await tokenFor(user.email);
-    await app.ctx.db.updateTable('auth_tokens').set({ expires_at: sql`now() - interval '1 second'` as never }).where('user_id', '=', user.id).execute();
+    await app.ctx.db
+      .updateTable('auth_tokens')
+      .set({ expires_at: sql`now() - interval '1 second'` as never })
+      .where('user_id', '=', user.id)
+      .execute();
     const client = new Client(app.base);
     expect((await client.get(`/password/set?token=${token}`)).status).toBe(410);
     await client.get('/login');
-    expect((await client.post(`/password/set?token=${token}`, { password: 'Late-Pass-123', password_confirm: 'Late-Pass-123' })).status).toBe(410);
-    expect((await app.ctx.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()).password_hash).toBeNull();
+    expect(
+      (await client.post(`/password/set?token=${token}`, { password: 'Late-Pass-123', password_confirm: 'Late-Pass-123' })).status,
+    ).toBe(410);
+    expect(
+      (await app.ctx.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()).password_hash,
+    ).toBeNull();
   });
 
   it('invalidates an older link when a newer one is issued', async () => {

@@ -40,10 +40,18 @@ describe('GET /requests', () => {
     const { user, client } = await signedIn();
     const a = await seedTicket(app.ctx.db, { requesterId: user.id, subject: 'Older' });
     const b = await seedTicket(app.ctx.db, { requesterId: user.id, subject: 'Newer' });
-    await app.ctx.db.updateTable('tickets').set({ updated_at: sql`now() - interval '1 day'` as never }).where('id', '=', b.ticket.id).execute();
+    await app.ctx.db
+      .updateTable('tickets')
+      .set({ updated_at: sql`now() - interval '1 day'` as never })
+      .where('id', '=', b.ticket.id)
+      .execute();
     const page = await client.get('/requests');
     expect(rowIds(page.html)).toEqual([a.ticket.id, b.ticket.id]);
-    expect(page.html).toMatch(new RegExp(`#${a.ticket.id}</td>\\s*<td[^>]*><a href="${app.base}/requests/${a.ticket.id}">Older</a></td>\\s*<td[^>]*><span class="status status-new">Open</span></td>\\s*<td[^>]*><time datetime="`));
+    expect(page.html).toMatch(
+      new RegExp(
+        `#${a.ticket.id}</td>\\s*<td[^>]*><a href="${app.base}/requests/${a.ticket.id}">Older</a></td>\\s*<td[^>]*><span class="status status-new">Open</span></td>\\s*<td[^>]*><time datetime="`,
+      ),
+    );
   });
 
   it('filters by status: open (new+open), pending, solved, closed', async () => {
@@ -67,9 +75,7 @@ describe('GET /requests', () => {
     await app.ctx.db
       .insertInto('tickets')
       .columns(['subject', 'requester_id', 'status', 'updated_at'])
-      .expression(
-        sql`SELECT 'Bulk ' || g, ${requester.id}, 'open', now() - g * interval '1 minute' FROM generate_series(1, 30) g`,
-      )
+      .expression(sql`SELECT 'Bulk ' || g, ${requester.id}, 'open', now() - g * interval '1 minute' FROM generate_series(1, 30) g`)
       .execute();
     await app.ctx.db
       .insertInto('ticket_participants')
@@ -122,7 +128,10 @@ describe('GET /requests/:id', () => {
     const { ticket } = await seedTicket(app.ctx.db, {
       requesterId: user.id,
       messages: [
-        { text: 'x', html: '<p>Hello <b>there</b><script>alert(1)</script><img src="x" onerror="alert(2)"><a href="javascript:alert(3)">c</a></p>' },
+        {
+          text: 'x',
+          html: '<p>Hello <b>there</b><script>alert(1)</script><img src="x" onerror="alert(2)"><a href="javascript:alert(3)">c</a></p>',
+        },
         { text: '<script>alert(4)</script> & plain' },
       ],
     });
@@ -136,10 +145,14 @@ describe('GET /requests/:id', () => {
     const { user, client } = await signedIn();
     const { ticket } = await seedTicket(app.ctx.db, {
       requesterId: user.id,
-      messages: [{ text: 'Thanks, that fixed it.', originalText: 'Thanks, that fixed it.\n\nOn Mon, Support wrote:\n> Try turning it off and on' }],
+      messages: [
+        { text: 'Thanks, that fixed it.', originalText: 'Thanks, that fixed it.\n\nOn Mon, Support wrote:\n> Try turning it off and on' },
+      ],
     });
     const page = await client.get(`/requests/${ticket.id}`);
-    expect(page.html).toMatch(/<details class="original">\s*<summary>Show the full original message<\/summary>[\s\S]*&gt; Try turning it off and on/);
+    expect(page.html).toMatch(
+      /<details class="original">\s*<summary>Show the full original message<\/summary>[\s\S]*&gt; Try turning it off and on/,
+    );
   });
 
   it('answers 404 to a non-participant for the request, its attachments and every write, and changes nothing', async () => {
@@ -160,21 +173,26 @@ describe('GET /requests/:id', () => {
     const after = await app.ctx.db.selectFrom('tickets').select('status').where('id', '=', ticket.id).executeTakeFirstOrThrow();
     expect(after.status).toBe('new');
     expect(await app.ctx.db.selectFrom('messages').select('id').where('ticket_id', '=', ticket.id).execute()).toHaveLength(1);
-    expect(await app.ctx.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticket.id).execute()).toHaveLength(1);
+    expect(await app.ctx.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticket.id).execute()).toHaveLength(
+      1,
+    );
   });
 
   it('answers 404 for an attachment of another ticket fetched through my own ticket id, and for odd ids', async () => {
     const { user, client } = await signedIn();
     const other = await seedUser(app.ctx.db);
     const mine = await seedTicket(app.ctx.db, { requesterId: user.id });
-    const theirs = await seedTicket(app.ctx.db, { requesterId: other.id, messages: [{ attachment: { filename: 'x.txt', content: 'theirs' } }] });
+    const theirs = await seedTicket(app.ctx.db, {
+      requesterId: other.id,
+      messages: [{ attachment: { filename: 'x.txt', content: 'theirs' } }],
+    });
     expect((await client.get(`/requests/${mine.ticket.id}/attachments/${theirs.attachmentIds[0]}`)).status).toBe(404);
     expect((await client.get('/requests/abc')).status).toBe(404);
     expect((await client.get('/requests/1e3')).status).toBe(404);
     expect((await client.get('/requests/999999999')).status).toBe(404);
   });
 
-  it('serves a participant\'s attachment as a download with nosniff, never inline', async () => {
+  it("serves a participant's attachment as a download with nosniff, never inline", async () => {
     const { user, client } = await signedIn();
     const { ticket, attachmentIds } = await seedTicket(app.ctx.db, {
       requesterId: user.id,
@@ -212,7 +230,12 @@ describe('GET /requests/:id', () => {
     form.set('body', 'Reply from staff via the portal');
     const res = await client.postMultipart(`/requests/${ticket.id}/comments`, form);
     expect(res.status).toBe(303);
-    const msg = await app.ctx.db.selectFrom('messages').selectAll().where('ticket_id', '=', ticket.id).where('author_id', '=', staff.id).executeTakeFirstOrThrow();
+    const msg = await app.ctx.db
+      .selectFrom('messages')
+      .selectAll()
+      .where('ticket_id', '=', ticket.id)
+      .where('author_id', '=', staff.id)
+      .executeTakeFirstOrThrow();
     expect(msg.visibility).toBe('public');
     expect(await outboxFor(app.ctx.db, customer.email, 'ticket_update')).toHaveLength(1);
   });
@@ -231,7 +254,12 @@ describe('POST /requests/:id/comments', () => {
     expect(res.location).toMatch(new RegExp(`/requests/${ticket.id}\\?notice=commented#message-\\d+$`));
     const t = await app.ctx.db.selectFrom('tickets').select('status').where('id', '=', ticket.id).executeTakeFirstOrThrow();
     expect(t.status).toBe('open');
-    const msg = await app.ctx.db.selectFrom('messages').selectAll().where('ticket_id', '=', ticket.id).orderBy('id', 'desc').executeTakeFirstOrThrow();
+    const msg = await app.ctx.db
+      .selectFrom('messages')
+      .selectAll()
+      .where('ticket_id', '=', ticket.id)
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
     expect(msg).toMatchObject({ body_text: 'It broke again.', via: 'portal', visibility: 'public', author_id: user.id });
     expect(await outboxFor(app.ctx.db, staffEmail, 'staff_notification')).not.toHaveLength(0);
     expect(await outboxFor(app.ctx.db, cc.email, 'ticket_update')).toHaveLength(1);
@@ -260,7 +288,11 @@ describe('POST /requests/:id/comments', () => {
     // The client may already have encoded the CR/LF; either way no directory and no control character is stored.
     expect(rows[0]!.filename).toMatch(/^evil ?name\.txt$/);
     expect(rows[1]!.filename).toBe('データ.bin');
-    expect(rows[0]).toMatchObject({ size: 5, content_type: 'text/plain', sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' });
+    expect(rows[0]).toMatchObject({
+      size: 5,
+      content_type: 'text/plain',
+      sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824',
+    });
   });
 
   it('refuses a file over ATTACHMENT_MAX_BYTES with 413 and stores nothing', async () => {
@@ -321,9 +353,21 @@ describe('POST /requests/:id/ccs and /solve', () => {
     expect(res.status).toBe(303);
     const cc = await app.ctx.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirstOrThrow();
     expect(cc.password_hash).toBeNull();
-    const part = await app.ctx.db.selectFrom('ticket_participants').select('role').where('ticket_id', '=', ticket.id).where('user_id', '=', cc.id).executeTakeFirstOrThrow();
+    const part = await app.ctx.db
+      .selectFrom('ticket_participants')
+      .select('role')
+      .where('ticket_id', '=', ticket.id)
+      .where('user_id', '=', cc.id)
+      .executeTakeFirstOrThrow();
     expect(part.role).toBe('cc');
-    await app.ctx.db.updateTable('users').set({ password_hash: (await app.ctx.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow()).password_hash }).where('id', '=', cc.id).execute();
+    await app.ctx.db
+      .updateTable('users')
+      .set({
+        password_hash: (await app.ctx.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow())
+          .password_hash,
+      })
+      .where('id', '=', cc.id)
+      .execute();
     const ccClient = new Client(app.base);
     await ccClient.login(email, GOOD_PASSWORD);
     expect(rowIds((await ccClient.get('/requests?filter=cc')).html)).toEqual([ticket.id]);

@@ -136,7 +136,11 @@ export async function seedUser(
   });
   const password = opts.password === undefined ? GOOD_PASSWORD : opts.password;
   if (password !== null) {
-    await db.updateTable('users').set({ password_hash: await hashPassword(password), verified_at: sql`now()` as never }).where('id', '=', user.id).execute();
+    await db
+      .updateTable('users')
+      .set({ password_hash: await hashPassword(password), verified_at: sql`now()` as never })
+      .where('id', '=', user.id)
+      .execute();
   }
   return user;
 }
@@ -148,7 +152,14 @@ export async function seedTicket(
     subject?: string;
     ccIds?: number[];
     status?: TicketStatus;
-    messages?: Array<{ authorId?: number; text?: string; html?: string | null; visibility?: Visibility; originalText?: string; attachment?: { filename: string; content: string; contentType?: string } }>;
+    messages?: Array<{
+      authorId?: number;
+      text?: string;
+      html?: string | null;
+      visibility?: Visibility;
+      originalText?: string;
+      attachment?: { filename: string; content: string; contentType?: string };
+    }>;
   },
 ) {
   const ticket = await createTicket(db, { subject: opts.subject ?? 'Help needed', requesterId: opts.requesterId, via: 'email' });

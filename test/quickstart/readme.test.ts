@@ -39,7 +39,10 @@ describe('README quick start', () => {
     const known = COMMANDS.map((c) => c.words.join(' '));
     for (const m of readme.matchAll(/(?:^|\s)rl ([a-z]+(?: [a-z]+)?)/gm)) {
       const words = m[1]!;
-      expect(known.some((k) => words === k || words.startsWith(`${k} `) || k === words.split(' ')[0]), words).toBe(true);
+      expect(
+        known.some((k) => words === k || words.startsWith(`${k} `) || k === words.split(' ')[0]),
+        words,
+      ).toBe(true);
     }
     expect(known).toContain('doctor');
   });

@@ -41,7 +41,8 @@ describe('sign-in limits', () => {
     const victim = await makeUser(rig.db);
     const spellings = [victim.email, victim.email.toUpperCase(), `  ${victim.email} `];
     const statuses: number[] = [];
-    for (let i = 0; i < LIMITS.RATE_LOGIN_PER_ACCOUNT; i++) statuses.push(await login(from(nextIp()), spellings[i % spellings.length]!, `Guess-${i}-Aa1`));
+    for (let i = 0; i < LIMITS.RATE_LOGIN_PER_ACCOUNT; i++)
+      statuses.push(await login(from(nextIp()), spellings[i % spellings.length]!, `Guess-${i}-Aa1`));
     statuses.push(await login(from(nextIp()), victim.email, PASSWORD));
     expect(statuses).toEqual([401, 401, 401, 429]);
     const bystander = await makeUser(rig.db);
@@ -93,14 +94,16 @@ describe('get-a-password and sign-up limits', () => {
 describe('the client IP cannot be chosen by the client', () => {
   it('without TRUST_PROXY, rotating X-Forwarded-For does not escape the per-IP sign-in limit', async () => {
     const statuses: number[] = [];
-    for (let i = 0; i <= LIMITS.RATE_LOGIN_PER_IP; i++) statuses.push(await login(from(nextIp(), direct.base), uniqueEmail('rotate'), 'Rotate-Pass-1'));
+    for (let i = 0; i <= LIMITS.RATE_LOGIN_PER_IP; i++)
+      statuses.push(await login(from(nextIp(), direct.base), uniqueEmail('rotate'), 'Rotate-Pass-1'));
     expect(statuses.at(-1)).toBe(429);
   });
 
   it('with TRUST_PROXY, fake hops prepended to X-Forwarded-For do not escape it: only the right-most hop counts', async () => {
     const proxySeen = nextIp();
     const statuses: number[] = [];
-    for (let i = 0; i <= LIMITS.RATE_LOGIN_PER_IP; i++) statuses.push(await login(from(`${nextIp()}, ${proxySeen}`), uniqueEmail('hops'), 'Hops-Pass-1'));
+    for (let i = 0; i <= LIMITS.RATE_LOGIN_PER_IP; i++)
+      statuses.push(await login(from(`${nextIp()}, ${proxySeen}`), uniqueEmail('hops'), 'Hops-Pass-1'));
     expect(statuses).toEqual([...Array<number>(LIMITS.RATE_LOGIN_PER_IP).fill(401), 429]);
   });
 });

@@ -33,7 +33,12 @@ describe('bare ticket number in the subject', () => {
     ];
     const opened = new Set<number>();
     for (const shape of shapes) {
-      const row = await submit(rig, { from: uniqueEmail('stranger'), to: SUPPORT, subject: shape.subject, text: `${shape.text}\nBARE${id}` });
+      const row = await submit(rig, {
+        from: uniqueEmail('stranger'),
+        to: SUPPORT,
+        subject: shape.subject,
+        text: `${shape.text}\nBARE${id}`,
+      });
       expect(row.status, shape.subject).toBe('processed');
       expect(row.ticket_id, shape.subject).not.toBe(id);
       opened.add(row.ticket_id!);
@@ -42,12 +47,17 @@ describe('bare ticket number in the subject', () => {
     await expectUntouched(rig, t, before, mailsBefore, `BARE${id}`);
   });
 
-  it('an existing customer (with tickets of their own) quoting someone else\'s number also gets a new ticket', async () => {
+  it("an existing customer (with tickets of their own) quoting someone else's number also gets a new ticket", async () => {
     const victim = await openTicket(rig, { staff: [staff] });
     const other = await openTicket(rig, { staff: [staff] });
     const before = await ticketState(rig.db, victim.ticketId);
     const mailsBefore = rig.sink.received.filter(toAddress(victim.email)).length;
-    const row = await submit(rig, { from: other.email, to: SUPPORT, subject: `Re: [#${victim.ticketId}] ${victim.subject}`, text: `BARE-OTHER-${victim.ticketId}` });
+    const row = await submit(rig, {
+      from: other.email,
+      to: SUPPORT,
+      subject: `Re: [#${victim.ticketId}] ${victim.subject}`,
+      text: `BARE-OTHER-${victim.ticketId}`,
+    });
     expect(row.status).toBe('processed');
     expect([victim.ticketId, other.ticketId]).not.toContain(row.ticket_id);
     await expectUntouched(rig, victim, before, mailsBefore, `BARE-OTHER-${victim.ticketId}`);

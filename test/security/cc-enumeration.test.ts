@@ -40,10 +40,20 @@ describe('"Add a CC" as an oracle', () => {
     expect(ccList(staffTry.html).replaceAll(staff.email, 'X')).toBe(ccList(ownTry.html).replaceAll('support@help.test', 'X'));
 
     const page = (await mallory.get(`/requests/${t.ticketId}`)).html;
-    const shown = { knownName: page.includes('Katherine Known'), staffName: page.includes('Sam Secret-Agent'), knownAddress: page.includes(known.email), freshAddress: page.includes(fresh) };
+    const shown = {
+      knownName: page.includes('Katherine Known'),
+      staffName: page.includes('Sam Secret-Agent'),
+      knownAddress: page.includes(known.email),
+      freshAddress: page.includes(fresh),
+    };
     console.log(`CC list after adding: ${JSON.stringify(shown)}`);
     expect(shown).toEqual({ knownName: false, staffName: false, knownAddress: true, freshAddress: true });
-    const staffOnTicket = await rig.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', t.ticketId).where('user_id', '=', staff.id).executeTakeFirst();
+    const staffOnTicket = await rig.db
+      .selectFrom('ticket_participants')
+      .select('user_id')
+      .where('ticket_id', '=', t.ticketId)
+      .where('user_id', '=', staff.id)
+      .executeTakeFirst();
     expect(staffOnTicket).toBeUndefined();
   });
 });

@@ -2,7 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, rawHeaders, type ReceivedMail } from '../outbound/support/relay-sink.js';
 import { Client, uniqueEmail } from '../portal/support.js';
-import { makeUser, openTicket, ofTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, submitRaw, toAddress, SUPPORT, TRUSTED_CUSTOMERS, type Rig } from './support/rig.js';
+import {
+  makeUser,
+  openTicket,
+  ofTicket,
+  PASSWORD,
+  replyAddressOf,
+  setPassword,
+  settle,
+  startRig,
+  submit,
+  submitRaw,
+  toAddress,
+  SUPPORT,
+  TRUSTED_CUSTOMERS,
+  type Rig,
+} from './support/rig.js';
 
 /**
  * CRLF header injection into outbound mail. Names, subjects, file names and
@@ -13,7 +28,14 @@ import { makeUser, openTicket, ofTicket, PASSWORD, replyAddressOf, setPassword, 
  */
 let rig: Rig;
 let staff: string;
-const victims = ['victim1@evil.test', 'victim2@evil.test', 'victim3@evil.test', 'victim4@evil.test', 'victim5@evil.test', 'victim6@evil.test'];
+const victims = [
+  'victim1@evil.test',
+  'victim2@evil.test',
+  'victim3@evil.test',
+  'victim4@evil.test',
+  'victim5@evil.test',
+  'victim6@evil.test',
+];
 
 beforeAll(async () => {
   rig = await startRig({}, { zone: TRUSTED_CUSTOMERS });
@@ -29,7 +51,11 @@ function expectCleanHeaders(m: ReceivedMail) {
   const block = rawHeaders(m);
   expect(block.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
   for (const line of block.split('\r\n').filter(Boolean)) expect(line, 'header line').toMatch(/^([!-9;-~]+:|[ \t])/);
-  const names = block.replace(/\r\n[ \t]+/g, ' ').split('\r\n').filter(Boolean).map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
+  const names = block
+    .replace(/\r\n[ \t]+/g, ' ')
+    .split('\r\n')
+    .filter(Boolean)
+    .map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
   expect(names).not.toContain('bcc');
   expect(names).not.toContain('x-injected');
   expect(names.filter((n) => n === 'to')).toHaveLength(1);
@@ -84,7 +110,9 @@ describe('CRLF header injection from inbound mail', () => {
     // Eve answers her acknowledgement: Dan (CC, with the hostile name) gets a ticket update.
     const [ack] = await rig.sink.waitFor((m) => toAddress(eve)(m) && ofTicket(ticketId)(m));
     const replyTo = await replyAddressOf(ack!);
-    expect((await submit(rig, { from: eve, to: replyTo, subject: `Re: ${tag}`, text: 'Any news?' }, { to: [replyTo] })).status).toBe('processed');
+    expect((await submit(rig, { from: eve, to: replyTo, subject: `Re: ${tag}`, text: 'Any news?' }, { to: [replyTo] })).status).toBe(
+      'processed',
+    );
     await rig.sink.waitFor((m) => toAddress(dan)(m) && ofTicket(ticketId)(m));
     await settle([rig]);
 
@@ -97,8 +125,12 @@ describe('CRLF header injection from inbound mail', () => {
       expect(parsed.subject).toContain(`Help ${tag}`);
       expect(parsed.subject).not.toMatch(/[\r\n]/);
       // The hostile text is still there, flattened to one line — shown, never obeyed.
-      if (m.rcptTo[0] === eve) expect(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value[0]!.name : '').toMatch(/^Eve Bcc: victim1@evil\.test X-Injected: name fake body$/);
-      if (m.rcptTo[0] === dan) expect(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value[0]!.name : '').toContain('Dan Bcc: victim2@evil.test');
+      if (m.rcptTo[0] === eve)
+        expect(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value[0]!.name : '').toMatch(
+          /^Eve Bcc: victim1@evil\.test X-Injected: name fake body$/,
+        );
+      if (m.rcptTo[0] === dan)
+        expect(parsed.to && !Array.isArray(parsed.to) ? parsed.to.value[0]!.name : '').toContain('Dan Bcc: victim2@evil.test');
     }
     for (const v of victims) expect(rig.sink.received.filter(toAddress(v))).toEqual([]);
   });
@@ -133,7 +165,11 @@ describe('CRLF header injection from the portal', () => {
     const client = new Client(rig.base);
     expect((await client.login(t.email, PASSWORD)).status).toBe(303);
     await client.get(`/requests/${t.ticketId}`);
-    for (const email of [`friend@customer.test\r\nBcc: ${victims[5]}`, `friend@customer.test\nRCPT TO:<${victims[5]}>`, `"x\r\ny"@customer.test`]) {
+    for (const email of [
+      `friend@customer.test\r\nBcc: ${victims[5]}`,
+      `friend@customer.test\nRCPT TO:<${victims[5]}>`,
+      `"x\r\ny"@customer.test`,
+    ]) {
       expect((await client.post(`/requests/${t.ticketId}/ccs`, { email })).status).toBe(422);
     }
     const participants = await rig.db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', t.ticketId).execute();

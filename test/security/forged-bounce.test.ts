@@ -54,7 +54,13 @@ function forgedDsn(victim: string, messageId: string) {
   ].join('\r\n');
 }
 
-const outboxTo = (email: string) => rig.db.selectFrom('outbound_mails').select(['id', 'status', 'kind', 'attempts', 'message_id']).where('recipient', '=', email.toLowerCase()).orderBy('id').execute();
+const outboxTo = (email: string) =>
+  rig.db
+    .selectFrom('outbound_mails')
+    .select(['id', 'status', 'kind', 'attempts', 'message_id'])
+    .where('recipient', '=', email.toLowerCase())
+    .orderBy('id')
+    .execute();
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
@@ -73,7 +79,9 @@ describe('forged bounces', () => {
     const client = new Client(rig.base);
     await client.get('/password/new');
     expect((await client.post('/password/new', { email: victim.email })).status).toBe(200);
-    const queued = await until('a failed delivery attempt', async () => (await outboxTo(victim.email)).find((r) => r.kind === 'password_setup' && r.attempts > 0 && r.status === 'queued'));
+    const queued = await until('a failed delivery attempt', async () =>
+      (await outboxTo(victim.email)).find((r) => r.kind === 'password_setup' && r.attempts > 0 && r.status === 'queued'),
+    );
 
     // The attacker names the victim, with a made-up id and with an id of our domain he cannot sign.
     const guessed = `rl.0.${'a'.repeat(16)}.${'b'.repeat(16)}@help.test`;
@@ -89,7 +97,9 @@ describe('forged bounces', () => {
     const link = /\/password\/set\?token=[A-Za-z0-9_-]+/.exec((await parse(mail!)).text ?? '')?.[0];
     expect(link).toBeTruthy();
     const after = await outboxTo(victim.email);
-    console.log(`forged DSNs: 2 held; victim's link row ${queued.id}: ${after.find((r) => r.id === queued.id)!.status} after ${after.find((r) => r.id === queued.id)!.attempts} attempts`);
+    console.log(
+      `forged DSNs: 2 held; victim's link row ${queued.id}: ${after.find((r) => r.id === queued.id)!.status} after ${after.find((r) => r.id === queued.id)!.attempts} attempts`,
+    );
     expect(after.find((r) => r.id === queued.id)!.status).toBe('sent');
     const form = await new Client(rig.base).get(link!);
     expect(form.status).toBe(200);
@@ -100,7 +110,10 @@ describe('forged bounces', () => {
     await settle([rig]);
     const ack = (await outboxTo(t.email)).find((r) => r.kind !== 'password_setup' && r.status === 'sent')!;
     expect(ack).toBeTruthy();
-    const forged = await submitRaw(rig, forgedDsn(t.email, `made.up.${randomBytes(3).toString('hex')}@customer.test`), { from: '', to: [SUPPORT] });
+    const forged = await submitRaw(rig, forgedDsn(t.email, `made.up.${randomBytes(3).toString('hex')}@customer.test`), {
+      from: '',
+      to: [SUPPORT],
+    });
     expect(forged.reason).toBe('bounce');
     expect((await outboxTo(t.email)).find((r) => r.id === ack.id)!.status).toBe('sent');
     // Control: the recipient's real mail server returns the headers of our mail, signed id included.

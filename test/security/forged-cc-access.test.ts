@@ -29,11 +29,23 @@ afterAll(() => rig?.teardown());
 const secret = () => `SECRET${randomBytes(4).toString('hex')}`;
 const carries = (s: string) => (m: { raw: Buffer }) => m.raw.toString('latin1').replace(/=\r\n/g, '').includes(s);
 const ccs = async (ticketId: number) =>
-  (await rig.db.selectFrom('ticket_participants as p').innerJoin('users as u', 'u.id', 'p.user_id').select('u.email').where('p.ticket_id', '=', ticketId).where('p.role', '=', 'cc').execute()).map((r) => r.email);
+  (
+    await rig.db
+      .selectFrom('ticket_participants as p')
+      .innerJoin('users as u', 'u.id', 'p.user_id')
+      .select('u.email')
+      .where('p.ticket_id', '=', ticketId)
+      .where('p.role', '=', 'cc')
+      .execute()
+  ).map((r) => r.email);
 
 /** Alice answers publicly by mail, DKIM-signed: what every participant should (or should not) receive. */
 async function staffPost(ticketId: number, replyTo: string, text: string) {
-  const row = await submit(rig, { from: { name: 'Alice Agent', address: alice }, to: replyTo, subject: 'Re: update', text, dkim: staff.staffDkim }, { to: [replyTo] });
+  const row = await submit(
+    rig,
+    { from: { name: 'Alice Agent', address: alice }, to: replyTo, subject: 'Re: update', text, dkim: staff.staffDkim },
+    { to: [replyTo] },
+  );
   expect(row).toMatchObject({ status: 'processed', ticket_id: ticketId });
 }
 
@@ -102,14 +114,19 @@ describe('a removed CC or an outsider cannot put himself back on a ticket with a
     expect(await rig.db.selectFrom('users').select('id').where('email', '=', oscar).executeTakeFirst()).toBeUndefined();
   });
 
-  it('the requester\'s unauthenticated reply still adds its text (Zendesk parity) but not the people it names', async () => {
+  it("the requester's unauthenticated reply still adds its text (Zendesk parity) but not the people it names", async () => {
     const carol = customerAddress('carol');
     const t = await openTicket(rig, { email: carol, dkim: customers.dkim });
     const replyTo = await replyAddressOf(t.ack!);
     const s = secret();
     const plain = await submit(rig, { from: carol, to: replyTo, subject: `Re: ${t.subject}`, text: `Any news? ${s}` }, { to: [replyTo] });
     expect(plain).toMatchObject({ status: 'processed', ticket_id: t.ticketId });
-    const stored = await rig.db.selectFrom('messages').select('body_text').where('ticket_id', '=', t.ticketId).orderBy('id', 'desc').executeTakeFirstOrThrow();
+    const stored = await rig.db
+      .selectFrom('messages')
+      .select('body_text')
+      .where('ticket_id', '=', t.ticketId)
+      .orderBy('id', 'desc')
+      .executeTakeFirstOrThrow();
     expect(stored.body_text).toContain(s);
   });
 });

@@ -62,7 +62,10 @@ const secret = () => `TOKEN${randomBytes(4).toString('hex')}`;
 const mails = (email: string) => rig.sink.received.filter(toAddress(email)).length;
 
 async function inboundCount(): Promise<number> {
-  const r = await rig.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await rig.db
+    .selectFrom('inbound_messages')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -123,27 +126,34 @@ describe('genuine tokens replayed by someone not on the ticket', () => {
     const s = secret();
     const row = await submit(
       rig,
-      { from, to, subject: `Re: ${carol.subject}`, text: `#status solved\n\nPlease cancel everything ${s}`, ...extra, references: extra.inReplyTo ? [extra.inReplyTo] : undefined },
+      {
+        from,
+        to,
+        subject: `Re: ${carol.subject}`,
+        text: `#status solved\n\nPlease cancel everything ${s}`,
+        ...extra,
+        references: extra.inReplyTo ? [extra.inReplyTo] : undefined,
+      },
       { to: [to] },
     );
     return { row, s };
   }
 
-  it('a stranger mailing Carol\'s own reply address is held not_participant; Carol\'s ticket and inbox are untouched', async () => {
+  it("a stranger mailing Carol's own reply address is held not_participant; Carol's ticket and inbox are untouched", async () => {
     const mailsBefore = mails(carol.email);
     const { row, s } = await replay(uniqueEmail('mallory'), carol.replyTo);
     expect(row).toMatchObject({ status: 'held', reason: 'not_participant', ticket_id: carol.ticketId });
     await expectUntouched(rig, carol, carol.before, mailsBefore, s);
   });
 
-  it('another customer (Dave, requester of his own ticket) using Carol\'s token is held not_participant', async () => {
+  it("another customer (Dave, requester of his own ticket) using Carol's token is held not_participant", async () => {
     const mailsBefore = mails(carol.email);
     const { row, s } = await replay(dave.email, carol.replyTo);
     expect(row).toMatchObject({ status: 'held', reason: 'not_participant', ticket_id: carol.ticketId });
     await expectUntouched(rig, carol, carol.before, mailsBefore, s);
   });
 
-  it('a customer using the staff member\'s reply address is held not_participant: the token does not make anyone staff', async () => {
+  it("a customer using the staff member's reply address is held not_participant: the token does not make anyone staff", async () => {
     const mailsBefore = mails(carol.email);
     const { row, s } = await replay(dave.email, carol.staffReplyTo);
     expect(row).toMatchObject({ status: 'held', reason: 'not_participant', ticket_id: carol.ticketId });
@@ -158,7 +168,11 @@ describe('genuine tokens replayed by someone not on the ticket', () => {
   });
 
   it('control: Carol herself on her reply address is threaded into her ticket', async () => {
-    const row = await submit(rig, { from: carol.email, to: carol.replyTo, subject: `Re: ${carol.subject}`, text: 'Any news?' }, { to: [carol.replyTo] });
+    const row = await submit(
+      rig,
+      { from: carol.email, to: carol.replyTo, subject: `Re: ${carol.subject}`, text: 'Any news?' },
+      { to: [carol.replyTo] },
+    );
     expect(row).toMatchObject({ status: 'processed', ticket_id: carol.ticketId });
     const state = await ticketState(rig.db, carol.ticketId);
     expect(state.messages.at(-1)).toMatchObject({ author_id: carol.requesterId, body_text: 'Any news?' });

@@ -70,7 +70,10 @@ describe('injected Authentication-Results and friends', () => {
 
   it('the recorded verdict is our own: SPF checked against the real client IP (fail), no DKIM result, DMARC fail', async () => {
     const { row } = await staffReply({ forged: true, signed: false });
-    const auth = row.auth as { ok: boolean; details?: { spf?: { result: string } | null; dkim?: unknown[]; dmarc?: { result: string } | null } };
+    const auth = row.auth as {
+      ok: boolean;
+      details?: { spf?: { result: string } | null; dkim?: unknown[]; dmarc?: { result: string } | null };
+    };
     expect(auth.ok).toBe(false);
     expect(auth.details?.spf?.result).toBe('fail');
     expect(auth.details?.dkim ?? []).toEqual([]);

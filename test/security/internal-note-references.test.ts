@@ -21,18 +21,29 @@ beforeAll(async () => {
 afterAll(() => rig?.teardown());
 
 describe('internal notes in threading headers', () => {
-  it('the customer\'s mail never names an internal note\'s Message-ID; a colleague\'s does', async () => {
+  it("the customer's mail never names an internal note's Message-ID; a colleague's does", async () => {
     const bob = (await makeUser(rig.db, { role: 'staff', name: 'Bob Agent', email: staffAddress('bob') })).email;
     const t = await openTicket(rig, { staff: [alice, bob] });
     const staffReplyTo = await replyAddressOf(t.notifications[alice]!);
     const noteId = `note.${randomBytes(4).toString('hex')}@alices-macbook-pro.corp.test`;
     const note = await submit(
       rig,
-      { from: alice, to: staffReplyTo, subject: 'Re: x', text: '#note\nCustomer is on the legacy plan, do not refund.', messageId: `<${noteId}>`, dkim: world.staffDkim },
+      {
+        from: alice,
+        to: staffReplyTo,
+        subject: 'Re: x',
+        text: '#note\nCustomer is on the legacy plan, do not refund.',
+        messageId: `<${noteId}>`,
+        dkim: world.staffDkim,
+      },
       { to: [staffReplyTo] },
     );
     expect(note.status).toBe('processed');
-    const publicReply = await submit(rig, { from: alice, to: staffReplyTo, subject: 'Re: x', text: 'We are on it.', dkim: world.staffDkim }, { to: [staffReplyTo] });
+    const publicReply = await submit(
+      rig,
+      { from: alice, to: staffReplyTo, subject: 'Re: x', text: 'We are on it.', dkim: world.staffDkim },
+      { to: [staffReplyTo] },
+    );
     expect(publicReply.status).toBe('processed');
 
     const [toCustomer] = await rig.sink.waitFor((m) => toAddress(t.email)(m) && m.raw.toString('latin1').includes('We are on it'));

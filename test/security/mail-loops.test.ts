@@ -24,7 +24,10 @@ const world = staffWorld();
 let alice: string;
 
 beforeAll(async () => {
-  rig = await startRig({ BREAKER_PER_TICKET: String(PER_TICKET), BREAKER_WINDOW_MS: '600000', ACK_MAX_PER_SENDER_PER_HOUR: '3' }, { zone: { ...world.zone, ...TRUSTED_CUSTOMERS } });
+  rig = await startRig(
+    { BREAKER_PER_TICKET: String(PER_TICKET), BREAKER_WINDOW_MS: '600000', ACK_MAX_PER_SENDER_PER_HOUR: '3' },
+    { zone: { ...world.zone, ...TRUSTED_CUSTOMERS } },
+  );
   staff = (await makeUser(rig.db, { role: 'staff', email: uniqueEmail('staff') })).email;
   alice = (await makeUser(rig.db, { role: 'staff', name: 'Alice Agent', email: staffAddress('alice') })).email;
 });
@@ -37,16 +40,33 @@ afterAll(async () => {
 });
 
 async function outboxOf(ticketId: number) {
-  return rig.db.selectFrom('outbound_mails').select(['recipient', 'kind', 'status', 'last_error']).where('ticket_id', '=', ticketId).execute();
+  return rig.db
+    .selectFrom('outbound_mails')
+    .select(['recipient', 'kind', 'status', 'last_error'])
+    .where('ticket_id', '=', ticketId)
+    .execute();
 }
 
 /** A responder writes to support first (with a colleague, also a responder, in Cc), then every mail it gets is answered. */
 async function loopWithResponders(mode: ResponderMode) {
   const requester = uniqueEmail(`${mode}-a`);
   const colleague = uniqueEmail(`${mode}-b`);
-  const responder = autoRespond(rig.sink, () => rig.smtpPort, new Map([[requester, mode], [colleague, mode]]));
+  const responder = autoRespond(
+    rig.sink,
+    () => rig.smtpPort,
+    new Map([
+      [requester, mode],
+      [colleague, mode],
+    ]),
+  );
   started.push(responder);
-  const first = await submit(rig, { from: requester, to: SUPPORT, cc: colleague, subject: `Order status (${mode})`, text: 'Where is my order?' });
+  const first = await submit(rig, {
+    from: requester,
+    to: SUPPORT,
+    cc: colleague,
+    subject: `Order status (${mode})`,
+    text: 'Where is my order?',
+  });
   expect(first.status).toBe('processed');
   const ticketId = first.ticket_id!;
   await settle([rig], { quietMs: 1500, timeoutMs: 60_000, idle: responder.idle });
@@ -80,7 +100,7 @@ describe('a loop with an external auto-responder', () => {
     expect(inbound.filter((r) => r.status === 'held').map((r) => r.reason)).toEqual(['auto_reply']);
   }, 90_000);
 
-  it('two responders that look like people, answering each other\'s updates on one ticket: bounded by the per-ticket breaker, then silence', async () => {
+  it("two responders that look like people, answering each other's updates on one ticket: bounded by the per-ticket breaker, then silence", async () => {
     const { counts, outbox } = await loopWithResponders('dumb');
     // The loop really ran (each answered more than once) …
     expect(counts.autoReplies).toBeGreaterThan(2);
@@ -93,11 +113,19 @@ describe('a loop with an external auto-responder', () => {
     expect(counts.autoReplies).toBeLessThanOrEqual(counts.toRequester + counts.toColleague);
   }, 90_000);
 
-  it('a staff member\'s out-of-office (genuinely DKIM-signed, no automatic markers) and a customer\'s answering each other: bounded, then silence', async () => {
+  it("a staff member's out-of-office (genuinely DKIM-signed, no automatic markers) and a customer's answering each other: bounded, then silence", async () => {
     const customer = uniqueEmail('ooo-customer');
-    const responder = autoRespond(rig.sink, () => rig.smtpPort, new Map<string, ResponderMode>([[customer, 'dumb'], [alice, 'dumb']]), {
-      dkim: (address) => (address === alice ? world.staffDkim : undefined),
-    });
+    const responder = autoRespond(
+      rig.sink,
+      () => rig.smtpPort,
+      new Map<string, ResponderMode>([
+        [customer, 'dumb'],
+        [alice, 'dumb'],
+      ]),
+      {
+        dkim: (address) => (address === alice ? world.staffDkim : undefined),
+      },
+    );
     started.push(responder);
     const first = await submit(rig, { from: customer, to: SUPPORT, subject: 'Invoice question', text: 'Is my invoice paid?' });
     expect(first.status).toBe('processed');
@@ -106,7 +134,12 @@ describe('a loop with an external auto-responder', () => {
     responder.stop();
     const mails = rig.sink.received.filter(ofTicket(ticketId));
     const outbox = await outboxOf(ticketId);
-    const staffReplies = await rig.db.selectFrom('inbound_messages').select(['status', 'reason']).where('from_address', '=', alice).where('ticket_id', '=', ticketId).execute();
+    const staffReplies = await rig.db
+      .selectFrom('inbound_messages')
+      .select(['status', 'reason'])
+      .where('from_address', '=', alice)
+      .where('ticket_id', '=', ticketId)
+      .execute();
     const counts = {
       toCustomer: mails.filter(toAddress(customer)).length,
       toAlice: mails.filter(toAddress(alice)).length,
@@ -129,9 +162,19 @@ describe('a loop with a second replyline instance', () => {
     const toA = strip ? await startStrippingRelay(portA) : null;
     if (toB) started.push({ teardown: toB.stop });
     if (toA) started.push({ teardown: toA.stop });
-    const a = await startTestApp({ SUPPORT_ADDRESSES: 'support@a.test', MAIL_DOMAIN: 'a.test', SMTP_LISTEN: `127.0.0.1:${portA}`, OUTBOUND_SMTP_URL: toB?.url ?? `smtp://127.0.0.1:${portB}` });
+    const a = await startTestApp({
+      SUPPORT_ADDRESSES: 'support@a.test',
+      MAIL_DOMAIN: 'a.test',
+      SMTP_LISTEN: `127.0.0.1:${portA}`,
+      OUTBOUND_SMTP_URL: toB?.url ?? `smtp://127.0.0.1:${portB}`,
+    });
     started.push({ teardown: () => a.teardown() });
-    const b = await startTestApp({ SUPPORT_ADDRESSES: 'support@b.test', MAIL_DOMAIN: 'b.test', SMTP_LISTEN: `127.0.0.1:${portB}`, OUTBOUND_SMTP_URL: toA?.url ?? `smtp://127.0.0.1:${portA}` });
+    const b = await startTestApp({
+      SUPPORT_ADDRESSES: 'support@b.test',
+      MAIL_DOMAIN: 'b.test',
+      SMTP_LISTEN: `127.0.0.1:${portB}`,
+      OUTBOUND_SMTP_URL: toA?.url ?? `smtp://127.0.0.1:${portA}`,
+    });
     started.push({ teardown: () => b.teardown() });
     return { a, b };
   }
@@ -140,7 +183,12 @@ describe('a loop with a second replyline instance', () => {
     const sent = await app.ctx.db.selectFrom('outbound_mails').select('id').where('status', '=', 'sent').execute();
     const inbound = await app.ctx.db.selectFrom('inbound_messages').select(['status', 'reason']).execute();
     const tickets = await app.ctx.db.selectFrom('tickets').select('id').execute();
-    return { sent: sent.length, inbound: inbound.length, held: inbound.filter((r) => r.status === 'held').map((r) => r.reason), tickets: tickets.length };
+    return {
+      sent: sent.length,
+      inbound: inbound.length,
+      held: inbound.filter((r) => r.status === 'held').map((r) => r.reason),
+      tickets: tickets.length,
+    };
   }
 
   for (const strip of [false, true]) {
@@ -153,7 +201,13 @@ describe('a loop with a second replyline instance', () => {
         { to: ['support@a.test'] },
       );
       expect(first.status).toBe('processed');
-      await settle([{ db: a.ctx.db, app: a }, { db: b.ctx.db, app: b }], { quietMs: 2000, timeoutMs: 60_000 });
+      await settle(
+        [
+          { db: a.ctx.db, app: a },
+          { db: b.ctx.db, app: b },
+        ],
+        { quietMs: 2000, timeoutMs: 60_000 },
+      );
       const ca = await counts(a);
       const cb = await counts(b);
       console.log(`two instances${strip ? ' (stripping relay)' : ''}: A ${JSON.stringify(ca)} B ${JSON.stringify(cb)}`);

@@ -21,7 +21,10 @@ beforeAll(async () => {
 afterAll(() => rig?.teardown());
 
 async function inboundCount(): Promise<number> {
-  const r = await rig.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await rig.db
+    .selectFrom('inbound_messages')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -61,7 +64,10 @@ describe('size limits', () => {
       expect(smtpError(err)).toMatch(/^552 .*5\.3\.4/);
       expect(await inboundCount()).toBe(before);
       await client.reset();
-      const ok = await client.send({ from: 'small@customer.test', to: [SUPPORT] }, 'From: small@customer.test\r\nSubject: small\r\n\r\nfits\r\n');
+      const ok = await client.send(
+        { from: 'small@customer.test', to: [SUPPORT] },
+        'From: small@customer.test\r\nSubject: small\r\n\r\nfits\r\n',
+      );
       expect(ok).toMatch(/^250 /);
     } finally {
       client.close();
@@ -86,7 +92,14 @@ describe('SMTP smuggling', () => {
         `MAIL FROM:<staff@corp.test>\r\nRCPT TO:<${SUPPORT}>\r\nDATA\r\n`,
         `From: staff@corp.test\r\nTo: ${SUPPORT}\r\nSubject: smuggled ${m}\r\n\r\nSMUGGLED ${m}\r\n.`,
       ].join('');
-      const replies = await rawDialogue(rig.smtpPort, ['EHLO mx.sender.test', `MAIL FROM:<customer-${m}@customer.test>`, `RCPT TO:<${SUPPORT}>`, 'DATA', data, 'QUIT']);
+      const replies = await rawDialogue(rig.smtpPort, [
+        'EHLO mx.sender.test',
+        `MAIL FROM:<customer-${m}@customer.test>`,
+        `RCPT TO:<${SUPPORT}>`,
+        'DATA',
+        data,
+        'QUIT',
+      ]);
       const label = JSON.stringify(eod);
       expect(replies[4], label).toMatch(/^354 /);
       // Exactly one reply to the whole DATA: no 250s for smuggled MAIL/RCPT/DATA commands.
@@ -94,7 +107,11 @@ describe('SMTP smuggling', () => {
       expect(replies[6], label).toMatch(/^221 /);
       expect(await inboundCount(), label).toBe(before + 1);
       const id = Number(/queued as (\d+)/.exec(replies[5]!)![1]);
-      const row = await rig.db.selectFrom('inbound_messages').select(['raw', 'rcpt_to', 'mail_from']).where('id', '=', id).executeTakeFirstOrThrow();
+      const row = await rig.db
+        .selectFrom('inbound_messages')
+        .select(['raw', 'rcpt_to', 'mail_from'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
       expect(row.raw.toString('latin1'), label).toContain(`SMUGGLED ${m}`);
       expect(row.mail_from).toBe(`customer-${m}@customer.test`);
     }
@@ -104,43 +121,73 @@ describe('SMTP smuggling', () => {
 describe('malformed messages are stored and end processed or held with a reason', () => {
   const marker = () => `MARK${Math.random().toString(36).slice(2, 10)}`;
   const cases: Array<[string, (m: string) => Buffer | string, string | null]> = [
-    ['thousands of headers', (m) => `From: h-${m}@customer.test\r\nSubject: ${m}\r\n${Array.from({ length: 10_000 }, (_, i) => `X-H${i}: ${'v'.repeat(40)}`).join('\r\n')}\r\n\r\nbody\r\n`, null],
+    [
+      'thousands of headers',
+      (m) =>
+        `From: h-${m}@customer.test\r\nSubject: ${m}\r\n${Array.from({ length: 10_000 }, (_, i) => `X-H${i}: ${'v'.repeat(40)}`).join('\r\n')}\r\n\r\nbody\r\n`,
+      null,
+    ],
     ['8-bit garbage', (m) => Buffer.concat([Buffer.from(`${m}\r\n`), garbage(256 * 1024)]), null],
-    ['8-bit garbage inside headers, NUL bytes and bare CR/LF line ends', (m) => Buffer.concat([Buffer.from(`From: g-${m}@customer.test\nSubject: `), garbage(512, 7), Buffer.from('\rX-Nul: a\u0000b\r\n\r\nbody\u0000\n'), garbage(4096, 11)]), null],
+    [
+      '8-bit garbage inside headers, NUL bytes and bare CR/LF line ends',
+      (m) =>
+        Buffer.concat([
+          Buffer.from(`From: g-${m}@customer.test\nSubject: `),
+          garbage(512, 7),
+          Buffer.from('\rX-Nul: a\u0000b\r\n\r\nbody\u0000\n'),
+          garbage(4096, 11),
+        ]),
+      null,
+    ],
     ['no From header', (m) => `To: ${SUPPORT}\r\nSubject: ${m}\r\n\r\nwho am I?\r\n`, 'invalid_sender'],
-    ['a From header without a usable address', (m) => `From: "Nobody" <not an address ${m}>\r\nSubject: ${m}\r\n\r\nbody\r\n`, 'invalid_sender'],
-    ['deep multipart nesting (1,000 levels)', (m) => {
-      let body = `Content-Type: text/plain\r\n\r\ndeep ${m}\r\n`;
-      for (let i = 0; i < 1000; i++) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}--b${i}--\r\n`;
-      return `From: d-${m}@customer.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n${body}`;
-    }, null],
+    [
+      'a From header without a usable address',
+      (m) => `From: "Nobody" <not an address ${m}>\r\nSubject: ${m}\r\n\r\nbody\r\n`,
+      'invalid_sender',
+    ],
+    [
+      'deep multipart nesting (1,000 levels)',
+      (m) => {
+        let body = `Content-Type: text/plain\r\n\r\ndeep ${m}\r\n`;
+        for (let i = 0; i < 1000; i++) body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}--b${i}--\r\n`;
+        return `From: d-${m}@customer.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n${body}`;
+      },
+      null,
+    ],
     ['a single 1 MB body line', (m) => `From: l-${m}@customer.test\r\nSubject: ${m}\r\n\r\n${'y'.repeat(1024 * 1024)}\r\n`, null],
     ['a 1 MB Subject header', (m) => `From: s-${m}@customer.test\r\nSubject: ${m}${'z'.repeat(1024 * 1024)}\r\n\r\nbody\r\n`, null],
-    ['broken MIME: no closing boundary, bad base64, unknown charset, encoded-word soup', (m) => [
-      `From: =?x-unknown?B?!!!?= <b-${m}@customer.test>`,
-      `Subject: =?utf-8?Q?=ZZ=?= =?utf-8?B?${'A'.repeat(3)}?=`,
-      'MIME-Version: 1.0',
-      'Content-Type: multipart/mixed; boundary="zz"',
-      '',
-      '--zz',
-      'Content-Type: text/plain; charset=x-unknown',
-      'Content-Transfer-Encoding: quoted-printable',
-      '',
-      '=ZZ=',
-      '--zz',
-      'Content-Type: application/pdf; name="=?utf-8?B?!!!?="',
-      'Content-Transfer-Encoding: base64',
-      '',
-      '@@@@ not base64 @@@@',
-      '',
-    ].join('\r\n'), null],
+    [
+      'broken MIME: no closing boundary, bad base64, unknown charset, encoded-word soup',
+      (m) =>
+        [
+          `From: =?x-unknown?B?!!!?= <b-${m}@customer.test>`,
+          `Subject: =?utf-8?Q?=ZZ=?= =?utf-8?B?${'A'.repeat(3)}?=`,
+          'MIME-Version: 1.0',
+          'Content-Type: multipart/mixed; boundary="zz"',
+          '',
+          '--zz',
+          'Content-Type: text/plain; charset=x-unknown',
+          'Content-Transfer-Encoding: quoted-printable',
+          '',
+          '=ZZ=',
+          '--zz',
+          'Content-Type: application/pdf; name="=?utf-8?B?!!!?="',
+          'Content-Transfer-Encoding: base64',
+          '',
+          '@@@@ not base64 @@@@',
+          '',
+        ].join('\r\n'),
+      null,
+    ],
   ];
 
   for (const [name, make, expected] of cases) {
     it(`${name} → 250, raw kept, then ${expected ? `held ${expected}` : 'processed or held with a reason'}`, async () => {
       const m = marker();
       const row = await submitRaw(rig, make(m), { from: `sender-${m}@customer.test`, to: [SUPPORT] });
-      console.log(`malformed input "${name}": ${row.size} bytes stored, ${row.status}${row.reason ? ` ${row.reason}` : ''}${row.error ? ` (${row.error.slice(0, 80)})` : ''}`);
+      console.log(
+        `malformed input "${name}": ${row.size} bytes stored, ${row.status}${row.reason ? ` ${row.reason}` : ''}${row.error ? ` (${row.error.slice(0, 80)})` : ''}`,
+      );
       expect(row.raw.includes(Buffer.from(m))).toBe(true);
       expect(row.size).toBe(row.raw.length);
       expect(['processed', 'held']).toContain(row.status);

@@ -69,7 +69,11 @@ describe('password-reset token abuse', () => {
     const user = await makeUser(rig.db);
     const link = await mailedLink(user.email);
     // Time passes: the reset link is past its one hour.
-    await rig.db.updateTable('auth_tokens').set({ expires_at: sql`now() - interval '1 second'` as never }).where('user_id', '=', user.id).execute();
+    await rig.db
+      .updateTable('auth_tokens')
+      .set({ expires_at: sql`now() - interval '1 second'` as never })
+      .where('user_id', '=', user.id)
+      .execute();
     const attempt = await setWith(link, 'Attacker-Chosen-99');
     expect(attempt.form.status).toBe(410);
     expect(attempt.res.status).toBe(410);
@@ -112,7 +116,9 @@ describe('password-reset token abuse', () => {
     await guesser.get('/login');
     const statuses: number[] = [];
     for (let i = 0; i < PER_IP + 3; i++) {
-      statuses.push((await guesser.post(`/password/set?token=${randomToken()}`, { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).status);
+      statuses.push(
+        (await guesser.post(`/password/set?token=${randomToken()}`, { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).status,
+      );
     }
     expect(statuses).toEqual([...Array<number>(PER_IP).fill(410), 429, 429, 429]);
     const withValid = await guesser.post(valid, { password: 'Attacker-Chosen-99', password_confirm: 'Attacker-Chosen-99' });

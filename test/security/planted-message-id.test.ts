@@ -21,7 +21,7 @@ afterAll(() => rig?.teardown());
 const carries = (s: string) => (m: { raw: Buffer }) => m.raw.toString('latin1').replace(/=\r\n/g, '').includes(s);
 
 describe('a planted Message-ID', () => {
-  it('cannot pull the victim\'s reply into the attacker\'s ticket', async () => {
+  it("cannot pull the victim's reply into the attacker's ticket", async () => {
     const carol = await openTicket(rig);
     const bare = carol.messageId.slice(1, -1);
     const mallory = uniqueEmail('mallory');
@@ -44,15 +44,29 @@ describe('a planted Message-ID', () => {
     }
     // The same id, however it is bracketed or cased, is the same message: a duplicate, never a ticket of Mallory's.
     expect(planted.map((r) => r.reason)).toEqual(['duplicate', 'duplicate', 'duplicate']);
-    const malloryTickets = await rig.db.selectFrom('tickets as t').innerJoin('users as u', 'u.id', 't.requester_id').select('t.id').where('u.email', '=', mallory.toLowerCase()).execute();
+    const malloryTickets = await rig.db
+      .selectFrom('tickets as t')
+      .innerJoin('users as u', 'u.id', 't.requester_id')
+      .select('t.id')
+      .where('u.email', '=', mallory.toLowerCase())
+      .execute();
     expect(malloryTickets).toHaveLength(0);
 
     const s = `SECRET${randomBytes(4).toString('hex')}`;
-    const reply = await submit(rig, { from: carol.email, to: SUPPORT, subject: `Re: ${carol.subject}`, text: `My account number is ${s}`, inReplyTo: carol.messageId, references: [carol.messageId] });
+    const reply = await submit(rig, {
+      from: carol.email,
+      to: SUPPORT,
+      subject: `Re: ${carol.subject}`,
+      text: `My account number is ${s}`,
+      inReplyTo: carol.messageId,
+      references: [carol.messageId],
+    });
     expect(reply).toMatchObject({ status: 'processed', ticket_id: carol.ticketId });
     await settle([rig]);
     const leaked = rig.sink.received.filter((m) => toAddress(mallory)(m) && carries(s)(m));
-    console.log(`planted ids: ${planted.map((r) => r.reason).join(', ')}; victim's reply filed in ticket ${reply.ticket_id} (hers: ${carol.ticketId}); mails to the attacker with her text: ${leaked.length}`);
+    console.log(
+      `planted ids: ${planted.map((r) => r.reason).join(', ')}; victim's reply filed in ticket ${reply.ticket_id} (hers: ${carol.ticketId}); mails to the attacker with her text: ${leaked.length}`,
+    );
     expect(leaked).toHaveLength(0);
   });
 });

@@ -1,6 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, uniqueEmail } from '../portal/support.js';
-import { makeUser, ofTicket, openTicket, PASSWORD, replyAddressOf, setPassword, settle, startRig, submit, ticketState, toAddress, TRUSTED_CUSTOMERS, type Rig } from './support/rig.js';
+import {
+  makeUser,
+  ofTicket,
+  openTicket,
+  PASSWORD,
+  replyAddressOf,
+  setPassword,
+  settle,
+  startRig,
+  submit,
+  ticketState,
+  toAddress,
+  TRUSTED_CUSTOMERS,
+  type Rig,
+} from './support/rig.js';
 import { staffAddress, staffWorld } from './support/staff.js';
 
 /**
@@ -42,7 +56,14 @@ async function signedIn(email: string): Promise<Client> {
 async function staffSays(text: string, attachments?: Array<{ filename: string; content: string }>) {
   const row = await submit(
     rig,
-    { from: { name: 'Alice Agent', address: alice }, to: staffReplyTo, subject: `Re: ${carol.subject}`, text, attachments, dkim: world.staffDkim },
+    {
+      from: { name: 'Alice Agent', address: alice },
+      to: staffReplyTo,
+      subject: `Re: ${carol.subject}`,
+      text,
+      attachments,
+      dkim: world.staffDkim,
+    },
     { to: [staffReplyTo] },
   );
   expect(row).toMatchObject({ status: 'processed', ticket_id: carol.ticketId });
@@ -59,7 +80,9 @@ beforeAll(async () => {
   });
   mallory = await openTicket(rig, { staff: [alice], attachments: [{ filename: 'mallory.txt', content: 'mallory' }] });
   staffReplyTo = await replyAddressOf(carol.notifications[alice]!);
-  await staffSays('#note\nINTERNAL-NOTE-SECRET: customer is on the watch list', [{ filename: 'internal-only.txt', content: 'INTERNAL-ATTACHMENT-SECRET' }]);
+  await staffSays('#note\nINTERNAL-NOTE-SECRET: customer is on the watch list', [
+    { filename: 'internal-only.txt', content: 'INTERNAL-ATTACHMENT-SECRET' },
+  ]);
   att.carol = await attachmentId(carol.ticketId, 'carol-invoice.txt');
   att.mallory = await attachmentId(mallory.ticketId, 'mallory.txt');
   att.internal = await attachmentId(carol.ticketId, 'internal-only.txt');
@@ -78,7 +101,9 @@ async function expectNoAccess(client: Client, ticketId: number, attachmentIds: n
 }
 
 async function listed(client: Client): Promise<string> {
-  const pages = await Promise.all(['/requests', '/requests?filter=cc', '/requests?filter=all', '/requests?status=closed'].map((p) => client.get(p)));
+  const pages = await Promise.all(
+    ['/requests', '/requests?filter=cc', '/requests?filter=all', '/requests?status=closed'].map((p) => client.get(p)),
+  );
   return pages.map((p) => p.html).join('\n');
 }
 
@@ -137,7 +162,11 @@ describe('IDOR on requests, messages and attachments', () => {
     await expectNoAccess(client, carol.ticketId, [att.carol]);
     expect(await listed(client)).not.toContain(carol.subject);
     // His old reply address is now a replayed token from a non-participant.
-    const replay = await submit(rig, { from: dave, to: daveReplyTo, subject: 'Re: update', text: 'REMOVED-CC-REPLY' }, { to: [daveReplyTo] });
+    const replay = await submit(
+      rig,
+      { from: dave, to: daveReplyTo, subject: 'Re: update', text: 'REMOVED-CC-REPLY' },
+      { to: [daveReplyTo] },
+    );
     expect(replay).toMatchObject({ status: 'held', reason: 'not_participant', ticket_id: carol.ticketId });
     await settle([rig]);
     expect(await ticketState(rig.db, carol.ticketId)).toEqual(before);

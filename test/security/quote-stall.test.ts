@@ -24,12 +24,16 @@ describe('quote-delimiter regex cost', () => {
     const raw = await compose({ from: attacker, to: SUPPORT, subject: 'quotes', text: body });
     const started = Date.now();
     // Accepted first (as an attacker would send them), then waited for with a generous bound: the machine may be busy.
-    const ids = await Promise.all(Array.from({ length: 12 }, async () => queuedId(await sendOnce(rig.smtpPort, { from: attacker, to: [SUPPORT] }, raw))));
+    const ids = await Promise.all(
+      Array.from({ length: 12 }, async () => queuedId(await sendOnce(rig.smtpPort, { from: attacker, to: [SUPPORT] }, raw))),
+    );
     const rows = await Promise.all(ids.map((id) => waitProcessed(rig.db, id, 90_000)));
     const attackMs = Date.now() - started;
     const t0 = Date.now();
     const victim = await submit(rig, { from: uniqueEmail('victim'), to: SUPPORT, subject: 'help', text: 'My order is late.' });
-    console.log(`12 attack mails (${raw.length} bytes each) decided in ${attackMs} ms; the next customer's mail in ${Date.now() - t0} ms; reasons: ${[...new Set(rows.map((r) => r.reason ?? r.status))].join(', ')}`);
+    console.log(
+      `12 attack mails (${raw.length} bytes each) decided in ${attackMs} ms; the next customer's mail in ${Date.now() - t0} ms; reasons: ${[...new Set(rows.map((r) => r.reason ?? r.status))].join(', ')}`,
+    );
     // Identical bytes: the first is a ticket, the rest are its duplicates (or the breaker's); none failed to parse.
     expect(rows.filter((r) => r.reason === 'parse_failed')).toHaveLength(0);
     expect(victim.status).toBe('processed');

@@ -17,7 +17,7 @@ beforeAll(async () => {
 afterAll(() => rig?.teardown());
 
 describe('per-sender daily byte quota', () => {
-  it('holds a sender\'s mail past the quota, and only that sender\'s', async () => {
+  it("holds a sender's mail past the quota, and only that sender's", async () => {
     const heavy = uniqueEmail('heavy');
     const body = 'x'.repeat(25_000);
     const reasons: string[] = [];

@@ -2,7 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { header } from '../outbound/support/relay-sink.js';
 import { uniqueEmail } from '../portal/support.js';
-import { makeUser, openTicket, replyAddressOf, settle, startRig, submit, ticketState, toAddress, SUPPORT, type Rig } from './support/rig.js';
+import {
+  makeUser,
+  openTicket,
+  replyAddressOf,
+  settle,
+  startRig,
+  submit,
+  ticketState,
+  toAddress,
+  SUPPORT,
+  type Rig,
+} from './support/rig.js';
 import { expectUntouched, staffAddress, staffWorld } from './support/staff.js';
 
 /**
@@ -31,7 +42,7 @@ async function outboxTo(address: string) {
 }
 
 describe('spoofed Reply-To', () => {
-  it('a stranger\'s new mail with Reply-To naming staff and a bystander: an ordinary ticket of the stranger, commands ignored, nobody in Reply-To mailed', async () => {
+  it("a stranger's new mail with Reply-To naming staff and a bystander: an ordinary ticket of the stranger, commands ignored, nobody in Reply-To mailed", async () => {
     const stranger = uniqueEmail('mallory');
     const bystander = uniqueEmail('bystander');
     const s = secret();
@@ -45,7 +56,11 @@ describe('spoofed Reply-To', () => {
     expect(row.status).toBe('processed');
     await settle([rig]);
     const state = await ticketState(rig.db, row.ticket_id!);
-    const requester = await rig.db.selectFrom('users').select(['email', 'role']).where('id', '=', state.ticket.requester_id).executeTakeFirstOrThrow();
+    const requester = await rig.db
+      .selectFrom('users')
+      .select(['email', 'role'])
+      .where('id', '=', state.ticket.requester_id)
+      .executeTakeFirstOrThrow();
     expect(requester).toEqual({ email: stranger, role: 'customer' });
     expect(state.ticket.status).toBe('new');
     expect(state.participants).toHaveLength(1); // no #cc took effect
@@ -57,7 +72,7 @@ describe('spoofed Reply-To', () => {
     expect(rig.sink.received.filter(toAddress(stranger))).toHaveLength(1);
   });
 
-  it('a stranger replying into someone else\'s thread with Reply-To set to the staff address is held not_participant; the ticket is untouched', async () => {
+  it("a stranger replying into someone else's thread with Reply-To set to the staff address is held not_participant; the ticket is untouched", async () => {
     const t = await openTicket(rig, { staff: [alice] });
     const before = await ticketState(rig.db, t.ticketId);
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
@@ -77,18 +92,28 @@ describe('spoofed Reply-To', () => {
     await expectUntouched(rig, t, before, mailsBefore, s);
   });
 
-  it('a stranger\'s mail whose Reply-To is another customer\'s signed reply address neither threads into that ticket nor speaks as that customer', async () => {
+  it("a stranger's mail whose Reply-To is another customer's signed reply address neither threads into that ticket nor speaks as that customer", async () => {
     const t = await openTicket(rig, { staff: [alice] });
     const carolReplyAddress = await replyAddressOf(t.ack!);
     const before = await ticketState(rig.db, t.ticketId);
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
     const stranger = uniqueEmail('mallory');
     const s = secret();
-    const row = await submit(rig, { from: stranger, to: SUPPORT, replyTo: carolReplyAddress, subject: `Re: ${t.subject}`, text: `Cancel my order ${s}` });
+    const row = await submit(rig, {
+      from: stranger,
+      to: SUPPORT,
+      replyTo: carolReplyAddress,
+      subject: `Re: ${t.subject}`,
+      text: `Cancel my order ${s}`,
+    });
     expect(row.status).toBe('processed');
     expect(row.ticket_id).not.toBe(t.ticketId);
     const theirs = await ticketState(rig.db, row.ticket_id!);
-    const requester = await rig.db.selectFrom('users').select('email').where('id', '=', theirs.ticket.requester_id).executeTakeFirstOrThrow();
+    const requester = await rig.db
+      .selectFrom('users')
+      .select('email')
+      .where('id', '=', theirs.ticket.requester_id)
+      .executeTakeFirstOrThrow();
     expect(requester.email).toBe(stranger);
     expect(theirs.participants.map((p) => p.user_id)).not.toContain(t.requester.id);
     await expectUntouched(rig, t, before, mailsBefore, s);
@@ -100,7 +125,13 @@ describe('spoofed Reply-To', () => {
     const ccAttempt = uniqueEmail('added');
     const row = await submit(
       rig,
-      { from: t.email, to: replyTo, replyTo: alice, subject: `Re: ${t.subject}`, text: `#status solved\n#note\n#cc add ${ccAttempt}\n\nThanks!` },
+      {
+        from: t.email,
+        to: replyTo,
+        replyTo: alice,
+        subject: `Re: ${t.subject}`,
+        text: `#status solved\n#note\n#cc add ${ccAttempt}\n\nThanks!`,
+      },
       { to: [replyTo] },
     );
     expect(row).toMatchObject({ status: 'processed', ticket_id: t.ticketId });

@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { header } from '../outbound/support/relay-sink.js';
-import { makeUser, openTicket, replyAddressOf, startRig, submit, submitRaw, ticketState, toAddress, SUPPORT, type Rig } from './support/rig.js';
+import {
+  makeUser,
+  openTicket,
+  replyAddressOf,
+  startRig,
+  submit,
+  submitRaw,
+  ticketState,
+  toAddress,
+  SUPPORT,
+  type Rig,
+} from './support/rig.js';
 import { expectUntouched, staffAddress, staffWorld } from './support/staff.js';
 
 /**
@@ -28,7 +39,8 @@ async function victimTicket() {
 }
 
 const secret = () => `SPOOF${randomBytes(4).toString('hex')}`;
-const commands = (s: string) => `#status solved\n#cc add attacker-${s.toLowerCase()}@evil.test\n\nRefund approved ${s}: wire the fee to our new account.`;
+const commands = (s: string) =>
+  `#status solved\n#cc add attacker-${s.toLowerCase()}@evil.test\n\nRefund approved ${s}: wire the fee to our new account.`;
 
 describe('spoofed staff From', () => {
   it('control: the genuine staff member, DKIM-signed by the staff domain, is processed and reaches the customer', async () => {
@@ -36,7 +48,13 @@ describe('spoofed staff From', () => {
     const s = secret();
     const row = await submit(
       rig,
-      { from: { name: 'Alice Agent', address: alice }, to: t.replyTo, subject: `Re: ${t.subject}`, text: `${s} We are on it.`, dkim: world.staffDkim },
+      {
+        from: { name: 'Alice Agent', address: alice },
+        to: t.replyTo,
+        subject: `Re: ${t.subject}`,
+        text: `${s} We are on it.`,
+        dkim: world.staffDkim,
+      },
       { to: [t.replyTo] },
     );
     expect(row).toMatchObject({ status: 'processed', ticket_id: t.ticketId });
@@ -44,7 +62,7 @@ describe('spoofed staff From', () => {
     await rig.sink.waitFor((m) => toAddress(t.email)(m) && m.raw.toString('latin1').replace(/=\r\n/g, '').includes(s));
   });
 
-  it('unsigned, from a host the staff domain\'s SPF refuses, to the staff member\'s own reply address: held auth_failed, nothing changes', async () => {
+  it("unsigned, from a host the staff domain's SPF refuses, to the staff member's own reply address: held auth_failed, nothing changes", async () => {
     const t = await victimTicket();
     const s = secret();
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
@@ -65,7 +83,7 @@ describe('spoofed staff From', () => {
     await expectUntouched(rig, t, t.before, mailsBefore, s);
   });
 
-  it('unsigned, to support@ and threaded only by the In-Reply-To of the customer\'s own acknowledgement: held auth_failed, nothing changes', async () => {
+  it("unsigned, to support@ and threaded only by the In-Reply-To of the customer's own acknowledgement: held auth_failed, nothing changes", async () => {
     const t = await victimTicket();
     const s = secret();
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
@@ -82,13 +100,19 @@ describe('spoofed staff From', () => {
     await expectUntouched(rig, t, t.before, mailsBefore, s);
   });
 
-  it('signed by the attacker\'s own domain with SPF passing for the attacker\'s envelope: still held auth_failed', async () => {
+  it("signed by the attacker's own domain with SPF passing for the attacker's envelope: still held auth_failed", async () => {
     const t = await victimTicket();
     const s = secret();
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
     const row = await submit(
       rig,
-      { from: { name: 'Alice Agent', address: alice }, to: t.replyTo, subject: `Re: ${t.subject}`, text: commands(s), dkim: world.evilDkim },
+      {
+        from: { name: 'Alice Agent', address: alice },
+        to: t.replyTo,
+        subject: `Re: ${t.subject}`,
+        text: commands(s),
+        dkim: world.evilDkim,
+      },
       { from: 'bounces@evil.test', to: [t.replyTo] },
     );
     expect(row).toMatchObject({ status: 'held', reason: 'auth_failed' });
@@ -102,14 +126,20 @@ describe('spoofed staff From', () => {
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;
     const row = await submit(
       rig,
-      { from: { name: alice, address: 'attacker@evil.test' }, to: t.replyTo, subject: `Re: ${t.subject}`, text: commands(s), dkim: world.evilDkim },
+      {
+        from: { name: alice, address: 'attacker@evil.test' },
+        to: t.replyTo,
+        subject: `Re: ${t.subject}`,
+        text: commands(s),
+        dkim: world.evilDkim,
+      },
       { to: [t.replyTo] },
     );
     expect(row).toMatchObject({ status: 'held', reason: 'not_participant' });
     await expectUntouched(rig, t, t.before, mailsBefore, s);
   });
 
-  it('a From header listing the staff address next to the attacker\'s is not staff either', async () => {
+  it("a From header listing the staff address next to the attacker's is not staff either", async () => {
     const t = await victimTicket();
     const s = secret();
     const mailsBefore = rig.sink.received.filter(toAddress(t.email)).length;

@@ -38,7 +38,12 @@ describe('set-password links at rest', () => {
     expect((await client.post('/password/new', { email: victim.email })).status).toBe(200);
     // Queued, with at least one failed attempt behind it.
     for (let i = 0; ; i++) {
-      const row = await rig.db.selectFrom('outbound_mails').select(['attempts', 'status']).where('recipient', '=', victim.email).where('kind', '=', 'password_setup').executeTakeFirst();
+      const row = await rig.db
+        .selectFrom('outbound_mails')
+        .select(['attempts', 'status'])
+        .where('recipient', '=', victim.email)
+        .where('kind', '=', 'password_setup')
+        .executeTakeFirst();
       if (row && row.attempts > 0 && row.status === 'queued') break;
       if (i > 200) throw new Error('password mail never attempted');
       await new Promise((r) => setTimeout(r, 100));
@@ -48,7 +53,12 @@ describe('set-password links at rest', () => {
     const [mail] = await rig.sink.waitFor(toAddress(victim.email), 1, 30_000);
     const token = /\/password\/set\?token=([A-Za-z0-9_-]{22})/.exec((await parse(mail!)).text ?? '')![1]!;
     for (let i = 0; ; i++) {
-      const row = await rig.db.selectFrom('outbound_mails').select('status').where('recipient', '=', victim.email).where('kind', '=', 'password_setup').executeTakeFirstOrThrow();
+      const row = await rig.db
+        .selectFrom('outbound_mails')
+        .select('status')
+        .where('recipient', '=', victim.email)
+        .where('kind', '=', 'password_setup')
+        .executeTakeFirstOrThrow();
       if (row.status === 'sent') break;
       if (i > 200) throw new Error('password mail never marked sent');
       await new Promise((r) => setTimeout(r, 100));

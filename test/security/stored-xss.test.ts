@@ -14,7 +14,18 @@ import {
   HOSTILE_TEXT,
   hostileHtml,
 } from './support/payloads.js';
-import { makeUser, ofTicket, openTicket, PASSWORD, replyAddressOf, setPassword, startRig, submit, toAddress, type Rig } from './support/rig.js';
+import {
+  makeUser,
+  ofTicket,
+  openTicket,
+  PASSWORD,
+  replyAddressOf,
+  setPassword,
+  startRig,
+  submit,
+  toAddress,
+  type Rig,
+} from './support/rig.js';
 
 /**
  * Stored XSS: a customer's mail carries script in its HTML body, text body,
@@ -59,7 +70,13 @@ beforeAll(async () => {
   const replyTo = await replyAddressOf(opened.ack!);
   const htmlReply = await submit(
     rig,
-    { from: { name: HOSTILE_NAME, address: customer }, to: replyTo, subject: `Re: ${subject}`, text: HOSTILE_REPLY_TEXT, html: hostileHtml(beacon.url) },
+    {
+      from: { name: HOSTILE_NAME, address: customer },
+      to: replyTo,
+      subject: `Re: ${subject}`,
+      text: HOSTILE_REPLY_TEXT,
+      html: hostileHtml(beacon.url),
+    },
     { to: [replyTo] },
   );
   expect(htmlReply).toMatchObject({ status: 'processed', ticket_id: ticketId });
@@ -138,13 +155,17 @@ describe('the instruments themselves', () => {
         `<img src=x onerror="alert('XSS-control');console.log('XSS-control')"><script>fetch('${control.url}/control')</script>`,
       );
       await page.waitForTimeout(300);
-      expect(watch.dialogs).toEqual(["alert: XSS-control"]);
+      expect(watch.dialogs).toEqual(['alert: XSS-control']);
       expect(watch.console).toContain('log: XSS-control');
       expect(control.hits).toEqual(['GET /control']);
       expect(await page.evaluate(ACTIVE_CONTENT_PROBE)).toEqual(expect.arrayContaining(['<script>', 'img[onerror]']));
       // A real navigation to a page whose CSP blocks its inline script: the violation is reported.
       await page.route('http://csp-control.test/', (route) =>
-        route.fulfill({ contentType: 'text/html', headers: { 'content-security-policy': "script-src 'none'" }, body: '<script>alert(2)</script>' }),
+        route.fulfill({
+          contentType: 'text/html',
+          headers: { 'content-security-policy': "script-src 'none'" },
+          body: '<script>alert(2)</script>',
+        }),
       );
       await page.goto('http://csp-control.test/');
       await page.waitForTimeout(100);
@@ -206,7 +227,8 @@ function activeContentIn(html: string): string[] {
       for (const [name, value] of Object.entries(n.attribs)) {
         if (/^on/i.test(name)) found.push(`${n.name}[${name}]`);
         if (/^\s*(javascript|vbscript|data):/i.test(value)) found.push(`${n.name}[${name}=${value.slice(0, 40)}]`);
-        if ((name === 'src' || name === 'href') && value.startsWith('http') && !value.startsWith(rig.base)) found.push(`${n.name}[${name}=${value}]`);
+        if ((name === 'src' || name === 'href') && value.startsWith('http') && !value.startsWith(rig.base))
+          found.push(`${n.name}[${name}=${value}]`);
       }
       walk(n.children);
     }

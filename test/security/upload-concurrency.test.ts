@@ -34,11 +34,18 @@ describe('concurrent uploads by one customer', () => {
     const rssBefore = process.memoryUsage().rss;
     const statuses = (await Promise.all([0, 1, 2, 3].map((n) => upload(client, t.ticketId, n, 15 * 1024 * 1024)))).map((r) => r.status);
     const rssAfter = process.memoryUsage().rss;
-    console.log(`4 concurrent 15 MB uploads: statuses ${statuses.join(', ')}; RSS ${Math.round(rssBefore / 2 ** 20)} → ${Math.round(rssAfter / 2 ** 20)} MB`);
+    console.log(
+      `4 concurrent 15 MB uploads: statuses ${statuses.join(', ')}; RSS ${Math.round(rssBefore / 2 ** 20)} → ${Math.round(rssAfter / 2 ** 20)} MB`,
+    );
     expect(statuses.filter((s) => s === 303).length).toBeGreaterThanOrEqual(1);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(1);
     expect(statuses.every((s) => s === 303 || s === 429)).toBe(true);
-    const stored = await rig.db.selectFrom('attachments as a').innerJoin('messages as m', 'm.id', 'a.message_id').select('a.id').where('m.ticket_id', '=', t.ticketId).execute();
+    const stored = await rig.db
+      .selectFrom('attachments as a')
+      .innerJoin('messages as m', 'm.id', 'a.message_id')
+      .select('a.id')
+      .where('m.ticket_id', '=', t.ticketId)
+      .execute();
     expect(stored).toHaveLength(statuses.filter((s) => s === 303).length);
 
     // Control: one after another, every upload is taken.

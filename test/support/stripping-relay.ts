@@ -23,17 +23,31 @@ export async function startStrippingRelay(targetPort: number): Promise<{ port: n
           .join('\r\n');
         forward
           .sendMail({
-            envelope: { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) },
+            envelope: {
+              from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+              to: session.envelope.rcptTo.map((r) => r.address),
+            },
             raw: Buffer.from(headers + raw.slice(split), 'latin1'),
           })
-          .then(() => callback(), (err: Error) => callback(err));
+          .then(
+            () => callback(),
+            (err: Error) => callback(err),
+          );
       });
     },
   });
-  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.server.address() as { port: number }).port)));
+  const port = await new Promise<number>((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.server.address() as { port: number }).port)),
+  );
   return {
     port,
     url: `smtp://127.0.0.1:${port}`,
-    stop: () => new Promise<void>((resolve) => server.close(() => { forward.close(); resolve(); })),
+    stop: () =>
+      new Promise<void>((resolve) =>
+        server.close(() => {
+          forward.close();
+          resolve();
+        }),
+      ),
   };
 }

@@ -107,11 +107,19 @@ export async function setTicketsStatus(db: Db, ticketIds: number[], status: Tick
 }
 
 export async function setTicketPriority(db: Db, ticketId: number, priority: TicketPriority): Promise<void> {
-  await db.updateTable('tickets').set({ priority, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+  await db
+    .updateTable('tickets')
+    .set({ priority, updated_at: sql`now()` as never })
+    .where('id', '=', ticketId)
+    .execute();
 }
 
 export async function setTicketAssignee(db: Db, ticketId: number, assigneeId: number | null): Promise<void> {
-  await db.updateTable('tickets').set({ assignee_id: assigneeId, updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+  await db
+    .updateTable('tickets')
+    .set({ assignee_id: assigneeId, updated_at: sql`now()` as never })
+    .where('id', '=', ticketId)
+    .execute();
 }
 
 export interface DueTicket {
@@ -156,7 +164,15 @@ export interface DigestTicket {
  * staff digest instead of one query per agent.
  */
 export async function listOpenTicketsByAssignee(db: Db, perList: number): Promise<DigestTicket[]> {
-  const { rows } = await sql<{ id: number; subject: string; status: TicketStatus; priority: TicketPriority; created_at: Date; assignee_id: number | null; total: string }>`
+  const { rows } = await sql<{
+    id: number;
+    subject: string;
+    status: TicketStatus;
+    priority: TicketPriority;
+    created_at: Date;
+    assignee_id: number | null;
+    total: string;
+  }>`
     SELECT id, subject, status, priority, created_at, assignee_id, total
       FROM (SELECT t.id, t.subject, t.status, t.priority, t.created_at, t.assignee_id,
                    row_number() OVER (PARTITION BY t.assignee_id ORDER BY t.created_at, t.id) AS rn,
@@ -198,7 +214,11 @@ export async function latestPublicMessageIds(db: Db, ticketIds: number[]): Promi
 
 /** Bumps updated_at so "newest activity first" lists see the change. */
 export async function touchTicket(db: Db, ticketId: number): Promise<void> {
-  await db.updateTable('tickets').set({ updated_at: sql`now()` as never }).where('id', '=', ticketId).execute();
+  await db
+    .updateTable('tickets')
+    .set({ updated_at: sql`now()` as never })
+    .where('id', '=', ticketId)
+    .execute();
 }
 
 /** Message-IDs are stored bare and lower-cased, so threading lookups hit the plain index. */
@@ -274,7 +294,11 @@ export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
  * first, then the oldest: a later copy of an id (planted by someone else)
  * never wins over the original.
  */
-export async function findTicketByMessageIds(db: Db, messageIds: string[], sender: { id: number; email: string }): Promise<{ ticketId: number; tied: boolean } | null> {
+export async function findTicketByMessageIds(
+  db: Db,
+  messageIds: string[],
+  sender: { id: number; email: string },
+): Promise<{ ticketId: number; tied: boolean } | null> {
   if (messageIds.length === 0) return null;
   const ids = [...new Set(messageIds.map(storedMessageId))];
   const { rows } = await sql<{ ticket_id: number; tied: boolean }>`

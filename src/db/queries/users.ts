@@ -84,7 +84,11 @@ export async function ensureUsers(db: Db, users: NewUser[]): Promise<Map<string,
   for (const r of rows) out.set(r.email, r);
   const missing = emails.filter((e) => !out.has(e));
   if (missing.length > 0) {
-    const late = await db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where(sql<string>`lower(email)`, 'in', missing).execute();
+    const late = await db
+      .selectFrom('users')
+      .select(['id', 'email', 'role', 'locale'])
+      .where(sql<string>`lower(email)`, 'in', missing)
+      .execute();
     for (const r of late) out.set(r.email, r);
   }
   for (const e of emails) if (!out.has(e)) throw new Error(`user ${e} vanished during ensureUsers`);
@@ -98,14 +102,22 @@ export async function listUsers(db: Db, role?: UserRole): Promise<UserRow[]> {
 }
 
 export async function setUserRole(db: Db, id: number, role: UserRole): Promise<void> {
-  await db.updateTable('users').set({ role, updated_at: sql`now()` }).where('id', '=', id).execute();
+  await db
+    .updateTable('users')
+    .set({ role, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .execute();
 }
 
 /** Which of these addresses have no account (closed registration holds mail that would create them). */
 export async function emailsWithoutAccount(db: Db, emails: string[]): Promise<string[]> {
   if (emails.length === 0) return [];
   const wanted = emails.map(normalizeEmail);
-  const rows = await db.selectFrom('users').select('email').where(sql<string>`lower(email)`, 'in', wanted).execute();
+  const rows = await db
+    .selectFrom('users')
+    .select('email')
+    .where(sql<string>`lower(email)`, 'in', wanted)
+    .execute();
   const known = new Set(rows.map((r) => r.email.toLowerCase()));
   return wanted.filter((e) => !known.has(e));
 }

@@ -71,7 +71,13 @@ export function writtenAddresses(raw: string): Written[] {
       quotedAddress = null;
       flushBare();
       // Comments are allowed around the parts of an address (`c@(host)public.example`); nothing else is removed.
-      out.push({ address: raw.slice(i + 1, end).replace(/\([^()]*\)/g, '').trim(), phrase });
+      out.push({
+        address: raw
+          .slice(i + 1, end)
+          .replace(/\([^()]*\)/g, '')
+          .trim(),
+        phrase,
+      });
       i = end + 1;
       phraseStart = i;
     } else {
@@ -100,8 +106,9 @@ const noNul = (s: string) => s.replace(/\0/g, '');
  * mailparser's raw header lines are byte strings; raw 8-bit header bytes are
  * UTF-8 by the time mailparser sees them (charset-repair.ts transcodes the rest).
  */
-// eslint-disable-next-line no-control-regex -- "only code points up to U+00FF" includes the control range
-const utf8View = (line: string) => (/[\u0080-\u00ff]/.test(line) && !/[^\u0000-\u00ff]/.test(line) ? Buffer.from(line, 'latin1').toString('utf8') : line);
+const utf8View = (line: string) =>
+  // eslint-disable-next-line no-control-regex -- "only code points up to U+00FF" includes the control range
+  /[\u0080-\u00ff]/.test(line) && !/[^\u0000-\u00ff]/.test(line) ? Buffer.from(line, 'latin1').toString('utf8') : line;
 
 /**
  * Valid mailboxes that are literally in the raw header values, with the name

@@ -101,7 +101,10 @@ function idList(value: string | string[] | undefined): string[] {
 function headerIndex(parsed: ParsedMail): HeaderIndex {
   const index: HeaderIndex = {};
   for (const { key, line } of parsed.headerLines ?? []) {
-    const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    const value = line
+      .slice(line.indexOf(':') + 1)
+      .replace(/\r?\n[ \t]+/g, ' ')
+      .trim();
     (index[key] ??= []).push(value);
   }
   return index;
@@ -111,13 +114,16 @@ function dsnReport(parsed: ParsedMail): DsnReport | null {
   const statusParts = parsed.attachments.filter((a) => /^message\/(global-)?delivery-status$/i.test(a.contentType));
   if (statusParts.length === 0) return null;
   const recipients = statusParts.flatMap((a) => parseDeliveryStatus(noNul(a.content.toString('utf8'))));
-  const returned = parsed.attachments.filter((a) => /^(message\/(global|rfc822)|text\/rfc822-headers|message\/global-headers)$/i.test(a.contentType));
+  const returned = parsed.attachments.filter((a) =>
+    /^(message\/(global|rfc822)|text\/rfc822-headers|message\/global-headers)$/i.test(a.contentType),
+  );
   const originalMessageIds = [...new Set(returned.flatMap((a) => messageIdsInHeaders(noNul(a.content.toString('utf8')))))];
   return { recipients, originalMessageIds, permanent: recipients.some(isPermanentFailure) };
 }
 
 /** DSN machinery parts are the report itself, not customer files. */
-const REPORT_PART = /^(message\/(global-)?delivery-status|message\/(global-)?disposition-notification|text\/rfc822-headers|message\/global-headers)$/i;
+const REPORT_PART =
+  /^(message\/(global-)?delivery-status|message\/(global-)?disposition-notification|text\/rfc822-headers|message\/global-headers)$/i;
 /** Alternative renderings of the body (Apple Watch, AMP): never files a person attached. */
 const ALTERNATIVE_BODY = /^text\/(watch-html|x-amp-html)$/i;
 
@@ -133,7 +139,11 @@ function attachments(list: Attachment[], maxBytes: number) {
     }
     kept.push({
       filename,
-      contentType: a.contentType.toLowerCase().replace(/[^\w.+/-]/g, '').slice(0, 100) || 'application/octet-stream',
+      contentType:
+        a.contentType
+          .toLowerCase()
+          .replace(/[^\w.+/-]/g, '')
+          .slice(0, 100) || 'application/octet-stream',
       content: new Uint8Array(a.content.buffer, a.content.byteOffset, a.content.byteLength),
       size: a.content.length,
       sha256: createHash('sha256').update(a.content).digest('hex'),
@@ -148,14 +158,23 @@ const JAPANESE = /[\u3040-\u309f\u30a0-\u30ff]/;
 
 export async function analyzeMessage(raw: Buffer, opts: AnalyzeOptions): Promise<AnalyzedMessage> {
   // Missing or wrong charset labels are fixed before mailparser reads the bytes (charset-repair.ts).
-  const parsed = await simpleParser(repairCharsets(raw), { skipImageLinks: true, keepDeliveryStatus: true, skipTextToHtml: true, skipTextLinks: true, skipHtmlToText: true });
+  const parsed = await simpleParser(repairCharsets(raw), {
+    skipImageLinks: true,
+    keepDeliveryStatus: true,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    skipHtmlToText: true,
+  });
   const headers = headerIndex(parsed);
   // Only addresses literally in the header, each with its own name (addresses.ts).
   const fromList = checkedMailboxes(parsed.from, headers.from);
   const from = fromList[0] ?? null;
   const rawId = parsed.messageId ? noNul(bareId(parsed.messageId)) : '';
   const messageId = rawId !== '' && rawId.length <= MAX_ID ? rawId : null;
-  const subject = (parsed.subject ?? '').replace(/[\r\n\0]+/g, ' ').trim().slice(0, 998);
+  const subject = (parsed.subject ?? '')
+    .replace(/[\r\n\0]+/g, ' ')
+    .trim()
+    .slice(0, 998);
 
   const htmlSource = typeof parsed.html === 'string' && parsed.html.trim() !== '' ? noNul(parsed.html) : null;
   const split = htmlSource ? splitHtmlQuote(htmlSource) : null;

@@ -39,7 +39,10 @@ export function sanitizeFilename(name: string | undefined | null, contentType: s
   s = s.replace(/^.*[/\\]/, '');
   // eslint-disable-next-line no-control-regex -- stripping control characters is the point
   s = s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '');
-  s = s.replace(/[<>:"|?*]/g, '_').replace(/\s+/g, ' ').trim();
+  s = s
+    .replace(/[<>:"|?*]/g, '_')
+    .replace(/\s+/g, ' ')
+    .trim();
   s = s.replace(/^[.\s]+/, '').replace(/[.\s]+$/, '');
   if (RESERVED.test(s)) s = `_${s}`;
   if (s === '') {

@@ -17,7 +17,12 @@ import { decideLocked, parseInbound, processInboundMessage, result, ROW_COLUMNS,
 export async function processInboundBatch(ctx: AppContext, ids: number[]): Promise<Map<number, InboundResult>> {
   const results = new Map<number, InboundResult>();
   // Parse before locking: the rows are re-checked under the lock, and a row taken meanwhile is skipped.
-  const rows = await ctx.db.selectFrom('inbound_messages').select(ROW_COLUMNS).where('id', 'in', ids).where('status', '=', 'received').execute();
+  const rows = await ctx.db
+    .selectFrom('inbound_messages')
+    .select(ROW_COLUMNS)
+    .where('id', 'in', ids)
+    .where('status', '=', 'received')
+    .execute();
   const parsed = await Promise.all(rows.map(async (row) => ({ row, parsed: await parseInbound(ctx, row) })));
 
   const outboxIds: number[] = [];
@@ -28,7 +33,11 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
       const locked = await trx
         .selectFrom('inbound_messages')
         .select('id')
-        .where('id', 'in', rows.map((r) => r.id))
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.id),
+        )
         .where('status', '=', 'received')
         .orderBy('id')
         .forUpdate()
@@ -37,7 +46,8 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
       const live = parsed.filter((p) => lockedIds.has(p.row.id));
       const plain: Candidate[] = [];
       for (const p of live) {
-        if (!(p.parsed instanceof ParseFailedError) && isPlainFirstMail(ctx.config, p.row, p.parsed)) plain.push({ row: p.row, a: p.parsed });
+        if (!(p.parsed instanceof ParseFailedError) && isPlainFirstMail(ctx.config, p.row, p.parsed))
+          plain.push({ row: p.row, a: p.parsed });
       }
       const bulk = await writePlainFirstMails(trx, ctx.config, plain);
       bulkCount = bulk.tickets.size;
@@ -90,5 +100,9 @@ export const INBOUND_BATCHES_IN_FLIGHT = 2;
 
 /** The process's batcher for this context; a batch is at most INBOUND_CONCURRENCY jobs, the jobs BullMQ runs at once. */
 export function inboundBatcher(ctx: AppContext): JobBatcher<InboundResult> {
-  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY, INBOUND_BATCHES_IN_FLIGHT));
+  return batcherFor(
+    batchers,
+    ctx,
+    () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY, INBOUND_BATCHES_IN_FLIGHT),
+  );
 }

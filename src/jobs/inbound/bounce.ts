@@ -34,7 +34,13 @@ export async function attachBounce(db: Db, config: BounceConfig, inboundId: numb
   const ours = [...new Set(candidates.filter((id) => parseOurMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, id)))];
   if (ours.length === 0) return [];
 
-  let rows = await db.selectFrom('outbound_mails').select(['id', 'recipient']).where('message_id', 'in', ours).where('status', '=', 'sent').where('bounced_at', 'is', null).execute();
+  let rows = await db
+    .selectFrom('outbound_mails')
+    .select(['id', 'recipient'])
+    .where('message_id', 'in', ours)
+    .where('status', '=', 'sent')
+    .where('bounced_at', 'is', null)
+    .execute();
   // One DSN may list several recipients; a mail to someone who did not fail is untouched.
   if (failedAddresses.size) rows = rows.filter((r) => failedAddresses.has(r.recipient.toLowerCase()));
   if (rows.length === 0) return [];

@@ -98,7 +98,10 @@ async function bulkFacts(trx: Db, cfg: Cfg, cands: Candidate[]): Promise<Map<num
   return fast;
 }
 
-async function createTickets(trx: Db, items: Array<{ c: Candidate; sender: Sender }>): Promise<Array<{ inboundId: number; ticketId: number; messageId: number }>> {
+async function createTickets(
+  trx: Db,
+  items: Array<{ c: Candidate; sender: Sender }>,
+): Promise<Array<{ inboundId: number; ticketId: number; messageId: number }>> {
   const fields = items.map(({ c }) => firstMessageFields(c.a));
   const { rows } = await sql<{ inbound_id: number; ticket_id: number; message_id: number }>`
     WITH input AS MATERIALIZED (
@@ -176,9 +179,18 @@ export async function writePlainFirstMails(trx: Db, cfg: Cfg, cands: Candidate[]
   const staff = await listStaffRecipients(trx);
   const mails = customers.flatMap(({ c, sender }) => {
     const w = byInbound.get(c.row.id)!;
-    return ticketCreatedMails(cfg, { type: 'ticket_created', ticketId: w.ticketId, messageId: w.messageId, authorId: sender.id, directTo: directRecipients(c.a) }, sender, sender.id, staff);
+    return ticketCreatedMails(
+      cfg,
+      { type: 'ticket_created', ticketId: w.ticketId, messageId: w.messageId, authorId: sender.id, directTo: directRecipients(c.a) },
+      sender,
+      sender.id,
+      staff,
+    );
   });
   const outboxIds = await insertOutboundMails(trx, cfg, mails);
-  await markProcessed(trx, customers.map(({ c }) => ({ c, ticketId: byInbound.get(c.row.id)!.ticketId })));
+  await markProcessed(
+    trx,
+    customers.map(({ c }) => ({ c, ticketId: byInbound.get(c.row.id)!.ticketId })),
+  );
   return { tickets: new Map(written.map((w) => [w.inboundId, w.ticketId])), outboxIds };
 }

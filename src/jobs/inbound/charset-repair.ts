@@ -1,4 +1,15 @@
-import { decodeBytes, decodeMixedUtf8, detectCharset, has8bit, isUtf8, knownCharset, labelFits, normalizeLabel, wordRuns, type WordRun } from './charset.js';
+import {
+  decodeBytes,
+  decodeMixedUtf8,
+  detectCharset,
+  has8bit,
+  isUtf8,
+  knownCharset,
+  labelFits,
+  normalizeLabel,
+  wordRuns,
+  type WordRun,
+} from './charset.js';
 
 /**
  * The pre-processing step before mailparser: rewrites only what mailparser
@@ -69,7 +80,12 @@ function readHeaders(raw: Buffer, start: number, end: number): { fields: Field[]
     } else {
       const line = raw.toString('latin1', pos, next);
       const colon = line.indexOf(':');
-      fields.push({ start: pos, end: next, name: colon > 0 ? line.slice(0, colon).trim().toLowerCase() : '', value: colon > 0 ? line.slice(colon + 1).trim() : '' });
+      fields.push({
+        start: pos,
+        end: next,
+        name: colon > 0 ? line.slice(0, colon).trim().toLowerCase() : '',
+        value: colon > 0 ? line.slice(colon + 1).trim() : '',
+      });
     }
     pos = next;
   }
@@ -86,7 +102,10 @@ function param(value: string, name: string): string | null {
 function decodeTransfer(body: Buffer, cte: string): Buffer {
   if (cte === 'base64') return Buffer.from(body.toString('latin1').replace(/[^A-Za-z0-9+/]/g, ''), 'base64');
   if (cte === 'quoted-printable') {
-    const text = body.toString('latin1').replace(/=\r?\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+    const text = body
+      .toString('latin1')
+      .replace(/=\r?\n/g, '')
+      .replace(/=([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
     return Buffer.from(text, 'latin1');
   }
   return body;
@@ -95,7 +114,14 @@ function decodeTransfer(body: Buffer, cte: string): Buffer {
 const META_CHARSET = /<meta[^>]{0,300}?charset\s*=\s*["']?([\w.:-]{1,40})/i;
 
 /** How a text part should be read when its own label does not fit its bytes (null: as labelled). */
-function bodyRepair(raw: Buffer, fields: Field[], bodyStart: number, end: number, type: string, label: string): { charset: string; transcoded: Buffer | null } | null {
+function bodyRepair(
+  raw: Buffer,
+  fields: Field[],
+  bodyStart: number,
+  end: number,
+  type: string,
+  label: string,
+): { charset: string; transcoded: Buffer | null } | null {
   const cte = (fields.findLast((f) => f.name === 'content-transfer-encoding')?.value ?? '').toLowerCase().trim();
   const bytes = decodeTransfer(raw.subarray(bodyStart, end), cte);
   if (labelFits(bytes, label)) return null;
@@ -162,7 +188,12 @@ function extendedParams(text: string): ExtendedParam[] {
   for (const m of text.matchAll(EXTENDED)) {
     const name = m[1]!.toLowerCase();
     const list = byName.get(name) ?? [];
-    list.push({ section: Number(m[2] ?? 0), encoded: m[2] === undefined || m[3] === '*', value: m[4]!.replace(/^"|"$/g, ''), range: [m.index, m.index + m[0].length] });
+    list.push({
+      section: Number(m[2] ?? 0),
+      encoded: m[2] === undefined || m[3] === '*',
+      value: m[4]!.replace(/^"|"$/g, ''),
+      range: [m.index, m.index + m[0].length],
+    });
     byName.set(name, list);
   }
   return [...byName.values()].map((sections) => {
@@ -177,7 +208,12 @@ function extendedParams(text: string): ExtendedParam[] {
           value = parts.slice(2).join("'");
         }
       }
-      return sec.encoded ? Buffer.from(value.replace(/%([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1') : Buffer.from(value, 'latin1');
+      return sec.encoded
+        ? Buffer.from(
+            value.replace(/%([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
+            'latin1',
+          )
+        : Buffer.from(value, 'latin1');
     });
     return { label, bytes: Buffer.concat(chunks), ranges: sections.map((sec) => sec.range).sort((a, b) => a[0] - b[0]) };
   });
@@ -271,7 +307,10 @@ export function repairCharsets(raw: Buffer): Buffer {
       out.push(raw.subarray(copied, f.start), Buffer.from(text, 'utf8'));
       copied = f.end;
     }
-    const added = [p.relabel && !ct ? `Content-Type: text/plain; charset=${p.relabel}${eol}` : '', p.transcoded && !cte ? `Content-Transfer-Encoding: base64${eol}` : ''].join('');
+    const added = [
+      p.relabel && !ct ? `Content-Type: text/plain; charset=${p.relabel}${eol}` : '',
+      p.transcoded && !cte ? `Content-Transfer-Encoding: base64${eol}` : '',
+    ].join('');
     if (added) {
       out.push(raw.subarray(copied, p.headerEnd), Buffer.from(added, 'latin1'));
       copied = p.headerEnd;

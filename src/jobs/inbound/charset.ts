@@ -38,7 +38,11 @@ export function has8bit(bytes: Uint8Array): boolean {
 
 /** A charset label as written ("Shift_JIS", "\"utf-8\"", "iso-2022-jp*ja") → a lower-case name, '' when absent. */
 export function normalizeLabel(label: string | null | undefined): string {
-  return (label ?? '').trim().replace(/^["']|["']$/g, '').replace(/\*.*$/, '').toLowerCase();
+  return (label ?? '')
+    .trim()
+    .replace(/^["']|["']$/g, '')
+    .replace(/\*.*$/, '')
+    .toLowerCase();
 }
 
 const JIS = new Set(['iso-2022-jp', 'iso-2022-jp-1', 'iso-2022-jp-2', 'iso-2022-jp-3', 'csiso2022jp', 'jis']);
@@ -157,12 +161,21 @@ export function detectCharset(bytes: Uint8Array): string {
   if (top && top.confidence >= 50) {
     if ((top.name === 'cp932' || top.name === 'euc-jp') && jaGuess && readsClean(bytes, jaGuess)) return jaGuess;
     // EUC-JP and GBK share their byte ranges: a Japanese reading with more kana is the better one.
-    if (jaGuess && top.name !== jaGuess && readsClean(bytes, jaGuess) && kana(decodeBytes(sample, jaGuess)) > kana(decodeBytes(sample, top.name))) return jaGuess;
+    if (
+      jaGuess &&
+      top.name !== jaGuess &&
+      readsClean(bytes, jaGuess) &&
+      kana(decodeBytes(sample, jaGuess)) > kana(decodeBytes(sample, top.name))
+    )
+      return jaGuess;
     if (readsClean(bytes, top.name)) return top.name;
   }
   // Every 8-bit byte alone between ASCII ("Hofj\xe4geralle", "Gr\xfc\xdfe"): Latin text in a
   // single-byte charset; double-byte text has runs of 8-bit bytes.
-  if (longestRun8bit(sample) === 1) return readsClean(bytes, 'windows-1252') ? 'windows-1252' : (ranked.map((r) => r.name).find((c) => readsClean(bytes, c)) ?? 'windows-1252');
+  if (longestRun8bit(sample) === 1)
+    return readsClean(bytes, 'windows-1252')
+      ? 'windows-1252'
+      : (ranked.map((r) => r.name).find((c) => readsClean(bytes, c)) ?? 'windows-1252');
   const confidence = (name: string) => ranked.find((r) => r.name === name)?.confidence ?? 0;
   const japaneseFirst = [...(jaGuess ? [jaGuess] : []), 'cp932', 'euc-jp'].filter((c) => plausibleJapanese(decodeBytes(sample, c)));
   const ordered = [
@@ -199,7 +212,10 @@ export function wordRuns(text: string): WordRun[] {
     const bytes =
       m[2]!.toLowerCase() === 'b'
         ? Buffer.from(payload, 'base64')
-        : Buffer.from(payload.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
+        : Buffer.from(
+            payload.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
+            'latin1',
+          );
     const prev = runs[runs.length - 1];
     if (prev && prev.label === label && text.slice(prev.end, m.index).trim() === '') {
       prev.end = m.index + m[0].length;
@@ -226,7 +242,9 @@ export function decodeHeaderWords(text: string): string {
 }
 
 /** Windows-1252's reading of the bytes 0x80–0xFF (a constant table); its five unassigned bytes read as C1 controls, as in browsers. */
-const CP1252_HIGH = [...iconv.decode(Buffer.from(Array.from({ length: 128 }, (_v, i) => 0x80 + i)), 'windows-1252')].map((c, i) => (c === '\ufffd' ? String.fromCharCode(0x80 + i) : c));
+const CP1252_HIGH = [...iconv.decode(Buffer.from(Array.from({ length: 128 }, (_v, i) => 0x80 + i)), 'windows-1252')].map((c, i) =>
+  c === '\ufffd' ? String.fromCharCode(0x80 + i) : c,
+);
 
 /** Length of a valid UTF-8 sequence starting at i (1 for ASCII), or 0 when the bytes there are not one. */
 function utf8SequenceAt(bytes: Uint8Array, i: number): number {
@@ -236,7 +254,8 @@ function utf8SequenceAt(bytes: Uint8Array, i: number): number {
   if (len === 0 || i + len > bytes.length) return 0;
   const second = bytes[i + 1]!;
   // Overlong forms, surrogates and code points above U+10FFFF are not UTF-8.
-  if ((b === 0xe0 && second < 0xa0) || (b === 0xed && second > 0x9f) || (b === 0xf0 && second < 0x90) || (b === 0xf4 && second > 0x8f)) return 0;
+  if ((b === 0xe0 && second < 0xa0) || (b === 0xed && second > 0x9f) || (b === 0xf0 && second < 0x90) || (b === 0xf4 && second > 0x8f))
+    return 0;
   for (let k = 1; k < len; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return 0;
   return len;
 }

@@ -41,9 +41,14 @@ export function dedupeKey(a: Pick<AnalyzedMessage, 'messageId' | 'sha256'>): str
 }
 
 /** The per-sender breaker's verdict from the sender's paused marker and recent count (null: not tripped). */
-export function breakerReason(cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_BREAKER_WINDOW_MS'>, paused: number | null, recent: number): string | null {
+export function breakerReason(
+  cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_BREAKER_WINDOW_MS'>,
+  paused: number | null,
+  recent: number,
+): string | null {
   if (paused !== null) return `sender paused for an hour after tripping the breaker (message ${paused})`;
-  if (recent + 1 > cfg.SENDER_BREAKER_MAX) return `${recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
+  if (recent + 1 > cfg.SENDER_BREAKER_MAX)
+    return `${recent + 1} messages in ${cfg.SENDER_BREAKER_WINDOW_MS / 1000}s (max ${cfg.SENDER_BREAKER_MAX})`;
   return null;
 }
 
@@ -96,7 +101,12 @@ interface FactsRow {
  * a breaker against loops does not need to be exact, and a per-sender lock
  * would serialise every message on the hot path.
  */
-export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow, 'id' | 'rcpt_to'>, a: AnalyzedMessage): Promise<MessageFacts> {
+export async function gatherFacts(
+  trx: Db,
+  cfg: Cfg,
+  row: Pick<InboundMessageRow, 'id' | 'rcpt_to'>,
+  a: AnalyzedMessage,
+): Promise<MessageFacts> {
   const box = dedupeMailbox(cfg, row.rcpt_to);
   const key = dedupeKey(a);
   const from = a.from?.address ?? '';
@@ -147,6 +157,10 @@ export async function gatherFacts(trx: Db, cfg: Cfg, row: Pick<InboundMessageRow
 
 /** The implicit account for a new sender: no password, unverified, name from the From header. */
 export async function createSender(trx: Db, cfg: Cfg, a: AnalyzedMessage): Promise<Sender> {
-  const { user } = await ensureUser(trx, { email: a.from!.address, name: a.from!.name || null, locale: a.japanese ? 'ja' : cfg.DEFAULT_LOCALE });
+  const { user } = await ensureUser(trx, {
+    email: a.from!.address,
+    name: a.from!.name || null,
+    locale: a.japanese ? 'ja' : cfg.DEFAULT_LOCALE,
+  });
   return user;
 }

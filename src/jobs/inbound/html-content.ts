@@ -14,9 +14,44 @@ import { isForwardSeparator } from './text-content.js';
  */
 
 const BLOCK_TAGS = new Set([
-  'address', 'article', 'aside', 'blockquote', 'body', 'center', 'dd', 'div', 'dl', 'dt', 'fieldset', 'figure',
-  'footer', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'hr', 'html', 'li', 'main', 'nav', 'ol', 'p',
-  'pre', 'section', 'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'ul',
+  'address',
+  'article',
+  'aside',
+  'blockquote',
+  'body',
+  'center',
+  'dd',
+  'div',
+  'dl',
+  'dt',
+  'fieldset',
+  'figure',
+  'footer',
+  'form',
+  'h1',
+  'h2',
+  'h3',
+  'h4',
+  'h5',
+  'h6',
+  'header',
+  'hr',
+  'html',
+  'li',
+  'main',
+  'nav',
+  'ol',
+  'p',
+  'pre',
+  'section',
+  'table',
+  'tbody',
+  'td',
+  'tfoot',
+  'th',
+  'thead',
+  'tr',
+  'ul',
 ]);
 const SKIP_TAGS = new Set(['head', 'style', 'script', 'title', 'template', 'noscript', 'xml']);
 
@@ -26,8 +61,19 @@ function isQuoteContainer(el: Element): boolean {
   if (name === 'blockquote' || name === 'hr') return true;
   const id = (el.attribs.id ?? '').toLowerCase();
   const cls = ` ${(el.attribs.class ?? '').toLowerCase()} `;
-  if (['divrplyfwdmsg', 'olk_src_body_section', 'appendonsend', 'stopspelling', 'isforwardcontent', 'mail-editor-reference-message-container'].includes(id)) return true;
-  if (/ (gmail_quote|gmail_attr|moz-cite-prefix|yahoo_quoted|protonmail_quote|zmail_extra|ms-outlook-mobile-reference-message) /.test(cls)) return true;
+  if (
+    [
+      'divrplyfwdmsg',
+      'olk_src_body_section',
+      'appendonsend',
+      'stopspelling',
+      'isforwardcontent',
+      'mail-editor-reference-message-container',
+    ].includes(id)
+  )
+    return true;
+  if (/ (gmail_quote|gmail_attr|moz-cite-prefix|yahoo_quoted|protonmail_quote|zmail_extra|ms-outlook-mobile-reference-message) /.test(cls))
+    return true;
   // Outlook desktop separates the quoted message with a top-bordered div.
   const style = (el.attribs.style ?? '').toLowerCase().replace(/\s+/g, '');
   return name === 'div' && /border-top:solid|border-top-style:solid/.test(style) && !/border-(left|right|bottom):solid/.test(style);
@@ -102,7 +148,11 @@ function findCutLine(lines: Line[]): number {
     if (/^on\s/i.test(text) && /^.{0,120}wrote:$/i.test(lines[i + 1]?.text ?? '')) return i;
     if (FROM_LINE.test(text)) {
       const next = lines.slice(i, i + 6).map((l) => l.text);
-      if (next.some((t, k) => k > 0 && FOLLOWING_HEADER.test(t)) || next.some((t) => /(sent|date|to|subject)\s?:/i.test(t.replace(FROM_LINE, '')))) return i;
+      if (
+        next.some((t, k) => k > 0 && FOLLOWING_HEADER.test(t)) ||
+        next.some((t) => /(sent|date|to|subject)\s?:/i.test(t.replace(FROM_LINE, '')))
+      )
+        return i;
     }
   }
   return -1;
@@ -157,10 +207,57 @@ export function htmlToPlainText(html: string): string {
 }
 
 const ALLOWED_TAGS = [
-  'a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'center', 'cite', 'code', 'col', 'colgroup', 'dd', 'del', 'div',
-  'dl', 'dt', 'em', 'font', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'img', 'ins', 'kbd', 'li', 'mark', 'ol',
-  'p', 'pre', 'q', 's', 'small', 'span', 'strike', 'strong', 'sub', 'sup', 'table', 'tbody', 'td', 'tfoot', 'th',
-  'thead', 'tr', 'u', 'ul',
+  'a',
+  'abbr',
+  'b',
+  'blockquote',
+  'br',
+  'caption',
+  'center',
+  'cite',
+  'code',
+  'col',
+  'colgroup',
+  'dd',
+  'del',
+  'div',
+  'dl',
+  'dt',
+  'em',
+  'font',
+  'h1',
+  'h2',
+  'h3',
+  'h4',
+  'h5',
+  'h6',
+  'hr',
+  'i',
+  'img',
+  'ins',
+  'kbd',
+  'li',
+  'mark',
+  'ol',
+  'p',
+  'pre',
+  'q',
+  's',
+  'small',
+  'span',
+  'strike',
+  'strong',
+  'sub',
+  'sup',
+  'table',
+  'tbody',
+  'td',
+  'tfoot',
+  'th',
+  'thead',
+  'tr',
+  'u',
+  'ul',
 ];
 
 /**

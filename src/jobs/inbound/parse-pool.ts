@@ -18,7 +18,10 @@ import type { AnalyzeOptions, AnalyzedMessage } from './analyze.js';
  */
 
 export class ParseFailedError extends Error {
-  constructor(message: string, readonly timedOut: boolean) {
+  constructor(
+    message: string,
+    readonly timedOut: boolean,
+  ) {
     super(message);
     this.name = 'ParseFailedError';
   }
@@ -143,36 +146,42 @@ export class ParsePool {
     const started = Date.now();
     const cpuStart = slot.statPath ? threadCpuMs(slot.statPath) : null;
     const wallLimit = cpuStart === null ? task.timeoutMs : task.timeoutMs * WALL_FACTOR;
-    slot.timer = setInterval(() => {
-      const wall = Date.now() - started;
-      const cpuNow = cpuStart === null ? null : threadCpuMs(slot.statPath!);
-      const cpu = cpuNow === null || cpuStart === null ? null : cpuNow - cpuStart;
-      if (cpu !== null && cpu > task.timeoutMs) {
-        this.fail(slot, new ParseFailedError(`parsing used more than ${task.timeoutMs} ms of CPU (${cpu} ms); stopped`, true));
-      } else if (wall > wallLimit) {
-        this.fail(slot, new ParseFailedError(`parsing took longer than ${wallLimit} ms; stopped`, true));
-      }
-    }, Math.min(POLL_MS, Math.max(1, task.timeoutMs)));
+    slot.timer = setInterval(
+      () => {
+        const wall = Date.now() - started;
+        const cpuNow = cpuStart === null ? null : threadCpuMs(slot.statPath!);
+        const cpu = cpuNow === null || cpuStart === null ? null : cpuNow - cpuStart;
+        if (cpu !== null && cpu > task.timeoutMs) {
+          this.fail(slot, new ParseFailedError(`parsing used more than ${task.timeoutMs} ms of CPU (${cpu} ms); stopped`, true));
+        } else if (wall > wallLimit) {
+          this.fail(slot, new ParseFailedError(`parsing took longer than ${wallLimit} ms; stopped`, true));
+        }
+      },
+      Math.min(POLL_MS, Math.max(1, task.timeoutMs)),
+    );
   }
 
   private addSlot(): Slot {
     const slot: Slot = { worker: spawnWorker(this.resourceLimitMb), ready: false, statPath: null, task: null, timer: null };
     slot.worker.unref();
-    slot.worker.on('message', (msg: { ready?: boolean; tid?: string | null; id?: number; ok?: boolean; result?: AnalyzedMessage; error?: string }) => {
-      if (msg.ready) {
-        const statPath = msg.tid && /^\d+$/.test(msg.tid) ? `/proc/self/task/${msg.tid}/stat` : null;
-        slot.statPath = statPath && threadCpuMs(statPath) !== null ? statPath : null;
-        slot.ready = true;
+    slot.worker.on(
+      'message',
+      (msg: { ready?: boolean; tid?: string | null; id?: number; ok?: boolean; result?: AnalyzedMessage; error?: string }) => {
+        if (msg.ready) {
+          const statPath = msg.tid && /^\d+$/.test(msg.tid) ? `/proc/self/task/${msg.tid}/stat` : null;
+          slot.statPath = statPath && threadCpuMs(statPath) !== null ? statPath : null;
+          slot.ready = true;
+          this.dispatch();
+          return;
+        }
+        if (msg.id === undefined || !slot.task || slot.task.id !== msg.id) return;
+        const task = slot.task;
+        this.release(slot);
+        if (msg.ok) task.resolve(msg.result!);
+        else task.reject(new ParseFailedError(msg.error ?? 'parse failed', false));
         this.dispatch();
-        return;
-      }
-      if (msg.id === undefined || !slot.task || slot.task.id !== msg.id) return;
-      const task = slot.task;
-      this.release(slot);
-      if (msg.ok) task.resolve(msg.result!);
-      else task.reject(new ParseFailedError(msg.error ?? 'parse failed', false));
-      this.dispatch();
-    });
+      },
+    );
     // A crash (out of memory under resourceLimits, a native fault) fails only the message it was working on.
     slot.worker.on('error', (err) => {
       if (slot.ready) return this.fail(slot, new ParseFailedError(`parser crashed: ${err.message}`, false));

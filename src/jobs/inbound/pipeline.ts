@@ -84,7 +84,12 @@ async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedM
   try {
     return await sharedParsePool(ctx.config.INBOUND_CONCURRENCY).analyze(
       row.raw,
-      { envelopeFrom: row.mail_from, mailDomain: ctx.config.MAIL_DOMAIN, loopHeader: LOOP_HEADER, attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES },
+      {
+        envelopeFrom: row.mail_from,
+        mailDomain: ctx.config.MAIL_DOMAIN,
+        loopHeader: LOOP_HEADER,
+        attachmentMaxBytes: ctx.config.ATTACHMENT_MAX_BYTES,
+      },
       timeout,
       ipKey(row.client_address),
     );
@@ -95,7 +100,12 @@ async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedM
 }
 
 /** Rules and writes for one message whose row the caller's transaction has locked and found `received`. */
-export async function decideLocked(ctx: AppContext, trx: AppContext['db'], row: InboundRow, parsed: AnalyzedMessage | ParseFailedError): Promise<Outcome> {
+export async function decideLocked(
+  ctx: AppContext,
+  trx: AppContext['db'],
+  row: InboundRow,
+  parsed: AnalyzedMessage | ParseFailedError,
+): Promise<Outcome> {
   if (parsed instanceof ParseFailedError) {
     ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
     const outcome: Outcome = { status: 'held', held: new Held('parse_failed', parsed.message) };
@@ -116,11 +126,21 @@ export const ROW_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address
  * lock is safe; a row another run took meanwhile is skipped.
  */
 async function runOnce(ctx: AppContext, inboundId: number): Promise<Outcome | null> {
-  const row = await ctx.db.selectFrom('inbound_messages').select(ROW_COLUMNS).where('id', '=', inboundId).where('status', '=', 'received').executeTakeFirst();
+  const row = await ctx.db
+    .selectFrom('inbound_messages')
+    .select(ROW_COLUMNS)
+    .where('id', '=', inboundId)
+    .where('status', '=', 'received')
+    .executeTakeFirst();
   if (!row) return null;
   const parsed = await parseInbound(ctx, row);
   return ctx.db.transaction().execute(async (trx) => {
-    const locked = await trx.selectFrom('inbound_messages').select(['status', 'release_overrides']).where('id', '=', inboundId).forUpdate().executeTakeFirst();
+    const locked = await trx
+      .selectFrom('inbound_messages')
+      .select(['status', 'release_overrides'])
+      .where('id', '=', inboundId)
+      .forUpdate()
+      .executeTakeFirst();
     if (!locked || locked.status !== 'received') return null;
     return decideLocked(ctx, trx, { ...row, release_overrides: locked.release_overrides }, parsed);
   });

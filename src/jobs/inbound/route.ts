@@ -24,8 +24,7 @@ import { findThread } from './thread.js';
 export type InboundRow = Pick<InboundMessageRow, 'id' | 'raw' | 'mail_from' | 'rcpt_to' | 'client_address' | 'helo' | 'release_overrides'>;
 
 export type Outcome =
-  | { status: 'held'; held: Held }
-  | { status: 'processed'; ticketId: number | null; reason: string | null; outboxIds: number[] };
+  { status: 'held'; held: Held } | { status: 'processed'; ticketId: number | null; reason: string | null; outboxIds: number[] };
 
 const held = (reason: HeldReason, detail: string | null = null, ticketId: number | null = null): Outcome => ({
   status: 'held',
@@ -40,31 +39,68 @@ type Cfg = AppContext['config'];
  * (aligned pass) may do it, and with REGISTRATION=closed only people who
  * already have an account may be added. Returns the held outcome, or null.
  */
-async function checkNewCcs(trx: Db, cfg: Cfg, a: AnalyzedMessage, ccs: { email: string }[], skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
+async function checkNewCcs(
+  trx: Db,
+  cfg: Cfg,
+  a: AnalyzedMessage,
+  ccs: { email: string }[],
+  skip: Set<string>,
+  ticketId: number | null,
+): Promise<Outcome | null> {
   if (ccs.length === 0) return null;
   if (!a.senderAuth?.ok && !skip.has('sender_unverified')) {
     const why = a.senderAuth?.reason ?? 'not checked';
-    return held('sender_unverified', `${ccs.length} new CC address(es) need SPF/DKIM/DMARC aligned with the From domain (${why})`, ticketId);
+    return held(
+      'sender_unverified',
+      `${ccs.length} new CC address(es) need SPF/DKIM/DMARC aligned with the From domain (${why})`,
+      ticketId,
+    );
   }
   if (cfg.REGISTRATION === 'closed' && !skip.has('unknown_cc')) {
-    const unknown = await emailsWithoutAccount(trx, ccs.map((c) => c.email));
-    if (unknown.length) return held('unknown_cc', `no account: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, ticketId);
+    const unknown = await emailsWithoutAccount(
+      trx,
+      ccs.map((c) => c.email),
+    );
+    if (unknown.length)
+      return held('unknown_cc', `no account: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, ticketId);
   }
   return null;
 }
 
-async function newTicket(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, skip: Set<string>, followUpOf: number | null): Promise<Outcome> {
+async function newTicket(
+  trx: Db,
+  cfg: Cfg,
+  row: InboundRow,
+  a: AnalyzedMessage,
+  user: Sender,
+  skip: Set<string>,
+  followUpOf: number | null,
+): Promise<Outcome> {
   const ccs = ccCandidates(cfg, a, user.email);
   if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
   const refused = await checkNewCcs(trx, cfg, a, ccs, skip, null);
   if (refused) return refused;
   const { ticketId, messageId } = await createTicketWithMessage(trx, row, a, { requesterId: user.id, followUpOf });
   await addCcs(trx, cfg, ticketId, ccs);
-  const outboxIds = await queueTicketMails(trx, cfg, { type: 'ticket_created', ticketId, messageId, authorId: user.id, directTo: directRecipients(a) });
+  const outboxIds = await queueTicketMails(trx, cfg, {
+    type: 'ticket_created',
+    ticketId,
+    messageId,
+    authorId: user.id,
+    directTo: directRecipients(a),
+  });
   return { status: 'processed', ticketId, reason: followUpOf ? `follow_up_of:${followUpOf}` : null, outboxIds };
 }
 
-async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, skip: Set<string>): Promise<Outcome> {
+async function customerReply(
+  trx: Db,
+  cfg: Cfg,
+  row: InboundRow,
+  a: AnalyzedMessage,
+  user: Sender,
+  ticket: TicketRow,
+  skip: Set<string>,
+): Promise<Outcome> {
   const ccs = await newCcs(trx, ticket.id, ccCandidates(cfg, a, user.email));
   if (ccs.length && (await countCcs(trx, ticket.id)) + ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) {
     return held('cc_limit', `${ccs.length} new CC addresses would exceed MAX_CCS=${cfg.MAX_CCS}`, ticket.id);
@@ -75,7 +111,14 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
   const message = await storeMessage(trx, row, a, { ticketId: ticket.id, authorId: user.id, visibility: 'public' });
   // A customer answering is the signal Zendesk reopens on; staff decide everything else.
   if (ticket.status === 'solved' || ticket.status === 'pending') await setTicketStatus(trx, ticket.id, 'open');
-  const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility: 'public', directTo: directRecipients(a) };
+  const event: TicketEvent = {
+    type: 'message_added',
+    ticketId: ticket.id,
+    messageId: message.id,
+    authorId: user.id,
+    visibility: 'public',
+    directTo: directRecipients(a),
+  };
   return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds: await queueTicketMails(trx, cfg, event) };
 }
 
@@ -86,16 +129,38 @@ async function customerReply(trx: Db, cfg: Cfg, row: InboundRow, a: AnalyzedMess
  * verdict is stored on the row for `held show`.
  * Returns the held outcome when it is not, null when it may proceed.
  */
-async function checkStaffIdentity(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, token: ReplyToken | null, skip: Set<string>, ticketId: number | null): Promise<Outcome | null> {
+async function checkStaffIdentity(
+  ctx: AppContext,
+  trx: Db,
+  row: InboundRow,
+  a: AnalyzedMessage,
+  user: Sender,
+  token: ReplyToken | null,
+  skip: Set<string>,
+  ticketId: number | null,
+): Promise<Outcome | null> {
   if (skip.has('auth_failed')) return null;
   const auth = staffVerdict(ctx.config, user, user.email, token, a.senderAuth ?? null);
-  await trx.updateTable('inbound_messages').set({ auth: JSON.stringify(auth) }).where('id', '=', row.id).execute();
+  await trx
+    .updateTable('inbound_messages')
+    .set({ auth: JSON.stringify(auth) })
+    .where('id', '=', row.id)
+    .execute();
   if (auth.ok) return null;
   const outboxIds = await noticeStaffAuthFailure(ctx, trx, { inboundId: row.id, staff: user, auth });
   return { status: 'held', held: new Held('auth_failed', auth.reason, ticketId, outboxIds) };
 }
 
-async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage, user: Sender, ticket: TicketRow, token: ReplyToken | null, skip: Set<string>): Promise<Outcome> {
+async function staffReply(
+  ctx: AppContext,
+  trx: Db,
+  row: InboundRow,
+  a: AnalyzedMessage,
+  user: Sender,
+  ticket: TicketRow,
+  token: ReplyToken | null,
+  skip: Set<string>,
+): Promise<Outcome> {
   const cfg = ctx.config;
   const refused = await checkStaffIdentity(ctx, trx, row, a, user, token, skip, ticket.id);
   if (refused) return refused;
@@ -105,7 +170,13 @@ async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: Analyzed
   if (cmds.body !== '' || a.attachments.length > 0) {
     const visibility = cmds.note ? 'internal' : 'public';
     // Command lines were removed from the text; the HTML still has them, so it is dropped when they were used.
-    const usedCommands = cmds.note || cmds.status !== undefined || cmds.priority !== undefined || cmds.assign !== undefined || cmds.ccAdd.length > 0 || cmds.ccRemove.length > 0;
+    const usedCommands =
+      cmds.note ||
+      cmds.status !== undefined ||
+      cmds.priority !== undefined ||
+      cmds.assign !== undefined ||
+      cmds.ccAdd.length > 0 ||
+      cmds.ccRemove.length > 0;
     const message = await storeMessage(trx, row, a, {
       ticketId: ticket.id,
       authorId: user.id,
@@ -114,7 +185,14 @@ async function staffReply(ctx: AppContext, trx: Db, row: InboundRow, a: Analyzed
       bodyHtml: usedCommands ? null : a.visibleHtml,
     });
     await applyStaffCommands(trx, cfg, ticket.id, cmds, { id: user.id, publicReply: visibility === 'public' });
-    const event: TicketEvent = { type: 'message_added', ticketId: ticket.id, messageId: message.id, authorId: user.id, visibility, directTo: directRecipients(a) };
+    const event: TicketEvent = {
+      type: 'message_added',
+      ticketId: ticket.id,
+      messageId: message.id,
+      authorId: user.id,
+      visibility,
+      directTo: directRecipients(a),
+    };
     outboxIds = await queueTicketMails(trx, cfg, event);
   } else {
     await applyStaffCommands(trx, cfg, ticket.id, cmds, { id: user.id, publicReply: false });
@@ -132,7 +210,10 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (a.machine && !skip.has(a.machine.kind)) {
     if (a.machine.kind === 'bounce') {
       const ids = await attachBounce(trx, cfg, row.id, a);
-      return held('bounce', `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`);
+      return held(
+        'bounce',
+        `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`,
+      );
     }
     return held(a.machine.kind, a.machine.rule);
   }
@@ -160,9 +241,11 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   const ticket = (await lockTicket(trx, match.ticketId))!;
   if (user.role === 'staff') return staffReply(ctx, trx, row, a, user, ticket, token, skip);
   const role = await participantRole(trx, ticket.id, user.id);
-  if (!role && !skip.has('not_participant')) return held('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
+  if (!role && !skip.has('not_participant'))
+    return held('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
   // Someone else's reply address or Message-ID: evidence about them, not about this sender.
-  if (!match.tied && !skip.has('unbound_evidence')) return held('unbound_evidence', `ticket ${ticket.id} matched by a ${match.evidence} issued to someone else`, ticket.id);
+  if (!match.tied && !skip.has('unbound_evidence'))
+    return held('unbound_evidence', `ticket ${ticket.id} matched by a ${match.evidence} issued to someone else`, ticket.id);
   if (ticket.status === 'closed') return newTicket(trx, cfg, row, a, user, skip, ticket.id);
   return customerReply(trx, cfg, row, a, user, ticket, skip);
 }

@@ -1,6 +1,14 @@
 import type { Config } from '../../config.js';
 import type { Db, TicketPriority } from '../../db/database.js';
-import { addParticipant, countCcs, lockTicket, removeCc, setTicketAssignee, setTicketPriority, setTicketStatus } from '../../db/queries/tickets.js';
+import {
+  addParticipant,
+  countCcs,
+  lockTicket,
+  removeCc,
+  setTicketAssignee,
+  setTicketPriority,
+  setTicketStatus,
+} from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
 
@@ -49,7 +57,10 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
     const m = COMMAND_RE.exec(line);
     if (!m) break;
     const keyword = m[1]!.toLowerCase();
-    const args = m[2]!.trim().split(/[\s,]+/).filter(Boolean);
+    const args = m[2]!
+      .trim()
+      .split(/[\s,]+/)
+      .filter(Boolean);
     const value = args[0]?.toLowerCase();
     // A mistyped value is consumed, not published: the line was meant for us, not the customer.
     if (keyword === 'note') {
@@ -66,7 +77,10 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
       else if (isValidEmail(address)) cmds.assign = address;
     } else {
       const action = args[0]?.toLowerCase();
-      const addresses = args.slice(1).map((a) => normalizeEmail(a.replace(/^<|>$/g, ''))).filter(isValidEmail);
+      const addresses = args
+        .slice(1)
+        .map((a) => normalizeEmail(a.replace(/^<|>$/g, '')))
+        .filter(isValidEmail);
       if (action === 'add') cmds.ccAdd.push(...addresses);
       else if (action === 'remove' || action === 'delete') cmds.ccRemove.push(...addresses);
     }
@@ -90,7 +104,13 @@ export interface CommandAuthor {
  * beyond MAX_CCS are dropped; our own addresses never become participants
  * (they would mail themselves). Only a staff account can be the assignee.
  */
-export async function applyStaffCommands(trx: Db, config: Config, ticketId: number, cmds: StaffCommands, author?: CommandAuthor): Promise<void> {
+export async function applyStaffCommands(
+  trx: Db,
+  config: Config,
+  ticketId: number,
+  cmds: StaffCommands,
+  author?: CommandAuthor,
+): Promise<void> {
   const ticket = await lockTicket(trx, ticketId);
   if (!ticket) return;
 

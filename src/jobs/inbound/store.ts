@@ -35,7 +35,11 @@ export async function newCcs(trx: Db, ticketId: number | null, candidates: { ema
     .innerJoin('users as u', 'u.id', 'p.user_id')
     .select('u.email')
     .where('p.ticket_id', '=', ticketId)
-    .where(sql<string>`lower(u.email)`, 'in', candidates.map((c) => c.email))
+    .where(
+      sql<string>`lower(u.email)`,
+      'in',
+      candidates.map((c) => c.email),
+    )
     .execute();
   const existing = new Set(rows.map((r) => r.email.toLowerCase()));
   return candidates.filter((c) => !existing.has(c.email));
@@ -50,7 +54,9 @@ export async function addCcs(trx: Db, cfg: Cfg, ticketId: number, ccs: { email: 
 
 function omittedNote(a: AnalyzedMessage): string {
   if (a.omittedAttachments.length === 0) return '';
-  const lines = a.omittedAttachments.map((o) => `[attachment "${o.filename}" (${o.size} bytes) exceeds the size limit and was not stored; the original message is kept]`);
+  const lines = a.omittedAttachments.map(
+    (o) => `[attachment "${o.filename}" (${o.size} bytes) exceeds the size limit and was not stored; the original message is kept]`,
+  );
   return `\n\n${lines.join('\n')}`;
 }
 

@@ -21,13 +21,17 @@ export function cutAtDelimiter(text: string): { text: string; found: boolean } {
   if (!m) return { text, found: false };
   let above = text.slice(0, m.index);
   // The client's own quote header ("On …, Support wrote:") sits right above our delimiter.
-  above = above.replace(/\n[^\n]*\n?[^\n]*(wrote|schrieb|écrit|escribió|scritto|escreveu|schreef|skrev|napisał|написал|のメッセージ|書きました)[^\n]*:?\s*$/i, '\n');
+  above = above.replace(
+    /\n[^\n]*\n?[^\n]*(wrote|schrieb|écrit|escribió|scritto|escreveu|schreef|skrev|napisał|написал|のメッセージ|書きました)[^\n]*:?\s*$/i,
+    '\n',
+  );
   above = above.replace(/\n[^\n]*<[^<>\s]+@[^<>\s]+>\s*:?\s*$/, '\n');
   return { text: above, found: true };
 }
 
 // Quote headers of Japanese mail clients that email-reply-parser does not know.
-const JA_QUOTE_HEADER = /^\s*(?:\d{4}年\d{1,2}月\d{1,2}日.{0,60}<[^<>\s]+@[^<>\s]+>:?|.{0,80}さんは書きました[:：]?|.{0,80}wrote[:：]?)\s*$/;
+const JA_QUOTE_HEADER =
+  /^\s*(?:\d{4}年\d{1,2}月\d{1,2}日.{0,60}<[^<>\s]+@[^<>\s]+>:?|.{0,80}さんは書きました[:：]?|.{0,80}wrote[:：]?)\s*$/;
 
 /**
  * A quote header in a language or layout the parser does not know, possibly
@@ -50,7 +54,13 @@ function cutGenericHeader(text: string): string {
       return lines.slice(0, wrapped ? i - 1 : i).join('\n');
     }
     const joined = `${lines[i]} ${lines[i + 1] ?? ''}`;
-    if (i + 1 < lines.length && !/^\s*>/.test(lines[i + 1]!) && !looksLikeHeader(lines[i + 1]!) && looksLikeHeader(joined) && quotedNext(i + 2)) {
+    if (
+      i + 1 < lines.length &&
+      !/^\s*>/.test(lines[i + 1]!) &&
+      !looksLikeHeader(lines[i + 1]!) &&
+      looksLikeHeader(joined) &&
+      quotedNext(i + 2)
+    ) {
       return lines.slice(0, i).join('\n');
     }
   }
@@ -72,7 +82,8 @@ function cutJapaneseHeader(text: string): string {
 // Outlook's header block ("From: … / Sent: … / To: …"), also in bold (*From:*)
 // and after a rule of underscores: everything from it on is the quoted mail.
 const OUTLOOK_FROM = /^[*\s]*(from|von|de|van|da|от|差出人|发件人|寄件者)\s?[*]?[:：][*]?\s+\S/i;
-const OUTLOOK_NEXT = /^[*\s]*(sent|date|to|subject|gesendet|an|betreff|envoyé|objet|отправлено|кому|тема|送信日時|日付|宛先|件名)\s?[*]?[:：]/i;
+const OUTLOOK_NEXT =
+  /^[*\s]*(sent|date|to|subject|gesendet|an|betreff|envoyé|objet|отправлено|кому|тема|送信日時|日付|宛先|件名)\s?[*]?[:：]/i;
 
 function cutOutlookHeader(text: string): string {
   const lines = text.split('\n');
@@ -135,7 +146,9 @@ function interleavedBelow(lines: string[]): boolean[] {
 function cutForwardSeparator(text: string): string {
   const lines = text.split('\n');
   let interleaved: boolean[] | null = null;
-  const at = lines.findIndex((line, i) => isForwardSeparator(line) || (isQuoteHeader(line) && !(interleaved ??= interleavedBelow(lines))[i]));
+  const at = lines.findIndex(
+    (line, i) => isForwardSeparator(line) || (isQuoteHeader(line) && !(interleaved ??= interleavedBelow(lines))[i]),
+  );
   return at === -1 ? text : lines.slice(0, at).join('\n');
 }
 
@@ -170,7 +183,9 @@ function parseVisible(text: string): string {
     kept.push(content);
   }
   const restored = kept.join('\n').replace(/~*$/, '');
-  return long.length === 0 ? restored : restored.replace(new RegExp(`[^\n]{0,64}${STAND_IN}(\\d+)${STAND_IN}`, 'g'), (_m, i: string) => long[Number(i)]!);
+  return long.length === 0
+    ? restored
+    : restored.replace(new RegExp(`[^\n]{0,64}${STAND_IN}(\\d+)${STAND_IN}`, 'g'), (_m, i: string) => long[Number(i)]!);
 }
 
 /** The visible (new) part of a plain-text body. Never empty when the input has text. */

@@ -54,10 +54,23 @@ export function replyTokens(config: ThreadConfig, a: Pick<AnalyzedMessage, 'to' 
 }
 
 async function takesPart(db: Db, ticketId: number, userId: number): Promise<boolean> {
-  return Boolean(await db.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticketId).where('user_id', '=', userId).executeTakeFirst());
+  return Boolean(
+    await db
+      .selectFrom('ticket_participants')
+      .select('user_id')
+      .where('ticket_id', '=', ticketId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst(),
+  );
 }
 
-export async function findThread(db: Db, config: ThreadConfig, a: AnalyzedMessage, rcptTo: string[], sender: ThreadSender): Promise<ThreadResult> {
+export async function findThread(
+  db: Db,
+  config: ThreadConfig,
+  a: AnalyzedMessage,
+  rcptTo: string[],
+  sender: ThreadSender,
+): Promise<ThreadResult> {
   const tokens = replyTokens(config, a, rcptTo);
   // The sender's own reply address first; another user's only as untied evidence.
   const ordered = [...tokens.filter((t) => t.userId === sender.id), ...tokens.filter((t) => t.userId !== sender.id)];

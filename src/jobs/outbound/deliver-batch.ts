@@ -4,7 +4,16 @@ import type { ComposedMail } from '../../mail/compose.js';
 import { loadMailContexts, type LoadedMail } from '../../mail/mail-context.js';
 import { sendWithFiles } from './files.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
-import { deliverOutboundMail, markSentSql, notLoaded, prepare, recordSendFailure, settleOutcome, transact, type Outcome } from './deliver.js';
+import {
+  deliverOutboundMail,
+  markSentSql,
+  notLoaded,
+  prepare,
+  recordSendFailure,
+  settleOutcome,
+  transact,
+  type Outcome,
+} from './deliver.js';
 
 /**
  * The outbound side of the job batcher (../job-batcher.ts): the send-mail
@@ -87,7 +96,12 @@ export async function deliverOutboundJobs(ctx: AppContext, ids: number[]): Promi
     for (const id of ids) await one(id);
     return settled;
   }
-  for (const [id, outcome] of batch.outcomes) await settleInto(settled, id, Promise.resolve().then(() => settleOutcome(ctx, id, outcome)));
+  for (const [id, outcome] of batch.outcomes)
+    await settleInto(
+      settled,
+      id,
+      Promise.resolve().then(() => settleOutcome(ctx, id, outcome)),
+    );
   for (const id of batch.deferred) await one(id);
   return settled;
 }
@@ -104,5 +118,9 @@ export const OUTBOUND_BATCHES_IN_FLIGHT = 3;
 
 /** The process's batcher for this context; a batch is at most OUTBOUND_CONCURRENCY jobs. */
 export function outboundBatcher(ctx: AppContext): JobBatcher<void> {
-  return batcherFor(batchers, ctx, () => new JobBatcher((ids) => deliverOutboundJobs(ctx, ids), ctx.config.OUTBOUND_CONCURRENCY, OUTBOUND_BATCHES_IN_FLIGHT));
+  return batcherFor(
+    batchers,
+    ctx,
+    () => new JobBatcher((ids) => deliverOutboundJobs(ctx, ids), ctx.config.OUTBOUND_CONCURRENCY, OUTBOUND_BATCHES_IN_FLIGHT),
+  );
 }

@@ -48,7 +48,11 @@ export function describeSendError(err: unknown): { permanent: boolean; text: str
   const e = (err ?? {}) as SmtpLikeError;
   const code = typeof e.responseCode === 'number' ? e.responseCode : undefined;
   const reply = e.response ? String(e.response).replace(/\s+/g, ' ').trim() : '';
-  const text = reply ? (code && !reply.startsWith(String(code)) ? `${code} ${reply}` : reply) : `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`;
+  const text = reply
+    ? code && !reply.startsWith(String(code))
+      ? `${code} ${reply}`
+      : reply
+    : `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`;
   return { permanent: code !== undefined && code >= 500 && code < 600, text: text.slice(0, 1000) };
 }
 
@@ -71,7 +75,11 @@ export async function notLoaded(conn: Db, outboundId: number): Promise<Outcome> 
 }
 
 /** Breakers and rendering for a locked row: either its outcome already, or the mail to send. */
-export async function prepare(conn: Db, config: AppContext['config'], { row, context }: LoadedMail): Promise<{ outcome: Outcome } | { mail: ComposedMail }> {
+export async function prepare(
+  conn: Db,
+  config: AppContext['config'],
+  { row, context }: LoadedMail,
+): Promise<{ outcome: Outcome } | { mail: ComposedMail }> {
   if (row.status !== 'queued') return { outcome: { type: 'skipped', status: row.status } };
   const reason = breakerReason(config, row, context.counts);
   if (reason) {
@@ -129,7 +137,11 @@ export async function transact<T>(ctx: AppContext, first: string, body: (conn: D
       open = false;
       return value;
     } catch (err) {
-      if (open) await sql.raw('ROLLBACK').execute(conn).catch(() => {});
+      if (open)
+        await sql
+          .raw('ROLLBACK')
+          .execute(conn)
+          .catch(() => {});
       throw err;
     }
   });

@@ -16,11 +16,18 @@ const NONE: ReadonlyMap<number, Buffer> = new Map();
 
 export function isSizeRefusal(err: unknown): boolean {
   const e = (err ?? {}) as { responseCode?: number; response?: string };
-  return e.responseCode === 552 || (typeof e.responseCode === 'number' && e.responseCode >= 500 && /\b5\.3\.4\b/.test(String(e.response ?? '')));
+  return (
+    e.responseCode === 552 || (typeof e.responseCode === 'number' && e.responseCode >= 500 && /\b5\.3\.4\b/.test(String(e.response ?? '')))
+  );
 }
 
 export async function sendWithFiles(ctx: AppContext, loaded: LoadedMail, mail: ComposedMail): Promise<SendResult> {
-  const contents = mail.files.length ? await loadAttachmentContents(ctx.db, mail.files.map((f) => f.attachmentId)) : NONE;
+  const contents = mail.files.length
+    ? await loadAttachmentContents(
+        ctx.db,
+        mail.files.map((f) => f.attachmentId),
+      )
+    : NONE;
   try {
     return await sendComposed(ctx.config, mail, contents);
   } catch (err) {

@@ -25,7 +25,10 @@ export function canonicalHost(deps: PortalDeps): MiddlewareHandler<PortalEnv> {
       const url = new URL(c.req.url);
       return c.redirect(`${config.PUBLIC_URL}${url.pathname}${url.search}`, 308);
     }
-    deps.ctx.log.info({ host, publicHost: publicUrl.host, path: c.req.path }, 'portal form sent to a host other than PUBLIC_URL\'s; refused with an explanation');
+    deps.ctx.log.info(
+      { host, publicHost: publicUrl.host, path: c.req.path },
+      "portal form sent to a host other than PUBLIC_URL's; refused with an explanation",
+    );
     return renderPage(c, deps, 'error', { titleKey: 'error.host_title', messageKey: 'error.host', host }, 421);
   };
 }

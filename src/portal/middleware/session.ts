@@ -23,10 +23,7 @@ export function sessionAndLocale(deps: PortalDeps): MiddlewareHandler<PortalEnv>
     }
     const user = c.get('user');
     const cookieLocale = readCookie(c, deps, COOKIE.lang);
-    c.set(
-      'locale',
-      user ? user.locale : isLocale(cookieLocale) ? cookieLocale : localeFromHeader(c, deps.ctx.config.DEFAULT_LOCALE),
-    );
+    c.set('locale', user ? user.locale : isLocale(cookieLocale) ? cookieLocale : localeFromHeader(c, deps.ctx.config.DEFAULT_LOCALE));
     await next();
   };
 }

@@ -32,7 +32,10 @@ export async function withResponseFloor<T>(deps: PortalDeps, started: number, wo
   const elapsed = performance.now() - started;
   const floor = deps.ctx.config.PORTAL_RESPONSE_FLOOR_MS;
   if (elapsed > floor) {
-    deps.ctx.log.warn({ elapsedMs: Math.round(elapsed), floorMs: floor }, 'portal response floor exceeded; timing may reveal whether an address exists');
+    deps.ctx.log.warn(
+      { elapsedMs: Math.round(elapsed), floorMs: floor },
+      'portal response floor exceeded; timing may reveal whether an address exists',
+    );
   } else {
     await sleep(floor - elapsed);
   }
@@ -73,7 +76,11 @@ export function registerAuthRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void
     }
     await deps.limiters.resetAccount('login', email);
     if (user.password_hash && needsRehash(user.password_hash)) {
-      await ctx.db.updateTable('users').set({ password_hash: await hashPassword(password) }).where('id', '=', user.id).execute();
+      await ctx.db
+        .updateTable('users')
+        .set({ password_hash: await hashPassword(password) })
+        .where('id', '=', user.id)
+        .execute();
     }
     // A new id on every sign-in: an id planted before login (session fixation) is worthless after it.
     const previous = c.get('session');

@@ -8,7 +8,8 @@ export async function checkHealth(ctx: AppContext): Promise<{ ok: boolean; postg
     withTimeout(sql`select 1`.execute(ctx.db), 2_000, 'PostgreSQL check'),
     withTimeout(ctx.redis.ping(), 2_000, 'Redis check'),
   ]);
-  const describe = (r: PromiseSettledResult<unknown>) => (r.status === 'fulfilled' ? 'ok' : `down: ${String(r.reason?.message ?? r.reason)}`);
+  const describe = (r: PromiseSettledResult<unknown>) =>
+    r.status === 'fulfilled' ? 'ok' : `down: ${String(r.reason?.message ?? r.reason)}`;
   return { ok: pg.status === 'fulfilled' && redis.status === 'fulfilled', postgres: describe(pg), redis: describe(redis) };
 }
 

@@ -16,7 +16,11 @@ export function registerLocaleRoutes(app: Hono<PortalEnv>, deps: PortalDeps): vo
     const user = c.get('user');
     // Signed in: the choice is the account's, so mail follows it too.
     if (user && user.locale !== locale) {
-      await deps.ctx.db.updateTable('users').set({ locale, updated_at: sql`now()` as never }).where('id', '=', user.id).execute();
+      await deps.ctx.db
+        .updateTable('users')
+        .set({ locale, updated_at: sql`now()` as never })
+        .where('id', '=', user.id)
+        .execute();
     }
     return redirectTo(c, deps, back);
   });

@@ -3,7 +3,18 @@ import { setPasswordWithToken } from '../../auth/password-flows.js';
 import { checkPasswordPolicy } from '../../auth/policy.js';
 import { peekAuthToken } from '../../auth/tokens.js';
 import { findUserById } from '../../db/queries/users.js';
-import { COOKIE, clearCookie, clientIp, field, rawField, redirectTo, renderPage, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import {
+  COOKIE,
+  clearCookie,
+  clientIp,
+  field,
+  rawField,
+  redirectTo,
+  renderPage,
+  type PortalContext,
+  type PortalDeps,
+  type PortalEnv,
+} from '../http.js';
 
 /** The rules shown on the page, in the order they are checked. */
 function policyRules(deps: PortalDeps): Array<{ key: string; n?: number }> {

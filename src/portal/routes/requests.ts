@@ -56,10 +56,7 @@ export async function renderThread(
   status: 200 | 409 | 413 | 422 = 200,
 ): Promise<Response> {
   const viewer = viewerOf(c);
-  const [messages, participants] = await Promise.all([
-    listPublicThread(deps.ctx.db, ticket.id),
-    listParticipants(deps.ctx.db, ticket.id),
-  ]);
+  const [messages, participants] = await Promise.all([listPublicThread(deps.ctx.db, ticket.id), listParticipants(deps.ctx.db, ticket.id)]);
   const t = (key: string) => deps.views.t(c.get('locale'), key);
   const display = (p: { name: string | null; email: string; isStaff: boolean }) =>
     // Staff addresses stay private: customers see a name or "Support".

@@ -27,7 +27,9 @@ export interface FaultRun {
   teardown(): Promise<void>;
 }
 
-export async function startFaultRun(opts: { proxyPostgres?: boolean; proxyRedis?: boolean; env?: Record<string, string> } = {}): Promise<FaultRun> {
+export async function startFaultRun(
+  opts: { proxyPostgres?: boolean; proxyRedis?: boolean; env?: Record<string, string> } = {},
+): Promise<FaultRun> {
   const database = await createTestDatabase();
   const sink = await startRelaySink();
   const redisUrl = inject('redisUrl');

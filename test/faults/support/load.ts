@@ -24,7 +24,14 @@ export interface LoadOutcome {
 
 function connect(port: number): Promise<SMTPConnection> {
   return new Promise((resolve, reject) => {
-    const conn = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, connectionTimeout: 5_000, socketTimeout: 15_000, greetingTimeout: 5_000 });
+    const conn = new SMTPConnection({
+      host: '127.0.0.1',
+      port,
+      ignoreTLS: true,
+      connectionTimeout: 5_000,
+      socketTimeout: 15_000,
+      greetingTimeout: 5_000,
+    });
     // Errors after the first (a reset during QUIT, say) must not surface as unhandled.
     conn.on('error', () => {});
     conn.once('error', reject);
@@ -44,8 +51,7 @@ function sendOn(conn: SMTPConnection, m: LoadMessage): Promise<string> {
         if (code) {
           const text = (err as { response?: string }).response ?? err.message;
           resolve(text.startsWith(String(code)) ? text : `${code} ${text}`);
-        }
-        else reject(err);
+        } else reject(err);
       } else resolve(info.response);
     });
   });

@@ -21,7 +21,14 @@ export interface Opened {
 export async function openTicket(db: Db, port: number, extra: Partial<Mail.Options> = {}): Promise<Opened> {
   const email = `cust-${uid()}@customer.example`;
   const messageId = `<first.${uid()}@customer.example>`;
-  const row = await deliver(db, port, { from: `Carol <${email}>`, to: 'support@help.test', subject: 'Printer on fire', text: 'Help!', messageId, ...extra });
+  const row = await deliver(db, port, {
+    from: `Carol <${email}>`,
+    to: 'support@help.test',
+    subject: 'Printer on fire',
+    text: 'Help!',
+    messageId,
+    ...extra,
+  });
   if (row.status !== 'processed' || !row.ticket_id) throw new Error(`ticket not opened: ${row.status} ${row.reason} ${row.error}`);
   const t = await db.selectFrom('tickets').select(['id', 'requester_id']).where('id', '=', row.ticket_id).executeTakeFirstOrThrow();
   return { ticketId: t.id, requesterId: t.requester_id, email, messageId };
@@ -40,7 +47,12 @@ export async function messagesOf(db: Db, ticketId: number) {
 }
 
 export async function outboxOf(db: Db, ticketId: number) {
-  return db.selectFrom('outbound_mails').select(['id', 'kind', 'recipient', 'ticket_message_id']).where('ticket_id', '=', ticketId).orderBy('id').execute();
+  return db
+    .selectFrom('outbound_mails')
+    .select(['id', 'kind', 'recipient', 'ticket_message_id'])
+    .where('ticket_id', '=', ticketId)
+    .orderBy('id')
+    .execute();
 }
 
 export async function makeStaff(db: Db) {

@@ -77,7 +77,12 @@ export async function waitProcessed(db: Db, id: number, timeoutMs = 15_000): Pro
 }
 
 /** Sends through the listener and waits for the worker: the row as processed. */
-export async function deliver(db: Db, port: number, mail: Mail.Options, envelope?: { from: string; to: string[] }): Promise<InboundMessageRow> {
+export async function deliver(
+  db: Db,
+  port: number,
+  mail: Mail.Options,
+  envelope?: { from: string; to: string[] },
+): Promise<InboundMessageRow> {
   const raw = await buildMail(mail);
   const from = envelope?.from ?? String((mail.from as string | undefined) ?? '').replace(/^.*<|>.*$/g, '');
   const to = envelope?.to ?? ['support@help.test'];
@@ -120,7 +125,9 @@ export async function rawDialogue(port: number, commands: string[]): Promise<str
 
 /** A message whose parse needs well over 100 ms of CPU (a 12 MB base64 attachment to decode and hash). */
 export function cpuHeavyMail(from: string): Buffer {
-  const payload = Buffer.alloc(9 * 1024 * 1024, 0x41).toString('base64').replace(/.{76}/g, '$&\r\n');
+  const payload = Buffer.alloc(9 * 1024 * 1024, 0x41)
+    .toString('base64')
+    .replace(/.{76}/g, '$&\r\n');
   return Buffer.from(
     `From: ${from}\r\nTo: support@help.test\r\nSubject: heavy\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="h"\r\n\r\n` +
       `--h\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--h\r\nContent-Type: application/octet-stream; name="a.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n${payload}\r\n--h--\r\n`,

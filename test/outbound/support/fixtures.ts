@@ -10,7 +10,12 @@ import { queueTicketMails, type TicketEvent } from '../../../src/mail/notify.js'
 export const uid = () => randomBytes(4).toString('hex');
 
 export async function makeStaff(db: Db, opts: { name?: string; locale?: Locale; email?: string } = {}) {
-  return createUser(db, { email: opts.email ?? `agent-${uid()}@staff.example`, name: opts.name ?? 'Agent Smith', role: 'staff', locale: opts.locale ?? 'en' });
+  return createUser(db, {
+    email: opts.email ?? `agent-${uid()}@staff.example`,
+    name: opts.name ?? 'Agent Smith',
+    role: 'staff',
+    locale: opts.locale ?? 'en',
+  });
 }
 
 export interface SeededTicket {
@@ -26,12 +31,26 @@ export async function seedTicket(
   opts: { email?: string; name?: string | null; locale?: Locale; subject?: string; body?: string; attachments?: string[] } = {},
 ): Promise<SeededTicket> {
   const email = opts.email ?? `customer-${uid()}@example.com`;
-  const { user } = await ensureUser(db, { email, name: opts.name === undefined ? 'Carol Customer' : opts.name, locale: opts.locale ?? 'en' });
+  const { user } = await ensureUser(db, {
+    email,
+    name: opts.name === undefined ? 'Carol Customer' : opts.name,
+    locale: opts.locale ?? 'en',
+  });
   const ticket = await createTicket(db, { subject: opts.subject ?? 'Printer on fire', requesterId: user.id, via: 'email' });
   const inboundMessageId = `Orig.${uid()}@Example.COM`;
   // The inbound side keeps the header's original spelling on the raw row; messages store it lower-cased.
-  const inbound = await insertInboundMessage(db, Buffer.from('x'), { mailFrom: email, rcptTo: ['support@help.test'], clientAddress: '127.0.0.1', helo: 'x', tls: false });
-  await db.updateTable('inbound_messages').set({ header_message_id: `<${inboundMessageId}>`, status: 'processed' }).where('id', '=', inbound).execute();
+  const inbound = await insertInboundMessage(db, Buffer.from('x'), {
+    mailFrom: email,
+    rcptTo: ['support@help.test'],
+    clientAddress: '127.0.0.1',
+    helo: 'x',
+    tls: false,
+  });
+  await db
+    .updateTable('inbound_messages')
+    .set({ header_message_id: `<${inboundMessageId}>`, status: 'processed' })
+    .where('id', '=', inbound)
+    .execute();
   const msg = await addMessage(db, {
     inboundMessageId: inbound,
     ticketId: ticket.id,
@@ -61,7 +80,14 @@ export async function notify(ctx: AppContext, event: TicketEvent): Promise<numbe
 }
 
 export async function staffReply(db: Db, ticketId: number, staffId: number, body: string, visibility: 'public' | 'internal' = 'public') {
-  return addMessage(db, { ticketId, authorId: staffId, visibility, via: 'email', bodyText: body, messageId: `staff.${uid()}@staff.example` });
+  return addMessage(db, {
+    ticketId,
+    authorId: staffId,
+    visibility,
+    via: 'email',
+    bodyText: body,
+    messageId: `staff.${uid()}@staff.example`,
+  });
 }
 
 export async function outboundRow(db: Db, id: number) {
@@ -73,7 +99,8 @@ export async function waitForRow(db: Db, id: number, statuses: string[], timeout
   for (;;) {
     const row = await outboundRow(db, id);
     if (statuses.includes(row.status)) return row;
-    if (Date.now() > end) throw new Error(`outbound ${id} still ${row.status} (wanted ${statuses.join('|')}); last_error=${row.last_error}`);
+    if (Date.now() > end)
+      throw new Error(`outbound ${id} still ${row.status} (wanted ${statuses.join('|')}); last_error=${row.last_error}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

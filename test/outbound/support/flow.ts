@@ -19,7 +19,13 @@ export function flow(env: () => { app: TestApp; sink: RelaySink; staffEmail: str
   /** A customer opens a ticket by mail; returns what staff and customer received. */
   async function openTicket(customer: string, subject: string) {
     const customerMid = mid('cust');
-    const raw = await buildMail({ from: `Carol <${customer}>`, to: 'support@help.test', subject, text: 'My printer is on fire.\nPlease help.', headers: { 'Message-ID': `<${customerMid}>` } });
+    const raw = await buildMail({
+      from: `Carol <${customer}>`,
+      to: 'support@help.test',
+      subject,
+      text: 'My printer is on fire.\nPlease help.',
+      headers: { 'Message-ID': `<${customerMid}>` },
+    });
     await deliverRaw(env().app.smtp!.port, raw, { from: customer, to: ['support@help.test'] });
     const inbound = await waitInbound(env().app.ctx.db, customerMid);
     expect(inbound.status).toBe('processed');
@@ -31,11 +37,27 @@ export function flow(env: () => { app: TestApp; sink: RelaySink; staffEmail: str
   }
 
   /** Alice answers a notification from her own mail client: quoted history below, commands on top. */
-  async function staffAnswers(notification: ReceivedMail, body: string, opts: { from?: string; to?: string; rcpt?: string; signWith?: DkimSigner | null; mailFrom?: string; headers?: Record<string, string>; replyTo?: string; attachments?: BuildMail['attachments'] } = {}) {
+  async function staffAnswers(
+    notification: ReceivedMail,
+    body: string,
+    opts: {
+      from?: string;
+      to?: string;
+      rcpt?: string;
+      signWith?: DkimSigner | null;
+      mailFrom?: string;
+      headers?: Record<string, string>;
+      replyTo?: string;
+      attachments?: BuildMail['attachments'];
+    } = {},
+  ) {
     const parsed = await parse(notification);
     const replyTo = parsed.replyTo!.value[0]!.address!;
     const answerMid = mid('staff');
-    const quoted = (parsed.text ?? '').split('\n').map((l) => `> ${l}`).join('\n');
+    const quoted = (parsed.text ?? '')
+      .split('\n')
+      .map((l) => `> ${l}`)
+      .join('\n');
     const raw = await buildMail({
       from: opts.from ?? 'Alice Agent <alice@corp.test>',
       to: opts.to ?? replyTo,
@@ -56,7 +78,12 @@ export function flow(env: () => { app: TestApp; sink: RelaySink; staffEmail: str
     return env().app.ctx.db.selectFrom('tickets').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   }
   async function messages(ticketId: number) {
-    return env().app.ctx.db.selectFrom('messages').select(['visibility', 'body_text', 'author_id']).where('ticket_id', '=', ticketId).orderBy('id').execute();
+    return env()
+      .app.ctx.db.selectFrom('messages')
+      .select(['visibility', 'body_text', 'author_id'])
+      .where('ticket_id', '=', ticketId)
+      .orderBy('id')
+      .execute();
   }
 
   return { openTicket, staffAnswers, ticket, messages };

@@ -25,7 +25,12 @@ export interface BuildMail {
 
 /** The exact bytes a staff member's mail server would send, DKIM-signed when asked. */
 export async function buildMail(m: BuildMail): Promise<Buffer> {
-  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows', ...(m.dkim ? { dkim: m.dkim } : {}) });
+  const transport = nodemailer.createTransport({
+    streamTransport: true,
+    buffer: true,
+    newline: 'windows',
+    ...(m.dkim ? { dkim: m.dkim } : {}),
+  });
   const info = await transport.sendMail({
     from: m.from,
     to: m.to,

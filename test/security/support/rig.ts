@@ -75,7 +75,9 @@ export async function compose(mail: BuildOptions): Promise<Buffer> {
 
 function addressOf(v: Mail.Options['from']): string {
   if (v && typeof v === 'object' && 'address' in v) return v.address ?? '';
-  return String(v ?? '').replace(/^.*<|>.*$/g, '').trim();
+  return String(v ?? '')
+    .replace(/^.*<|>.*$/g, '')
+    .trim();
 }
 
 /**
@@ -85,7 +87,11 @@ function addressOf(v: Mail.Options['from']): string {
  */
 export type SmtpTarget = Pick<Rig, 'smtpPort' | 'db'>;
 
-export async function submitRaw(rig: SmtpTarget, raw: Buffer | string, envelope: { from: string; to: string[] }): Promise<InboundMessageRow> {
+export async function submitRaw(
+  rig: SmtpTarget,
+  raw: Buffer | string,
+  envelope: { from: string; to: string[] },
+): Promise<InboundMessageRow> {
   const client = await SmtpClient.connect(rig.smtpPort, { name: 'mx.sender.test' });
   let response: string;
   try {
@@ -136,7 +142,17 @@ export async function replyAddressOf(m: ReceivedMail): Promise<string> {
 /** A customer opens a ticket by mail; waits for the acknowledgement and (when staff exist) the staff notification. */
 export async function openTicket(
   rig: Rig,
-  opts: { email?: string; name?: string; subject?: string; text?: string; cc?: string[]; attachments?: Mail.Attachment[]; staff?: string[]; expectAck?: boolean; dkim?: BuildOptions['dkim'] } = {},
+  opts: {
+    email?: string;
+    name?: string;
+    subject?: string;
+    text?: string;
+    cc?: string[];
+    attachments?: Mail.Attachment[];
+    staff?: string[];
+    expectAck?: boolean;
+    dkim?: BuildOptions['dkim'];
+  } = {},
 ) {
   const email = (opts.email ?? uniqueEmail('customer')).toLowerCase();
   const subject = opts.subject ?? `Printer on fire ${Date.now()}`;
@@ -151,7 +167,8 @@ export async function openTicket(
     messageId,
     dkim: opts.dkim,
   });
-  if (inbound.status !== 'processed' || !inbound.ticket_id) throw new Error(`ticket not opened: ${inbound.status} ${inbound.reason} ${inbound.error}`);
+  if (inbound.status !== 'processed' || !inbound.ticket_id)
+    throw new Error(`ticket not opened: ${inbound.status} ${inbound.reason} ${inbound.error}`);
   const ticketId = inbound.ticket_id;
   const requester = await rig.db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirstOrThrow();
   const [ack] = opts.expectAck === false ? [undefined] : await rig.sink.waitFor((m) => toAddress(email)(m) && ofTicket(ticketId)(m));
@@ -165,10 +182,29 @@ export async function openTicket(
 
 /** Everything an attack on a ticket could change, to compare before and after. */
 export async function ticketState(db: Db, ticketId: number) {
-  const ticket = await db.selectFrom('tickets').select(['status', 'subject', 'requester_id', 'assignee_id']).where('id', '=', ticketId).executeTakeFirstOrThrow();
-  const messages = await db.selectFrom('messages').select(['id', 'visibility', 'author_id', 'body_text']).where('ticket_id', '=', ticketId).orderBy('id').execute();
-  const participants = await db.selectFrom('ticket_participants').select(['user_id', 'role']).where('ticket_id', '=', ticketId).orderBy('user_id').execute();
-  const outbound = await db.selectFrom('outbound_mails').select(['id', 'kind', 'recipient']).where('ticket_id', '=', ticketId).orderBy('id').execute();
+  const ticket = await db
+    .selectFrom('tickets')
+    .select(['status', 'subject', 'requester_id', 'assignee_id'])
+    .where('id', '=', ticketId)
+    .executeTakeFirstOrThrow();
+  const messages = await db
+    .selectFrom('messages')
+    .select(['id', 'visibility', 'author_id', 'body_text'])
+    .where('ticket_id', '=', ticketId)
+    .orderBy('id')
+    .execute();
+  const participants = await db
+    .selectFrom('ticket_participants')
+    .select(['user_id', 'role'])
+    .where('ticket_id', '=', ticketId)
+    .orderBy('user_id')
+    .execute();
+  const outbound = await db
+    .selectFrom('outbound_mails')
+    .select(['id', 'kind', 'recipient'])
+    .where('ticket_id', '=', ticketId)
+    .orderBy('id')
+    .execute();
   return { ticket, messages, participants, outbound };
 }
 
@@ -206,9 +242,18 @@ export async function settle(
       rigs.map(async (r) => {
         const pendingIn = await count(r.db, 'inbound_messages', 'received');
         const pendingOut = await count(r.db, 'outbound_mails', 'queued');
-        const rows = await r.db.selectFrom('inbound_messages').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
-        const outRows = await r.db.selectFrom('outbound_mails').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
-        return { pending: pendingIn + pendingOut, state: `${pendingIn}/${pendingOut}/${rows.n}/${outRows.n}/${r.sink?.received.length ?? '-'}` };
+        const rows = await r.db
+          .selectFrom('inbound_messages')
+          .select((eb) => eb.fn.countAll<string>().as('n'))
+          .executeTakeFirstOrThrow();
+        const outRows = await r.db
+          .selectFrom('outbound_mails')
+          .select((eb) => eb.fn.countAll<string>().as('n'))
+          .executeTakeFirstOrThrow();
+        return {
+          pending: pendingIn + pendingOut,
+          state: `${pendingIn}/${pendingOut}/${rows.n}/${outRows.n}/${r.sink?.received.length ?? '-'}`,
+        };
       }),
     );
     const state = parts.map((p) => p.state).join('|');

@@ -43,7 +43,13 @@ export type TicketSnapshot = Awaited<ReturnType<typeof ticketState>>;
  * mail beyond `mailsBefore`, no mail of the ticket carries `secret`, and the
  * portal shows the customer none of it.
  */
-export async function expectUntouched(rig: Rig, t: { ticketId: number; email: string }, before: TicketSnapshot, mailsBefore: number, secret: string) {
+export async function expectUntouched(
+  rig: Rig,
+  t: { ticketId: number; email: string },
+  before: TicketSnapshot,
+  mailsBefore: number,
+  secret: string,
+) {
   await settle([rig]);
   expect(await ticketState(rig.db, t.ticketId)).toEqual(before);
   expect(rig.sink.received.filter(toAddress(t.email))).toHaveLength(mailsBefore);
