@@ -42,10 +42,17 @@ let ticketId = 0;
 let customerReplyTo = '';
 
 const containing = (rcpt: string, text: string) => (m: ReceivedMail) => to(rcpt)(m) && ofTicket(ticketId)(m) && m.raw.includes(text);
+/** The first mail to `rcpt` on this ticket whose decoded text holds `text` (the raw bytes may be base64 or QP). */
 async function mailTo(rcpt: string, text: string): Promise<{ raw: ReceivedMail; text: string; html: string }> {
-  const [m] = await rig.sink.waitFor(containing(rcpt, text));
-  const p = await parse(m!);
-  return { raw: m!, text: p.text ?? '', html: String(p.html) };
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    for (const m of rig.sink.received.filter((r) => to(rcpt)(r) && ofTicket(ticketId)(r))) {
+      const p = await parse(m);
+      if ((p.text ?? '').includes(text)) return { raw: m, text: p.text ?? '', html: String(p.html) };
+    }
+    if (Date.now() > deadline) throw new Error(`no mail to ${rcpt} containing "${text}"`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 async function outboxOfMessage(text: string) {
   return rig.app.ctx.db

@@ -15,7 +15,8 @@ const world = staffWorld();
 let rig: Rig;
 let alice: string;
 beforeAll(async () => {
-  rig = await startRig({}, { zone: world.zone });
+  // Unassigned, so the colleague is notified of the customer's answer too (ownership is tested elsewhere).
+  rig = await startRig({ AUTO_ASSIGN_FIRST_REPLIER: 'false' }, { zone: world.zone });
   alice = (await makeUser(rig.db, { role: 'staff', name: 'Alice Agent', email: staffAddress('alice') })).email;
 });
 afterAll(() => rig?.teardown());

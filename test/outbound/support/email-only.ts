@@ -34,6 +34,8 @@ export async function startEmailOnlyRig(overrides: Record<string, string> = {}):
     'corp.test': { TXT: ['v=spf1 ip4:192.0.2.10 -all'] },
     'k1._domainkey.corp.test': { TXT: [key.txt] },
     '_dmarc.corp.test': { TXT: ['v=DMARC1; p=reject; adkim=r; aspf=r'] },
+    // Customers write from 127.0.0.1 with SPF passing for their domain: authenticated, so their mail may add CCs.
+    'customer.test': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
   });
   const sink = await startRelaySink();
   const port = await freePort();
@@ -45,6 +47,8 @@ export async function startEmailOnlyRig(overrides: Record<string, string> = {}):
     HTTP_LISTEN: `127.0.0.1:${port}`,
     PUBLIC_URL: base,
     PORTAL_RESPONSE_FLOOR_MS: '50',
+    // These tests are about what each mail carries; who owns a ticket is tested in staff-queue.test.ts.
+    AUTO_ASSIGN_FIRST_REPLIER: 'false',
     ...overrides,
   });
   const a = await createUser(app.ctx.db, { email: 'alice@corp.test', name: 'Alice Agent', role: 'staff', locale: 'en' });
