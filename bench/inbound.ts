@@ -209,6 +209,9 @@ async function main(): Promise<void> {
     {
       NODE_ENV: 'production',
       SECRET_KEY: randomBytes(24).toString('hex'),
+      // SPF/DKIM/DMARC for 10,000 senders: a closed local port fails each lookup at once, as an
+      // unreachable resolver would; the machine's own resolver throttles such bursts.
+      DNS_SERVERS: '127.0.0.1:9',
       DATABASE_URL: dbUrl,
       REDIS_URL,
       QUEUE_PREFIX: prefix,

@@ -41,7 +41,15 @@ export function testQueuePrefix(): string {
   return `${inject('runPrefix')}_${randomBytes(4).toString('hex')}`;
 }
 
-/** Config for tests: ephemeral ports, silent logs, a real secret; overrides win. */
+/**
+ * Every inbound message is checked with SPF/DKIM/DMARC. Tests never ask the
+ * machine's resolver (it throttles bursts, and it is not ours): lookups go to
+ * a closed local port and fail at once, so senders are unauthenticated unless
+ * a test serves its own zone (test/outbound/support/dns-server.ts).
+ */
+export const NO_DNS = '127.0.0.1:9';
+
+/** Config for tests: ephemeral ports, silent logs, a real secret, no outside DNS; overrides win. */
 export function testConfig(databaseUrl: string, overrides: Record<string, string> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
@@ -55,6 +63,7 @@ export function testConfig(databaseUrl: string, overrides: Record<string, string
     MAIL_DOMAIN: 'help.test',
     SECRET_KEY: 'test-secret-key-0123456789abcdef0123456789',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    DNS_SERVERS: NO_DNS,
     INBOUND_SWEEP_GRACE_MS: '1000',
     ...overrides,
   });

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { inject } from 'vitest';
+import { NO_DNS } from './env.js';
 
 export interface ReplylineProcess {
   child: ChildProcess;
@@ -20,7 +21,7 @@ export interface ReplylineProcess {
 export async function spawnReplyline(env: Record<string, string>, { expectStart = true } = {}): Promise<ReplylineProcess> {
   // The marker lets the global teardown kill children a crashed test worker left behind.
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', `--replyline-test-run=${inject('runPrefix')}`], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, LOG_LEVEL: 'info', DNS_SERVERS: NO_DNS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];

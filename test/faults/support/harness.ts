@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { inject } from 'vitest';
 import { createDb, type Db } from '../../../src/db/database.js';
 import { startRelaySink, type RelaySink } from '../../outbound/support/relay-sink.js';
-import { createTestDatabase, testQueuePrefix } from '../../support/env.js';
+import { createTestDatabase, NO_DNS, testQueuePrefix } from '../../support/env.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { spawnReplyline, type ReplylineProcess } from '../../support/process.js';
 import { freePort } from '../../support/net.js';
@@ -55,6 +55,8 @@ export async function startFaultRun(
     SWEEP_INTERVAL_MS: '1000',
     INBOUND_SWEEP_GRACE_MS: '2000',
     OUTBOUND_RETRY_BASE_MS: '300',
+    // Thousands of SPF/DKIM/DMARC checks: never against the machine's resolver, which throttles bursts.
+    DNS_SERVERS: NO_DNS,
     ...opts.env,
   };
   const db = createDb(database.url, 2);
