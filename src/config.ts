@@ -37,7 +37,9 @@ const emailList = z.string().transform((value, ctx) => {
   return items;
 });
 
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
 
 const timeZone = z.string().refine((tz) => {
   try {
@@ -152,6 +154,8 @@ const schema = z
     STAFF_AUTH: z.enum(['dmarc', 'token']).prefault('dmarc'),
     /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
     AUTO_ASSIGN_FIRST_REPLIER: bool.prefault('true'),
+    /** A second agent's reply to a customer message another agent answered this recently is held (collision); "off" never holds. */
+    COLLISION_WINDOW: durationOrOff.prefault('2m'),
     ACK_MAX_PER_SENDER_PER_HOUR: int(0).prefault(3),
     BREAKER_PER_TICKET: int(1).prefault(10),
     BREAKER_PER_RECIPIENT: int(1).prefault(30),
@@ -169,6 +173,9 @@ const schema = z
     PENDING_SOLVE_AFTER: durationOrOff.prefault('7d'),
     /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
     LIFECYCLE_INTERVAL_MS: int(1000).prefault(60_000),
+    /** The satisfaction survey (CSAT): "on" or "off", and how long after a ticket is solved it is mailed. */
+    CSAT: bool.prefault('on'),
+    CSAT_AFTER: duration.prefault('24h'),
     /** Local time of the daily staff digest ("HH:MM"), or "off". */
     STAFF_DIGEST_AT: z
       .string()

@@ -217,6 +217,8 @@ function templateData(
         isNew: event === 'ticket_created',
         isNote: event === 'internal_note',
         isSolved: event === 'customer_solved',
+        isFyi: event === 'staff_reply',
+        isCollision: event === 'collision',
         author: { display: actor ? who(actor) : '' },
         requester: { display: displayName({ name: c.ticket?.requesterName ?? null, email: c.ticket?.requesterEmail ?? '' }, true) },
         message: { text: c.message?.text ?? '' },

@@ -13,9 +13,15 @@ import { makeMessageId } from './tokens.js';
 export const PAYLOAD_SCHEMAS = {
   acknowledgement: z.object({}),
   staff_notification: z.object({
-    event: z.enum(['ticket_created', 'customer_reply', 'internal_note', 'customer_solved']),
+    /**
+     * staff_reply: the FYI to the other agents notified about the customer message a colleague just answered;
+     * collision: to an agent whose reply was held because a colleague answered first (the message is that answer).
+     */
+    event: z.enum(['ticket_created', 'customer_reply', 'internal_note', 'customer_solved', 'staff_reply', 'collision']),
     /** Who acted, for events without a message of their own (customer_solved). */
     by: z.object({ name: z.string().max(200).nullable(), email: z.string().max(320) }).optional(),
+    /** collision: the held inbound message (`held show <id>`). */
+    inboundId: z.number().int().positive().optional(),
   }),
   ticket_update: z.object({}),
   password_setup: z.object({

@@ -242,9 +242,14 @@ describe('ticket update', () => {
       visibility: 'public',
     });
     const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
-    expect(rows.map((r) => `${r.kind}:${r.recipient}`).sort()).toEqual(
-      [`ticket_update:${cc.email}`, `ticket_update:${t.customer.email}`].sort(),
-    );
+    // The other agents notified about the ticket get an FYI (staff_notification); customers get the reply.
+    expect(
+      rows
+        .filter((r) => r.kind === 'ticket_update')
+        .map((r) => r.recipient)
+        .sort(),
+    ).toEqual([cc.email, t.customer.email].sort());
+    expect(rows.filter((r) => r.kind === 'staff_notification').map((r) => r.recipient)).not.toContain(staff.email);
 
     const [m] = await sink.waitFor((x) => to(t.customer.email)(x) && header(x, 'Auto-Submitted') === 'auto-generated');
     const parsed = await parse(m!);

@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import { authenticateSender } from '../../inbound/staff-auth.js';
 import { ipKey } from '../../net/ip-key.js';
 import { LOOP_HEADER } from '../../mail/compose.js';
+import { requeueInbound } from '../process-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { Held } from './held.js';
@@ -174,6 +175,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
 
   if (outcome) ctx.metrics.inboundProcessed.inc({ path: 'rules' });
   if (outcome) await enqueueOutboundAll(ctx, outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds);
+  if (outcome?.status === 'processed' && outcome.requeue?.length) await requeueInbound(ctx, outcome.requeue);
   const r = result(inboundId, outcome);
   ctx.log.debug(r, 'inbound message processed');
   return r;
