@@ -125,6 +125,12 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`,
   );
   countGauge(
+    'replyline_csat_ratings',
+    'Satisfaction ratings of tickets, by rating (good, bad): the latest rating of each rated ticket',
+    sql`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`,
+    'rating',
+  );
+  countGauge(
     'replyline_outbound_failed',
     'Outbox rows that failed permanently, by mail kind',
     sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`,

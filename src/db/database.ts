@@ -26,7 +26,10 @@ export type OutboundKind =
   | 'password_changed'
   | 'staff_auth_notice'
   | 'ticket_lifecycle'
-  | 'staff_digest';
+  | 'staff_digest'
+  | 'csat_survey';
+
+export type CsatRating = 'good' | 'bad';
 
 export interface UsersTable {
   id: Generated<number>;
@@ -55,6 +58,11 @@ export interface TicketsTable {
   status_changed_at: Generated<Date>;
   /** Set when the one reminder of the current pending spell was queued; cleared by any status change. */
   pending_reminded_at: NullableTimestamp;
+  /** When the satisfaction survey was queued (once per ticket; migration 0011). */
+  csat_sent_at: NullableTimestamp;
+  csat_rating: CsatRating | null;
+  csat_comment: string | null;
+  csat_rated_at: NullableTimestamp;
 }
 
 export interface TicketParticipantsTable {

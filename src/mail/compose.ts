@@ -1,7 +1,7 @@
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
+import type { CsatRating, Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
 import { unseal } from '../auth/secrets.js';
 import { AppError } from '../errors.js';
 import { staffAuthNoticeView } from '../inbound/staff-auth-notice.js';
@@ -10,7 +10,7 @@ import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
 import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
 import { buildThreadHeaders } from './threading.js';
-import { makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
+import { makeCsatToken, makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
 import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 /**
@@ -73,6 +73,10 @@ const STATUS_LABELS: Record<Locale, Record<TicketStatus, string>> = {
   ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', hold: '対応中', solved: '解決済み', closed: '終了' },
 };
 const STAFF_HOLD_LABEL: Record<Locale, string> = { en: 'On-hold', ja: '保留（第三者待ち）' };
+const CSAT_LABELS: Record<Locale, Record<CsatRating, string>> = {
+  en: { good: 'Good', bad: 'Bad' },
+  ja: { good: '良い', bad: '悪い' },
+};
 const PRIORITY_LABELS: Record<Locale, Record<TicketPriority, string>> = {
   en: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
   ja: { low: '低', normal: '通常', high: '高', urgent: '緊急' },
@@ -131,6 +135,9 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
     priorityShown: c.ticket.priority !== 'normal',
     url: `${config.PUBLIC_URL}/requests/${c.ticket.id}`,
     tag: makeTicketTag(config.SECRET_KEY, c.ticket.id),
+    // The requester's rating is for staff eyes; a CC never sees it.
+    csatLabel: toStaff && c.ticket.csatRating ? CSAT_LABELS[locale][c.ticket.csatRating] : null,
+    csatComment: toStaff && c.ticket.csatRating ? oneLine(c.ticket.csatComment ?? '', 300) || null : null,
   };
 }
 
@@ -247,6 +254,7 @@ function templateData(
         priorityLabel: PRIORITY_LABELS[locale][t.priority],
         urgent: t.priority === 'urgent' || t.priority === 'high',
         mine: t.mine,
+        csatLabel: t.csat ? CSAT_LABELS[locale][t.csat] : null,
       }));
       return {
         ...base,
@@ -255,6 +263,7 @@ function templateData(
         tickets,
         count: tickets.length + p.more,
         more: p.more,
+        csat: p.csat && p.csat.good + p.csat.bad > 0 ? p.csat : null,
         requestsUrl: `${config.PUBLIC_URL}/requests?filter=all`,
       };
     }
@@ -268,6 +277,13 @@ function templateData(
         isReminder: event === 'pending_reminder',
         isAutoSolved: event === 'auto_solved',
       };
+    }
+    case 'csat_survey': {
+      const ticket = ticketView(config, row, c, locale);
+      if (row.user_id === null) throw new AppError('VALIDATION', `csat_survey mail ${row.id}: no recipient account`);
+      const token = makeCsatToken(config.SECRET_KEY, { ticketId: ticket.id, userId: row.user_id });
+      const url = `${config.PUBLIC_URL}/satisfaction/${token}`;
+      return { ...base, ...ticketLayout(ticket.tag), ticket, goodUrl: `${url}/good`, badUrl: `${url}/bad` };
     }
     case 'staff_auth_notice':
       return { ...base, ...NO_LAYOUT, ...staffAuthNoticeView(row) };

@@ -55,11 +55,17 @@ export const PAYLOAD_SCHEMAS = {
           priority: z.enum(['low', 'normal', 'high', 'urgent']),
           createdAt: z.iso.datetime(),
           mine: z.boolean(),
+          /** The requester's satisfaction rating, if they gave one (a reopened ticket). */
+          csat: z.enum(['good', 'bad']).nullable().optional(),
         }),
       )
       .max(100),
     more: z.number().int().min(0),
+    /** Satisfaction ratings given in the 24 hours before the digest run. */
+    csat: z.object({ good: z.number().int().min(0), bad: z.number().int().min(0) }).optional(),
   }),
+  /** The satisfaction survey to a solved ticket's requester (src/jobs/lifecycle.ts); the links are signed when composed. */
+  csat_survey: z.object({}),
   /** Why a staff member's mail was held as auth_failed: fixed verdict strings only, never ticket content. */
   staff_auth_notice: z.object({ mode: z.enum(['dmarc', 'token']), reason: z.string().max(200), inboundId: z.number().int().positive() }),
 } satisfies Record<OutboundKind, z.ZodType>;

@@ -124,3 +124,25 @@ export function verifyFileToken(secret: string, token: string, now: Date): FileL
   const link = { attachmentId: Number(m[1]), userId: Number(m[2]), expiresAt: Number(m[3]) };
   return link.expiresAt * 1000 > now.getTime() ? link : null;
 }
+
+export interface CsatLink {
+  ticketId: number;
+  /** The requester the survey was sent to: the link works only while they are the ticket's requester. */
+  userId: number;
+}
+
+/**
+ * `<ticket>.<user>.<sig>`: the satisfaction survey's links, for the requester,
+ * without signing in. No expiry in the token: a rating is accepted until the
+ * ticket is closed, which the portal checks against the ticket itself.
+ */
+export function makeCsatToken(secret: string, l: CsatLink): string {
+  const data = `${l.ticketId}.${l.userId}`;
+  return `${data}.${sign(secret, 'csat', data)}`;
+}
+
+export function verifyCsatToken(secret: string, token: string): CsatLink | null {
+  const m = /^(\d{1,15})\.(\d{1,15})\.([a-z2-7]{16})$/.exec(token.toLowerCase());
+  if (!m) return null;
+  return safeEqual(sign(secret, 'csat', `${m[1]}.${m[2]}`), m[3]!) ? { ticketId: Number(m[1]), userId: Number(m[2]) } : null;
+}

@@ -20,6 +20,7 @@ import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
 import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
 import { registerRequestRoutes } from './routes/requests.js';
+import { registerSatisfactionRoutes } from './routes/satisfaction.js';
 
 /** Ordinary forms are small; only the comment form (with uploads) gets its own, larger limit. */
 const FORM_LIMIT_BYTES = 256 * 1024;
@@ -118,6 +119,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
   registerFileRoutes(app, deps);
+  registerSatisfactionRoutes(app, deps);
   registerQueueDashboard(app, deps);
 
   app.notFound((c) => renderError(c as PortalContext, deps, 404));

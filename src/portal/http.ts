@@ -21,6 +21,7 @@ const PAGE_TITLES: Record<string, string> = {
   'password-set': 'password_set.title',
   'password-set-invalid': 'password_set.invalid_title',
   requests: 'requests.title',
+  satisfaction: 'csat.title',
 };
 
 export interface PortalDeps {

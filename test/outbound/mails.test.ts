@@ -31,6 +31,7 @@ describe('templates', () => {
     'staff_auth_notice',
     'ticket_lifecycle',
     'staff_digest',
+    'csat_survey',
   ];
   // Everything any template reads; each kind's own tests below check its real data end to end.
   const data = {
@@ -48,7 +49,12 @@ describe('templates', () => {
       statusLabel: 'Open',
       priorityLabel: 'High',
       priorityShown: true,
+      csatLabel: 'Bad',
+      csatComment: 'slow',
     },
+    goodUrl: 'https://help.example/satisfaction/1.2.x/good',
+    badUrl: 'https://help.example/satisfaction/1.2.x/bad',
+    csat: { good: 1, bad: 2 },
     author: { display: 'Alice' },
     requester: { display: 'Carol (carol@example.com)' },
     message: { text: 'MESSAGE-BODY' },
