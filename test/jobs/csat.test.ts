@@ -93,7 +93,7 @@ describe('satisfaction survey', () => {
     const page = await browser.get(good.replace(app.base, ''));
     expect(page.status).toBe(200);
     expect(page.html).toContain(`You rated request #${ticketId}`);
-    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(page.headers.get('referrer-policy')).toBe('same-origin');
     expect(await rating(ticketId)).toEqual({ csat_rating: 'good', csat_comment: null });
 
     // Bad replaces Good; the comment form needs the CSRF token.
@@ -105,6 +105,8 @@ describe('satisfaction survey', () => {
     expect(saved.status).toBe(200);
     expect(saved.html).toContain('was saved');
     expect(await rating(ticketId)).toEqual({ csat_rating: 'bad', csat_comment: 'Took two days.' });
+    // Without a rating in the path (where the language switcher returns): the current rating and comment.
+    expect((await browser.get(path)).html).toMatch(/data-rating="bad"[\s\S]*>Took two days\.<\/textarea>/);
 
     // Forged or borrowed links are refused like unknown pages.
     const token = path.split('/').pop()!;
@@ -177,7 +179,11 @@ describe('satisfaction survey', () => {
     const { text, good } = await surveyLinks(survey);
     expect((await parse(survey)).subject).toBe(`サポートの評価をお聞かせください（#${ticketId} プリンター）`);
     expect(text).toContain('今回のサポートはいかがでしたか？');
-    const page = await new Client(app.base).get(good.replace(app.base, ''));
+    const customerBrowser = new Client(app.base);
+    const choose = await customerBrowser.get(new URL(good).pathname.replace(/\/good$/, ''));
+    expect(choose.html).toContain('今回のサポートはいかがでしたか？');
+    expect((await rating(ticketId)).csat_rating).toBeNull();
+    const page = await customerBrowser.get(good.replace(app.base, ''));
     expect(page.html).toContain('「良い」と評価しました');
     expect((await rating(ticketId)).csat_rating).toBe('good');
   });
