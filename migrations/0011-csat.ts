@@ -7,7 +7,9 @@ import { type Kysely, sql } from 'kysely';
  * exactly once across restarts and workers. The rating (with an optional
  * comment) lives on the ticket: a new one replaces the old until it closes.
  * Tickets already solved or closed when this runs are marked as surveyed, so
- * an upgrade does not mail every old requester at once.
+ * an upgrade does not mail every old requester at once. The survey mail is a
+ * `ticket_lifecycle` mail (event `csat`): no new outbox kind, so this
+ * migration leaves the kind constraint to the migrations that own it.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -18,20 +20,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     UPDATE tickets SET csat_sent_at = now() WHERE status IN ('solved', 'closed');
     -- /metrics counts ratings; the staff digest counts the last day's.
     CREATE INDEX tickets_csat_idx ON tickets (csat_rated_at) WHERE csat_rating IS NOT NULL;
-    ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
-    ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
-      'acknowledgement', 'staff_notification', 'ticket_update',
-      'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle', 'staff_digest', 'csat_survey'));
   `.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
-    DELETE FROM outbound_mails WHERE kind = 'csat_survey';
-    ALTER TABLE outbound_mails DROP CONSTRAINT outbound_mails_kind_check;
-    ALTER TABLE outbound_mails ADD CONSTRAINT outbound_mails_kind_check CHECK (kind IN (
-      'acknowledgement', 'staff_notification', 'ticket_update',
-      'password_setup', 'password_changed', 'staff_auth_notice', 'ticket_lifecycle', 'staff_digest'));
+    DELETE FROM outbound_mails WHERE kind = 'ticket_lifecycle' AND payload ->> 'event' = 'csat';
     DROP INDEX IF EXISTS tickets_csat_idx;
     ALTER TABLE tickets DROP COLUMN csat_rated_at;
     ALTER TABLE tickets DROP COLUMN csat_comment;

@@ -26,8 +26,7 @@ export type OutboundKind =
   | 'password_changed'
   | 'staff_auth_notice'
   | 'ticket_lifecycle'
-  | 'staff_digest'
-  | 'csat_survey';
+  | 'staff_digest';
 
 export type CsatRating = 'good' | 'bad';
 

@@ -52,21 +52,20 @@ async function lifecycleMails(trx: Db, ctx: AppContext, due: Array<{ ticket: Due
     trx,
     due.map((d) => d.ticket.id),
   );
-  const rows: Array<OutboxInsert<'ticket_lifecycle' | 'csat_survey'>> = [];
+  const rows: Array<OutboxInsert<'ticket_lifecycle'>> = [];
   for (const { ticket, event } of due) {
     const to = users.get(ticket.requesterId);
     // Staff-opened tickets have a staff requester: they follow their tickets through notifications.
     if (!to || to.role !== 'customer' || !isValidEmail(to.email) || isOurAddress(ctx.config, to.email)) continue;
-    const common = {
+    rows.push({
+      kind: 'ticket_lifecycle',
       recipient: to.email,
       userId: to.id,
       locale: to.locale,
       ticketId: ticket.id,
       ticketMessageId: latest.get(ticket.id) ?? null,
-    };
-    rows.push(
-      event === 'csat' ? { ...common, kind: 'csat_survey', payload: {} } : { ...common, kind: 'ticket_lifecycle', payload: { event } },
-    );
+      payload: { event },
+    });
   }
   return insertOutboundMails(trx, ctx.config, rows);
 }

@@ -151,6 +151,13 @@ function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_l
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
 }
 
+/** The survey's Good/Bad links, signed for this ticket and recipient (the requester). */
+function csatLinks(config: ComposeConfig, row: OutboundMailRow, ticketId: number) {
+  if (row.user_id === null) throw new AppError('VALIDATION', `satisfaction mail ${row.id}: no recipient account`);
+  const url = `${config.PUBLIC_URL}/satisfaction/${makeCsatToken(config.SECRET_KEY, { ticketId, userId: row.user_id })}`;
+  return { goodUrl: `${url}/good`, badUrl: `${url}/bad` };
+}
+
 const NO_LAYOUT: LayoutData = { delimiter: '', delimiterHint: '', tag: '' };
 
 type FileView = { filename: string; size: string; url: string | null; cid: string | null; image: boolean };
@@ -276,14 +283,9 @@ function templateData(
         ticket,
         isReminder: event === 'pending_reminder',
         isAutoSolved: event === 'auto_solved',
+        isCsat: event === 'csat',
+        ...(event === 'csat' ? csatLinks(config, row, ticket.id) : {}),
       };
-    }
-    case 'csat_survey': {
-      const ticket = ticketView(config, row, c, locale);
-      if (row.user_id === null) throw new AppError('VALIDATION', `csat_survey mail ${row.id}: no recipient account`);
-      const token = makeCsatToken(config.SECRET_KEY, { ticketId: ticket.id, userId: row.user_id });
-      const url = `${config.PUBLIC_URL}/satisfaction/${token}`;
-      return { ...base, ...ticketLayout(ticket.tag), ticket, goodUrl: `${url}/good`, badUrl: `${url}/bad` };
     }
     case 'staff_auth_notice':
       return { ...base, ...NO_LAYOUT, ...staffAuthNoticeView(row) };

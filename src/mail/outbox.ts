@@ -38,7 +38,8 @@ export const PAYLOAD_SCHEMAS = {
   }),
   password_changed: z.object({}),
   /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
-  ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
+  /** csat: the satisfaction survey to a solved ticket's requester; its links are signed when the mail is composed. */
+  ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved', 'csat']) }),
   /**
    * A staff member's daily list, as of the digest run (src/jobs/staff-digest.ts): a snapshot, so the
    * mail says what was waiting at that hour even if it is sent later. `date` (in STAFF_DIGEST_TIME_ZONE)
@@ -64,8 +65,6 @@ export const PAYLOAD_SCHEMAS = {
     /** Satisfaction ratings given in the 24 hours before the digest run. */
     csat: z.object({ good: z.number().int().min(0), bad: z.number().int().min(0) }).optional(),
   }),
-  /** The satisfaction survey to a solved ticket's requester (src/jobs/lifecycle.ts); the links are signed when composed. */
-  csat_survey: z.object({}),
   /** Why a staff member's mail was held as auth_failed: fixed verdict strings only, never ticket content. */
   staff_auth_notice: z.object({ mode: z.enum(['dmarc', 'token']), reason: z.string().max(200), inboundId: z.number().int().positive() }),
 } satisfies Record<OutboundKind, z.ZodType>;

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/auth/password.js';
 import { createUser } from '../../src/db/queries/users.js';
@@ -39,13 +40,20 @@ afterAll(async () => {
 
 const later = (ms: number) => new Date(Date.now() + ms);
 const surveysTo = (ticketId: number) =>
-  app.ctx.db.selectFrom('outbound_mails').select('id').where('kind', '=', 'csat_survey').where('ticket_id', '=', ticketId).execute();
+  app.ctx.db
+    .selectFrom('outbound_mails')
+    .select('id')
+    .where('kind', '=', 'ticket_lifecycle')
+    .where(sql<string>`payload ->> 'event'`, '=', 'csat')
+    .where('ticket_id', '=', ticketId)
+    .execute();
 /** The survey as the customer received it (matched by the Message-ID of its outbox row). */
 async function surveyMail(ticketId: number) {
   const [row] = await app.ctx.db
     .selectFrom('outbound_mails')
     .select('message_id')
-    .where('kind', '=', 'csat_survey')
+    .where('kind', '=', 'ticket_lifecycle')
+    .where(sql<string>`payload ->> 'event'`, '=', 'csat')
     .where('ticket_id', '=', ticketId)
     .execute();
   const [mail] = await sink.waitFor((m) => header(m, 'Message-ID') === `<${row!.message_id}>`);

@@ -31,7 +31,6 @@ describe('templates', () => {
     'staff_auth_notice',
     'ticket_lifecycle',
     'staff_digest',
-    'csat_survey',
   ];
   // Everything any template reads; each kind's own tests below check its real data end to end.
   const data = {
