@@ -18,15 +18,18 @@ export type ParticipantRole = 'requester' | 'cc';
 export type Visibility = 'public' | 'internal';
 export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
 export type OutboundStatus = 'queued' | 'sent' | 'failed' | 'suppressed';
-export type OutboundKind =
-  | 'acknowledgement'
-  | 'staff_notification'
-  | 'ticket_update'
-  | 'password_setup'
-  | 'password_changed'
-  | 'staff_auth_notice'
-  | 'ticket_lifecycle'
-  | 'staff_digest';
+/** Every kind of mail we send; each has en and ja templates (checked at start-up by preloadTemplates). */
+export const OUTBOUND_KINDS = [
+  'acknowledgement',
+  'staff_notification',
+  'ticket_update',
+  'password_setup',
+  'password_changed',
+  'staff_auth_notice',
+  'ticket_lifecycle',
+  'staff_digest',
+] as const;
+export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
 export interface UsersTable {
   id: Generated<number>;
