@@ -6,6 +6,7 @@ import { secureHeaders } from 'hono/secure-headers';
 import { createPortalLimiters } from '../auth/rate-limit.js';
 import type { AppContext } from '../context.js';
 import { AppError } from '../errors.js';
+import { httpStatusOf } from './http-errors.js';
 import { formatBytes, loadViews } from './views.js';
 import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
 import { canonicalHost } from './middleware/canonical-host.js';
@@ -124,9 +125,10 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   app.onError((err, c) => {
     const pc = c as PortalContext;
     if (err instanceof AppError) {
-      if (err.httpStatus >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
+      const status = httpStatusOf(err.code);
+      if (status >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
       else ctx.log.debug({ code: err.code, reason: err.message, path: c.req.path }, 'portal request refused');
-      return renderError(pc, deps, err.httpStatus);
+      return renderError(pc, deps, status);
     }
     if (err instanceof HTTPException) return err.getResponse();
     ctx.log.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'portal request failed');
