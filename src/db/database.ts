@@ -28,6 +28,8 @@ export const OUTBOUND_KINDS = [
   'staff_auth_notice',
   'ticket_lifecycle',
   'staff_digest',
+  'sign_in_link',
+  'request_confirmation',
 ] as const;
 export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
@@ -149,7 +151,9 @@ export interface AuthTokensTable {
   id: Generated<number>;
   user_id: number;
   token_hash: Buffer;
-  purpose: 'password_setup' | 'password_reset';
+  purpose: 'password_setup' | 'password_reset' | 'sign_in';
+  /** Where the user was going (a local path), kept server-side so the mailed link carries only the token. */
+  return_to: string | null;
   expires_at: Timestamp;
   used_at: NullableTimestamp;
   created_at: Generated<Date>;
@@ -162,6 +166,29 @@ export interface SessionsTable {
   created_at: Generated<Date>;
   last_seen_at: Generated<Date>;
   expires_at: Timestamp;
+}
+
+/** A signed-out visitor's request, waiting for the link mailed to `email` (migration 0013). */
+export interface PortalSubmissionsTable {
+  id: Generated<number>;
+  token_hash: Buffer;
+  email: string;
+  name: string;
+  locale: ColumnType<Locale, Locale | undefined, Locale>;
+  subject: string;
+  body: string;
+  ccs: ColumnType<string[], string[] | undefined, string[]>;
+  expires_at: Timestamp;
+  created_at: Generated<Date>;
+}
+
+export interface PortalSubmissionFilesTable {
+  id: Generated<number>;
+  submission_id: number;
+  filename: string;
+  content_type: string;
+  sha256: string;
+  content: Buffer;
 }
 
 /** One row: this installation's id (see migrations/0006-installation.ts). */
@@ -184,6 +211,8 @@ export interface Database {
   outbound_mails: OutboundMailsTable;
   auth_tokens: AuthTokensTable;
   sessions: SessionsTable;
+  portal_submissions: PortalSubmissionsTable;
+  portal_submission_files: PortalSubmissionFilesTable;
 }
 
 export type Db = Kysely<Database>;

@@ -11,6 +11,7 @@ import {
   rawField,
   redirectTo,
   renderPage,
+  safeReturnPath,
   type PortalContext,
   type PortalDeps,
   type PortalEnv,
@@ -46,13 +47,14 @@ export function registerPasswordSetRoutes(app: Hono<PortalEnv>, deps: PortalDeps
     const password = rawField(body, 'password');
     const confirm = rawField(body, 'password_confirm');
     const valid = await peekAuthToken(ctx.db, token);
-    const allowed = await deps.limiters.attempt('password', {
-      ip: clientIp(c, deps),
-      account: valid ? `user:${valid.userId}` : null,
-    });
-    if (!allowed) return renderPage(c, deps, 'error', { titleKey: 'error.429_title', messageKey: 'error.429' }, 429);
     const user = valid ? await findUserById(ctx.db, valid.userId) : undefined;
-    if (!valid || !user) return invalidLink(c, deps);
+    if (!valid || !user) {
+      // Only token checks count: the limit is against guessing links. A holder of a valid link
+      // who trips over the password policy a few times must not be locked out for an hour.
+      const allowed = await deps.limiters.attempt('password', { ip: clientIp(c, deps) });
+      if (!allowed) return renderPage(c, deps, 'error', { titleKey: 'error.429_title', messageKey: 'error.429' }, 429);
+      return invalidLink(c, deps);
+    }
 
     const violations = checkPasswordPolicy(ctx.config, password, user.email, confirm);
     if (violations.length) {
@@ -76,7 +78,9 @@ export function registerPasswordSetRoutes(app: Hono<PortalEnv>, deps: PortalDeps
     const updated = await setPasswordWithToken(ctx, token, password);
     if (!updated) return invalidLink(c, deps); // used up by a concurrent request
     // Every session of this user is gone, possibly including this browser's.
-    if (c.get('user')?.id === updated.id) clearCookie(c, deps, COOKIE.session);
-    return redirectTo(c, deps, '/login?notice=password_set');
+    if (c.get('user')?.id === updated.user.id) clearCookie(c, deps, COOKIE.session);
+    // Where they were going when they asked for the link: kept in the token row, checked again here.
+    const next = updated.returnTo ? safeReturnPath(updated.returnTo, '') : '';
+    return redirectTo(c, deps, `/login?notice=password_set${next ? `&next=${encodeURIComponent(next)}` : ''}`);
   });
 }
