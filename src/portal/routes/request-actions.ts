@@ -8,7 +8,7 @@ import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { parseId, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
+import { parseId, participantTicketOr404, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
 
 export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
@@ -59,7 +59,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
   // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody({ all: true });
     const text = field(body, 'body');
@@ -125,7 +125,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
 
   app.post('/requests/:id/ccs', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
@@ -158,7 +158,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
 
   app.post('/requests/:id/solve', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     let outboxIds: number[];
     try {
       outboxIds = await ctx.db.transaction().execute(async (trx) => {
