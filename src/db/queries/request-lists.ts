@@ -137,7 +137,8 @@ export async function listRequests(
       if (candidates.length === 0) return { items: [], hasNext: false };
       q = q.where(sql<SqlBool>`t.id = ANY(${candidates}::bigint[])`);
     }
-    for (const term of terms) q = q.where(matchesTerm(likePattern(term)));
+    // The candidates match the indexed term exactly (same pattern, same columns): only the others are checked row by row.
+    for (const term of terms) if (candidates === null || term !== indexed) q = q.where(matchesTerm(likePattern(term)));
   }
 
   const column = opts.sort === 'created' ? 't.created_at' : 't.updated_at';
