@@ -18,6 +18,7 @@ import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
+import { registerProfileRoutes } from './routes/profile.js';
 import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
 import { registerRequestRoutes } from './routes/requests.js';
 
@@ -70,9 +71,10 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   app.use(
     '*',
     secureHeaders({
-      // No inline script or style anywhere: one stylesheet from us, no scripts at all.
+      // No inline script or style anywhere: one stylesheet and one small script (/assets/time-zone.js) from us.
       contentSecurityPolicy: {
         defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
         // PUBLIC_URL's origin too: the page explaining that a form went to the wrong host name is styled.
         styleSrc: ["'self'", new URL(ctx.config.PUBLIC_URL).origin],
         imgSrc: ["'self'", 'data:'],
@@ -109,6 +111,8 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   // Before CSRF: a stranger's upload is turned away without its body ever being parsed.
   app.use('/requests', requireUser(deps));
   app.use('/requests/*', requireUser(deps));
+  app.use('/profile', requireUser(deps));
+  app.use('/profile/*', requireUser(deps));
   app.use('*', uploadSlots());
   app.use('*', csrfProtection(deps));
 
@@ -117,6 +121,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerLocaleRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
+  registerProfileRoutes(app, deps);
   registerFileRoutes(app, deps);
   registerQueueDashboard(app, deps);
 

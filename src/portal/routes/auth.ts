@@ -20,7 +20,7 @@ import {
   type PortalEnv,
 } from '../http.js';
 
-const LOGIN_NOTICES = new Set(['password_set', 'signed_out', 'expired']);
+const LOGIN_NOTICES = new Set(['password_set', 'signed_out', 'expired', 'signed_out_everywhere']);
 
 /**
  * Runs `work` but answers no sooner than PORTAL_RESPONSE_FLOOR_MS after the
