@@ -1,3 +1,4 @@
+/* global document */
 // Offers the browser's time zone (progressive enhancement: without this script
 // the portal shows times in the account's or the installation's zone as before).
 (function () {
