@@ -9,7 +9,9 @@ import { type Kysely, sql } from 'kysely';
  * Organizations: a company whose contacts are known up front. Members are
  * rows of `organization_members`; an address whose domain is listed in
  * `organization_domains` joins when its account is created. A domain belongs
- * to at most one organization, so that join is never ambiguous.
+ * to at most one organization, so that join is never ambiguous. Only the
+ * exact domain matches (not its subdomains), and only accounts created after
+ * the domain was listed join by themselves; `cli org members add` adds others.
  *
  * Search in "My activity" is a substring match (ILIKE '%…%') over the subject
  * and the public messages. Trigram GIN indexes (pg_trgm) serve patterns of
@@ -41,6 +43,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       PRIMARY KEY (organization_id, user_id)
     );
     CREATE INDEX organization_members_user_idx ON organization_members (user_id, organization_id);
+    -- Every path that creates an account (cli user add, the portal's sign-up and CCs, the inbound
+    -- batch's set-wise INSERT) ends in an INSERT INTO users: joining here, in the same statement,
+    -- is the one place none of them can miss.
+    CREATE FUNCTION join_organization_by_domain() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO organization_members (organization_id, user_id)
+      SELECT d.organization_id, NEW.id FROM organization_domains d WHERE d.domain = split_part(NEW.email, '@', 2)
+      ON CONFLICT DO NOTHING;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER users_join_organization AFTER INSERT ON users
+      FOR EACH ROW EXECUTE FUNCTION join_organization_by_domain();
 
     CREATE INDEX tickets_subject_trgm_idx ON tickets USING gin (subject gin_trgm_ops);
     CREATE INDEX messages_public_body_trgm_idx ON messages USING gin (body_text gin_trgm_ops) WHERE visibility = 'public';
@@ -54,6 +68,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     DROP INDEX IF EXISTS tickets_created_idx;
     DROP INDEX IF EXISTS messages_public_body_trgm_idx;
     DROP INDEX IF EXISTS tickets_subject_trgm_idx;
+    DROP TRIGGER IF EXISTS users_join_organization ON users;
+    DROP FUNCTION IF EXISTS join_organization_by_domain();
     DROP TABLE IF EXISTS organization_members, organization_domains, organizations;
     ALTER TABLE users DROP COLUMN IF EXISTS time_zone;
   `.execute(db);

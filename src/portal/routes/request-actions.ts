@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
-import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
+import {
+  addAttachment,
+  addMessage,
+  addParticipant,
+  countCcs,
+  lockTicket,
+  participantRole,
+  removeCc,
+  setTicketStatus,
+} from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
@@ -141,19 +150,44 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
       return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
     }
     try {
-      const added = await ctx.db.transaction().execute(async (trx) => {
+      const outcome = await ctx.db.transaction().execute(async (trx) => {
         await lockWritable(trx, ticket.id);
-        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return false;
+        // Already on the request (as CC or requester): said so, rather than a "CC was added" that changed nothing.
+        if (existing && (await participantRole(trx, ticket.id, existing.id)) !== null) return 'already';
+        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return 'full';
         const { user } = await ensureUser(trx, { email, locale: ctx.config.DEFAULT_LOCALE });
-        await addParticipant(trx, ticket.id, user.id, 'cc');
-        return true;
+        return (await addParticipant(trx, ticket.id, user.id, 'cc')) ? 'added' : 'already';
       });
-      if (!added) return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'full') return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'already') return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_already', ccDraft: email }, 422);
     } catch (err) {
       if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
       throw err;
     }
     return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_added`);
+  });
+
+  // The requester and CCs (and staff) take a CC off the request; the requester cannot be removed.
+  app.post('/requests/:id/ccs/remove', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody();
+    const userId = /^\d{1,15}$/.test(field(body, 'user_id')) ? Number(field(body, 'user_id')) : null;
+    let removed: boolean;
+    try {
+      removed = await ctx.db.transaction().execute(async (trx) => {
+        await lockWritable(trx, ticket.id);
+        return userId !== null && removeCc(trx, ticket.id, userId);
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    if (!removed) return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_found' }, 422);
+    // Whoever took themselves off can no longer see the request.
+    if (userId === viewer.id && viewer.role !== 'staff') return redirectTo(c, deps, '/requests');
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_removed`);
   });
 
   app.post('/requests/:id/solve', async (c) => {

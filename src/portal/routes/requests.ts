@@ -24,7 +24,7 @@ import { formatBytes } from '../views.js';
 
 export const PAGE_SIZE = 25;
 const MAX_PAGE = 10_000;
-const NOTICES = new Set(['commented', 'cc_added', 'solved']);
+const NOTICES = new Set(['commented', 'cc_added', 'cc_removed', 'solved']);
 export { SAFE_CONTENT_TYPE } from '../../mail/content-type.js';
 
 export function viewerOf(c: PortalContext): Viewer {
@@ -87,7 +87,9 @@ export async function renderThread(
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
       // A CC is shown as the address someone typed, never the account's name: the list must not
       // tell the adder whether (or as whom) that address already has an account.
-      ccs: participants.filter((p) => p.role === 'cc').map((p) => (p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email)),
+      ccs: participants
+        .filter((p) => p.role === 'cc')
+        .map((p) => ({ userId: p.userId, label: p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email })),
       messages: messages.map((m) => {
         // An agent's mail as their client sent it quotes our notification (commands, requester, internal
         // context): customers get only the cleaned reply, as plain text, and never the original.
