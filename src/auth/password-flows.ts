@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
-import type { UserRow } from '../db/database.js';
+import type { Db, UserRow } from '../db/database.js';
 import { insertOutboundMail, type OutboxInsert } from '../mail/outbox.js';
 import { enqueueAfterCommit } from '../portal/after-commit.js';
 import { hashPassword } from './password.js';
 import { seal } from './secrets.js';
-import { revokeUserSessions } from './sessions.js';
+import { revokeOtherSessions, revokeUserSessions } from './sessions.js';
 import { consumeAuthToken, invalidateUserTokens, issueAuthToken, SIGN_IN_PURPOSES, type TokenPurpose } from './tokens.js';
 
 /**
@@ -78,9 +78,12 @@ export async function signInWithToken(ctx: AppContext, token: string): Promise<{
 
 /**
  * Uses the token and sets the password: verifies the address, revokes every
- * session and every other outstanding token of the user, and queues the
- * "your password was changed" notice. Returns null when the token was already
- * used, expired or superseded (possibly by a concurrent request).
+ * session and every other outstanding token of the user, and, when this
+ * replaces an earlier password, queues the "your password was changed"
+ * notice. A first password sends nothing (as in Zendesk): the user has just
+ * acted on a link in their own inbox, and "changed" would alarm them.
+ * Returns null when the token was already used, expired or superseded
+ * (possibly by a concurrent request).
  */
 export async function setPasswordWithToken(
   ctx: AppContext,
@@ -92,28 +95,61 @@ export async function setPasswordWithToken(
   const result = await ctx.db.transaction().execute(async (trx) => {
     const used = await consumeAuthToken(trx, token);
     if (!used) return null;
-    const user = await trx
-      .updateTable('users')
-      .set({
-        password_hash: passwordHash,
-        verified_at: sql`coalesce(verified_at, now())` as never,
-        updated_at: sql`now()` as never,
-      })
-      .where('id', '=', used.userId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const before = await trx.selectFrom('users').select('password_hash').where('id', '=', used.userId).forUpdate().executeTakeFirstOrThrow();
+    const user = await storePasswordHash(trx, used.userId, passwordHash);
     await invalidateUserTokens(trx, user.id);
     await revokeUserSessions(trx, user.id);
-    const notice = await insertOutboundMail(trx, ctx.config, {
-      kind: 'password_changed',
-      recipient: user.email,
-      userId: user.id,
-      locale: user.locale,
-      payload: {},
-    });
-    return { user, outboxId: notice.id, returnTo: used.returnTo };
+    const outboxIds = before.password_hash === null ? [] : [await queuePasswordChanged(trx, ctx, user)];
+    return { user, outboxIds, returnTo: used.returnTo };
   });
   if (!result) return null;
-  await enqueueAfterCommit(ctx, [result.outboxId]);
+  await enqueueAfterCommit(ctx, result.outboxIds);
   return { user: result.user, returnTo: result.returnTo };
+}
+
+/**
+ * /profile's change of password (the caller has checked the current one and
+ * the policy): every other session of the user ends, so does every
+ * outstanding set-password link, and the "changed" notice is queued unless
+ * this is the account's first password.
+ */
+export async function changePassword(
+  ctx: AppContext,
+  userId: number,
+  keepSession: Buffer,
+  password: string,
+  opts: { notify: boolean },
+): Promise<void> {
+  const passwordHash = await hashPassword(password);
+  const outboxIds = await ctx.db.transaction().execute(async (trx) => {
+    const user = await storePasswordHash(trx, userId, passwordHash);
+    await invalidateUserTokens(trx, user.id);
+    await revokeOtherSessions(trx, user.id, keepSession);
+    return opts.notify ? [await queuePasswordChanged(trx, ctx, user)] : [];
+  });
+  await enqueueAfterCommit(ctx, outboxIds);
+}
+
+function storePasswordHash(trx: Db, userId: number, passwordHash: string): Promise<UserRow> {
+  return trx
+    .updateTable('users')
+    .set({
+      password_hash: passwordHash,
+      verified_at: sql`coalesce(verified_at, now())` as never,
+      updated_at: sql`now()` as never,
+    })
+    .where('id', '=', userId)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+async function queuePasswordChanged(trx: Db, ctx: AppContext, user: UserRow): Promise<number> {
+  const notice = await insertOutboundMail(trx, ctx.config, {
+    kind: 'password_changed',
+    recipient: user.email,
+    userId: user.id,
+    locale: user.locale,
+    payload: {},
+  });
+  return notice.id;
 }

@@ -41,6 +41,8 @@ export interface UsersTable {
   password_hash: string | null;
   verified_at: NullableTimestamp;
   locale: ColumnType<Locale, Locale | undefined, Locale>;
+  /** IANA zone chosen on /profile; null: not chosen yet, PORTAL_TIME_ZONE applies (migration 0014). */
+  time_zone: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
@@ -199,6 +201,25 @@ export interface InstallationTable {
   created_at: Generated<Date>;
 }
 
+/** A customer company (migration 0014); members of a shared one see each other's requests. */
+export interface OrganizationsTable {
+  id: Generated<number>;
+  name: string;
+  shared: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Generated<Date>;
+}
+
+export interface OrganizationDomainsTable {
+  domain: string;
+  organization_id: number;
+}
+
+export interface OrganizationMembersTable {
+  organization_id: number;
+  user_id: number;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   installation: InstallationTable;
   users: UsersTable;
@@ -213,6 +234,9 @@ export interface Database {
   sessions: SessionsTable;
   portal_submissions: PortalSubmissionsTable;
   portal_submission_files: PortalSubmissionFilesTable;
+  organizations: OrganizationsTable;
+  organization_domains: OrganizationDomainsTable;
+  organization_members: OrganizationMembersTable;
 }
 
 export type Db = Kysely<Database>;

@@ -1,3 +1,4 @@
+import { timeZoneFor } from '../time-zones.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
@@ -22,7 +23,14 @@ import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 export type ComposeConfig = Pick<
   Config,
-  'SECRET_KEY' | 'MAIL_DOMAIN' | 'MAIL_FROM' | 'PUBLIC_URL' | 'SUPPORT_ADDRESSES' | 'MAIL_ATTACH_MAX_BYTES' | 'FILE_LINK_TTL'
+  | 'SECRET_KEY'
+  | 'MAIL_DOMAIN'
+  | 'MAIL_FROM'
+  | 'PUBLIC_URL'
+  | 'SUPPORT_ADDRESSES'
+  | 'MAIL_ATTACH_MAX_BYTES'
+  | 'FILE_LINK_TTL'
+  | 'PORTAL_TIME_ZONE'
 > &
   Partial<Pick<Config, 'BRAND_NAME'>>;
 
@@ -92,9 +100,10 @@ export function parseMailFrom(mailFrom: string): Mailbox {
   return box;
 }
 
-export function formatDate(date: Date, locale: Locale): string {
-  const fmt = new Intl.DateTimeFormat(locale === 'ja' ? 'ja-JP' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
-  return `${fmt.format(date)} UTC`;
+/** A time in the recipient's zone (their /profile choice, else PORTAL_TIME_ZONE), named after it. */
+export function formatDate(date: Date, locale: Locale, timeZone = 'UTC'): string {
+  const fmt = new Intl.DateTimeFormat(locale === 'ja' ? 'ja-JP' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone });
+  return `${fmt.format(date)} ${timeZone}`;
 }
 
 /** "3 d" / "5 h" / "12 min": how long a ticket has been waiting, for the staff digest. */
@@ -198,6 +207,7 @@ function templateData(
   files: { view: FileView[] },
 ) {
   const locale = row.locale;
+  const zone = timeZoneFor({ time_zone: c.toTimeZone }, config.PORTAL_TIME_ZONE);
   const base = { brand, publicUrl: config.PUBLIC_URL, recipient: { name: recipient.name, email: recipient.address } };
   const ticketLayout = (tag: string) => ({ delimiter: REPLY_DELIMITER, delimiterHint: REPLY_DELIMITER_HINT[locale], tag });
   switch (row.kind) {
@@ -234,7 +244,7 @@ function templateData(
         requester: { display: displayName({ name: c.ticket?.requesterName ?? null, email: c.ticket?.requesterEmail ?? '' }, true) },
         message: { text: c.message?.text ?? '' },
         attachments: files.view,
-        history: c.history.map((h) => ({ author: who(h), at: formatDate(new Date(h.at), locale), text: h.text })),
+        history: c.history.map((h) => ({ author: who(h), at: formatDate(new Date(h.at), locale, zone), text: h.text })),
       };
     }
     case 'password_setup': {
@@ -243,7 +253,7 @@ function templateData(
       const url = token ? `${config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}` : p.url;
       if (!url) throw new AppError('VALIDATION', `password_setup mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
       if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
-      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
+      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale, zone) };
     }
     case 'sign_in_link':
       return { ...base, ...NO_LAYOUT, ...tokenLink(config, row, 'sign_in_link', '/login/link/open') };
@@ -256,7 +266,7 @@ function templateData(
         ...tokenLink(config, row, 'request_confirmation', '/requests/new/confirm'),
       };
     case 'password_changed':
-      return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+      return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale, zone), resetUrl: `${config.PUBLIC_URL}/password/new` };
     case 'staff_digest': {
       const p = payloadOf('staff_digest', row);
       const tickets = p.tickets.map((t) => ({

@@ -19,6 +19,7 @@ import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
+import { registerProfileRoutes } from './routes/profile.js';
 import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
 import { OPEN_REQUEST_PATHS, registerRequestNewRoutes } from './routes/request-new.js';
 import { registerRequestRoutes } from './routes/requests.js';
@@ -76,9 +77,10 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   app.use(
     '*',
     secureHeaders({
-      // No inline script or style anywhere: one stylesheet from us, no scripts at all.
+      // No inline script or style anywhere: one stylesheet and one small script (/assets/time-zone.js) from us.
       contentSecurityPolicy: {
         defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
         // PUBLIC_URL's origin too: the page explaining that a form went to the wrong host name is styled.
         styleSrc: ["'self'", new URL(ctx.config.PUBLIC_URL).origin],
         imgSrc: ["'self'", 'data:'],
@@ -116,6 +118,8 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   app.use('/requests', requireUser(deps));
   const signedIn = requireUser(deps);
   app.use('/requests/*', (c, next) => (OPEN_REQUEST_PATHS.has(c.req.path) ? next() : signedIn(c, next)));
+  app.use('/profile', signedIn);
+  app.use('/profile/*', signedIn);
   app.use('*', uploadSlots(deps));
   app.use('*', csrfProtection(deps));
 
@@ -127,6 +131,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerRequestNewRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
+  registerProfileRoutes(app, deps);
   registerFileRoutes(app, deps);
   registerQueueDashboard(app, deps);
 

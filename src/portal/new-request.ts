@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import type { Db, UserRow } from '../db/database.js';
 import { addAttachment, addMessage, addParticipant, createTicket } from '../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../db/queries/users.js';
-import { domainOf, isValidEmail, normalizeEmail } from '../mail/address.js';
+import { isOurAddress, isValidEmail, normalizeEmail } from '../mail/address.js';
 import { SAFE_CONTENT_TYPE } from '../mail/content-type.js';
 import { queueTicketMails } from '../mail/notify.js';
 
@@ -80,7 +80,8 @@ type CcConfig = Pick<Config, 'SUPPORT_ADDRESSES' | 'MAIL_DOMAIN' | 'REGISTRATION
 /** The rules that need no account lookup: a valid address, and never one of ours (every update would mail our own inbox). */
 export function ccAddressRefusal(config: CcConfig, email: string): string | null {
   if (!isValidEmail(email)) return 'form.invalid_email';
-  if (config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === config.MAIL_DOMAIN) return 'request.cc_not_allowed';
+  // Copying ourselves in would make every update a mail to our own inbox (the one rule, mail/address.ts).
+  if (isOurAddress(config, email)) return 'request.cc_not_allowed';
   return null;
 }
 

@@ -200,6 +200,23 @@ describe('GET/POST /password/set', () => {
       b.post(`/password/set?token=${token}`, { password: 'Racer-Two-222', password_confirm: 'Racer-Two-222' }),
     ]);
     expect(results.map((r) => r.status).sort()).toEqual([303, 410]);
+    // A first password: no "changed" notice (see the next test); one winner either way.
+    expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(0);
+    const logins = await Promise.all(['Racer-One-111', 'Racer-Two-222'].map((p) => new Client(app.base).login(user.email, p)));
+    expect(logins.map((r) => r.status).sort()).toEqual([303, 401]);
+  });
+
+  /** The first password set through a link sends no "your password was changed" mail; replacing it does. */
+  it('sends no "changed" notice for a first password, and one for a later reset', async () => {
+    const user = await seedUser(app.ctx.db, { password: null });
+    const first = await tokenFor(user.email);
+    const client = new Client(app.base);
+    await client.get(`/password/set?token=${first}`);
+    expect((await client.post(`/password/set?token=${first}`, { password: 'First-Pass-123', password_confirm: 'First-Pass-123' })).status).toBe(303);
+    expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(0);
+    const reset = await tokenFor(user.email);
+    await client.get(`/password/set?token=${reset}`);
+    expect((await client.post(`/password/set?token=${reset}`, { password: 'Second-Pass-123', password_confirm: 'Second-Pass-123' })).status).toBe(303);
     expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(1);
   });
 

@@ -20,7 +20,7 @@ import {
   type PortalEnv,
 } from '../http.js';
 
-const LOGIN_NOTICES = new Set(['password_set', 'signed_out', 'expired']);
+const LOGIN_NOTICES = new Set(['password_set', 'signed_out', 'expired', 'signed_out_everywhere']);
 
 /** A `next` worth keeping: a local path, or "" (none, or anything that is not one of ours). */
 export function optionalNext(value: unknown): string {

@@ -18,7 +18,7 @@ import {
 } from '../http.js';
 
 /** The rules shown on the page, in the order they are checked. */
-function policyRules(deps: PortalDeps): Array<{ key: string; n?: number }> {
+export function policyRules(deps: PortalDeps): Array<{ key: string; n?: number }> {
   const cfg = deps.ctx.config;
   const rules: Array<{ key: string; n?: number }> = [{ key: 'policy.min_length', n: cfg.PASSWORD_MIN_LENGTH }];
   if (cfg.PASSWORD_MIN_CLASSES > 0) rules.push({ key: 'policy.classes', n: cfg.PASSWORD_MIN_CLASSES });

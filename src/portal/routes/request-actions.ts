@@ -1,14 +1,23 @@
 import type { Hono } from 'hono';
-import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
-import { ensureUser } from '../../db/queries/users.js';
+import {
+  addAttachment,
+  addMessage,
+  addParticipant,
+  countCcs,
+  lockTicket,
+  participantRole,
+  removeCc,
+  setTicketStatus,
+} from '../../db/queries/tickets.js';
+import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { ccRefusal, filesOf, readUploads } from '../new-request.js';
-import { parseId, renderThread, ticketOr404, viewerOf } from './requests.js';
+import { ccAccountRefusal, ccAddressRefusal, filesOf, readUploads } from '../new-request.js';
+import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } from './requests.js';
 
 export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
@@ -39,7 +48,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
   // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody({ all: true });
     const text = field(body, 'body');
@@ -91,21 +100,24 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
 
   app.post('/requests/:id/ccs', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
-    const refusal = await ccRefusal(ctx, email);
+    const existing = await findUserByEmail(ctx.db, email);
+    const refusal = ccAddressRefusal(ctx.config, email) ?? ccAccountRefusal(ctx.config, existing);
     if (refusal) return renderThread(c, deps, ticket, { ccErrorKey: refusal, ccDraft: email }, 422);
     try {
-      const added = await ctx.db.transaction().execute(async (trx) => {
+      const outcome = await ctx.db.transaction().execute(async (trx) => {
         await lockWritable(trx, ticket.id);
-        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return false;
+        // Already on the request (as CC or requester): said so, rather than a "CC was added" that changed nothing.
+        if (existing && (await participantRole(trx, ticket.id, existing.id)) !== null) return 'already';
+        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return 'full';
         const { user } = await ensureUser(trx, { email, locale: ctx.config.DEFAULT_LOCALE });
-        await addParticipant(trx, ticket.id, user.id, 'cc');
-        return true;
+        return (await addParticipant(trx, ticket.id, user.id, 'cc')) ? 'added' : 'already';
       });
-      if (!added) return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'full') return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'already') return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_already', ccDraft: email }, 422);
     } catch (err) {
       if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
       throw err;
@@ -113,9 +125,32 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_added`);
   });
 
+  // The requester and CCs (and staff) take a CC off the request; the requester cannot be removed.
+  app.post('/requests/:id/ccs/remove', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody();
+    const userId = /^\d{1,15}$/.test(field(body, 'user_id')) ? Number(field(body, 'user_id')) : null;
+    let removed: boolean;
+    try {
+      removed = await ctx.db.transaction().execute(async (trx) => {
+        await lockWritable(trx, ticket.id);
+        return userId !== null && removeCc(trx, ticket.id, userId);
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    if (!removed) return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_found' }, 422);
+    // Whoever took themselves off can no longer see the request.
+    if (userId === viewer.id && viewer.role !== 'staff') return redirectTo(c, deps, '/requests');
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_removed`);
+  });
+
   app.post('/requests/:id/solve', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     let outboxIds: number[];
     try {
       outboxIds = await ctx.db.transaction().execute(async (trx) => {
