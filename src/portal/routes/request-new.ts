@@ -81,6 +81,8 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
   app.post('/requests/new', async (c) => {
     const user = c.get('user');
     if (!user && cfg.REGISTRATION === 'closed') return signInFirst(c, deps);
+    // A client already over its limit is turned away before its uploads are parsed.
+    if (!user && (await deps.limiters.blocked('password', { ip: clientIp(c, deps) }))) return tooMany(c, deps);
     const body = await c.req.parseBody({ all: true });
     const draft = draftOf(body);
     const files = filesOf(body);
