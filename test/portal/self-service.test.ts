@@ -414,5 +414,12 @@ describe('set-password: next and the rate limit', () => {
     const guesses: number[] = [];
     for (let i = 0; i < 9; i++) guesses.push((await guesser.post('/password/set', { token: 'A'.repeat(21) + String(i) })).status);
     expect(guesses).toEqual([...Array(8).fill(410), 429]);
+    // Once limited, a right guess is answered like a wrong one: the limit is not an oracle.
+    const victim = await seedUser(app.ctx.db, { password: null });
+    const asker = new Client(app.base, freshIp());
+    await asker.get('/login/link');
+    await asker.post('/login/link', { email: victim.email });
+    const signInToken = sealedToken((await outboxFor(app.ctx.db, victim.email, 'sign_in_link'))[0]!.payload);
+    expect((await guesser.post('/login/link/open', { token: signInToken })).status).toBe(429);
   });
 });

@@ -3,6 +3,7 @@ import { setPasswordWithToken } from '../../auth/password-flows.js';
 import { checkPasswordPolicy } from '../../auth/policy.js';
 import { peekAuthToken } from '../../auth/tokens.js';
 import { findUserById } from '../../db/queries/users.js';
+import { tooMany } from './auth.js';
 import {
   COOKIE,
   clearCookie,
@@ -46,13 +47,15 @@ export function registerPasswordSetRoutes(app: Hono<PortalEnv>, deps: PortalDeps
     const token = c.req.query('token') ?? field(body, 'token');
     const password = rawField(body, 'password');
     const confirm = rawField(body, 'password_confirm');
+    const ip = clientIp(c, deps);
+    // Checked before the token: once an address is limited, a right guess gets the same 429 as a wrong one.
+    if (await deps.limiters.blocked('password', { ip })) return tooMany(c, deps);
     const valid = await peekAuthToken(ctx.db, token);
     const user = valid ? await findUserById(ctx.db, valid.userId) : undefined;
     if (!valid || !user) {
-      // Only token checks count: the limit is against guessing links. A holder of a valid link
+      // Only failed token checks count: the limit is against guessing links. A holder of a valid link
       // who trips over the password policy a few times must not be locked out for an hour.
-      const allowed = await deps.limiters.attempt('password', { ip: clientIp(c, deps) });
-      if (!allowed) return renderPage(c, deps, 'error', { titleKey: 'error.429_title', messageKey: 'error.429' }, 429);
+      await deps.limiters.attempt('password', { ip });
       return invalidLink(c, deps);
     }
 

@@ -81,6 +81,8 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
   app.post('/requests/new', async (c) => {
     const user = c.get('user');
     if (!user && cfg.REGISTRATION === 'closed') return signInFirst(c, deps);
+    // A client already over its limit is turned away before its uploads are parsed.
+    if (!user && (await deps.limiters.blocked('password', { ip: clientIp(c, deps) }))) return tooMany(c, deps);
     const body = await c.req.parseBody({ all: true });
     const draft = draftOf(body);
     const files = filesOf(body);
@@ -130,9 +132,11 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
   app.post('/requests/new/confirm', async (c) => {
     const body = await c.req.parseBody();
     const token = field(body, 'token');
+    const ip = clientIp(c, deps);
+    // As for set-password links: only failed token checks count, and once limited every answer is 429.
+    if (await deps.limiters.blocked('password', { ip })) return tooMany(c, deps);
     if (!(await liveToken(deps, token))) {
-      // Only failed token checks count: guessing links is what is limited.
-      if (!(await deps.limiters.attempt('password', { ip: clientIp(c, deps) }))) return tooMany(c, deps);
+      await deps.limiters.attempt('password', { ip });
       return renderPage(c, deps, 'request-confirm-invalid', {}, 410);
     }
     const done = await ctx.db.transaction().execute(async (trx) => {

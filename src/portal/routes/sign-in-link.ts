@@ -47,9 +47,11 @@ export function registerSignInLinkRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
   app.post('/login/link/open', async (c) => {
     const body = await c.req.parseBody();
     const token = field(body, 'token');
+    const ip = clientIp(c, deps);
+    // As for set-password links: only failed token checks count, and once limited every answer is 429.
+    if (await deps.limiters.blocked('password', { ip })) return tooMany(c, deps);
     if (!(await peekAuthToken(ctx.db, token, SIGN_IN_PURPOSES))) {
-      // Only failed token checks count, as for set-password links: guessing is what is limited.
-      if (!(await deps.limiters.attempt('password', { ip: clientIp(c, deps) }))) return tooMany(c, deps);
+      await deps.limiters.attempt('password', { ip });
       return renderPage(c, deps, 'login-link-invalid', {}, 410);
     }
     const used = await signInWithToken(ctx, token);
