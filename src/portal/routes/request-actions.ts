@@ -1,14 +1,23 @@
-import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
-import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
+import {
+  addAttachment,
+  addMessage,
+  addParticipant,
+  countCcs,
+  lockTicket,
+  participantRole,
+  removeCc,
+  setTicketStatus,
+} from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { parseId, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
+import { ccAccountRefusal, ccAddressRefusal, filesOf, readUploads } from '../new-request.js';
+import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } from './requests.js';
 
 export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
@@ -20,26 +29,6 @@ export const MAX_COMMENT_CHARS = 64 * 1024;
  */
 export function commentBodyLimit(attachmentMaxBytes: number): number {
   return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
-}
-
-/**
- * A filename as the browser sent it, made safe to store and to put back in a
- * Content-Disposition header: no directories, no control characters, no
- * quotes or slashes, bounded length (keeping the extension).
- */
-export function sanitizeFilename(name: string): string {
-  const base = name.normalize('NFC').split(/[\\/]/).pop() ?? '';
-  let clean = base
-    .replace(/[\p{Cc}\p{Cf}"<>:|?*]/gu, '')
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/^\.+/, '');
-  if (clean.length > 200) {
-    const dot = clean.lastIndexOf('.');
-    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : '';
-    clean = clean.slice(0, 200 - ext.length) + ext;
-  }
-  return clean || 'attachment';
 }
 
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
@@ -59,15 +48,11 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
   // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody({ all: true });
     const text = field(body, 'body');
-    const rawFiles = body['files'];
-    const files = (Array.isArray(rawFiles) ? rawFiles : rawFiles === undefined ? [] : [rawFiles]).filter(
-      // An empty file input still submits one nameless, empty part.
-      (f): f is File => f instanceof File && (f.size > 0 || f.name !== ''),
-    );
+    const files = filesOf(body);
     const errorKey = !text
       ? 'request.comment_required'
       : text.length > MAX_COMMENT_CHARS
@@ -77,17 +62,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
           : null;
     if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
     if (files.some((f) => f.size > ctx.config.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
-    const uploads = await Promise.all(
-      files.map(async (f) => {
-        const content = Buffer.from(await f.arrayBuffer());
-        return {
-          filename: sanitizeFilename(f.name),
-          contentType: SAFE_CONTENT_TYPE.test(f.type) ? f.type.toLowerCase() : 'application/octet-stream',
-          content,
-          sha256: createHash('sha256').update(content).digest('hex'),
-        };
-      }),
-    );
+    const uploads = await readUploads(files);
 
     let outboxIds: number[];
     let messageId: number;
@@ -125,30 +100,24 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
 
   app.post('/requests/:id/ccs', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
-    if (!isValidEmail(email)) return renderThread(c, deps, ticket, { ccErrorKey: 'form.invalid_email', ccDraft: email }, 422);
-    // Copying ourselves in would make every update a mail to our own inbox: a loop.
-    if (ctx.config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === ctx.config.MAIL_DOMAIN) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
-    // Staff are copied in by staff; with closed registration a CC never creates an account (issue #12).
-    // One answer for both, the same as for our own addresses.
     const existing = await findUserByEmail(ctx.db, email);
-    if (existing?.role === 'staff' || (!existing && ctx.config.REGISTRATION === 'closed')) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
+    const refusal = ccAddressRefusal(ctx.config, email) ?? ccAccountRefusal(ctx.config, existing);
+    if (refusal) return renderThread(c, deps, ticket, { ccErrorKey: refusal, ccDraft: email }, 422);
     try {
-      const added = await ctx.db.transaction().execute(async (trx) => {
+      const outcome = await ctx.db.transaction().execute(async (trx) => {
         await lockWritable(trx, ticket.id);
-        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return false;
+        // Already on the request (as CC or requester): said so, rather than a "CC was added" that changed nothing.
+        if (existing && (await participantRole(trx, ticket.id, existing.id)) !== null) return 'already';
+        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return 'full';
         const { user } = await ensureUser(trx, { email, locale: ctx.config.DEFAULT_LOCALE });
-        await addParticipant(trx, ticket.id, user.id, 'cc');
-        return true;
+        return (await addParticipant(trx, ticket.id, user.id, 'cc')) ? 'added' : 'already';
       });
-      if (!added) return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'full') return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'already') return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_already', ccDraft: email }, 422);
     } catch (err) {
       if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
       throw err;
@@ -156,9 +125,32 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_added`);
   });
 
+  // The requester and CCs (and staff) take a CC off the request; the requester cannot be removed.
+  app.post('/requests/:id/ccs/remove', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody();
+    const userId = /^\d{1,15}$/.test(field(body, 'user_id')) ? Number(field(body, 'user_id')) : null;
+    let removed: boolean;
+    try {
+      removed = await ctx.db.transaction().execute(async (trx) => {
+        await lockWritable(trx, ticket.id);
+        return userId !== null && removeCc(trx, ticket.id, userId);
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    if (!removed) return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_found' }, 422);
+    // Whoever took themselves off can no longer see the request.
+    if (userId === viewer.id && viewer.role !== 'staff') return redirectTo(c, deps, '/requests');
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_removed`);
+  });
+
   app.post('/requests/:id/solve', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     let outboxIds: number[];
     try {
       outboxIds = await ctx.db.transaction().execute(async (trx) => {
