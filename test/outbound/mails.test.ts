@@ -95,6 +95,22 @@ describe('templates', () => {
       }
     }
   });
+
+  it('the satisfaction survey (a lifecycle mail) asks the question with both links, in both languages', () => {
+    for (const locale of ['en', 'ja'] as const) {
+      const m = renderMail('ticket_lifecycle', locale, { ...data, isReminder: false, isCsat: true });
+      expect(m.subject).toBe(
+        locale === 'en'
+          ? 'How would you rate the support you received? (#4711 Printer)'
+          : 'サポートの評価をお聞かせください（#4711 Printer）',
+      );
+      for (const part of [m.text, m.html]) {
+        expect(part, locale).toContain(data.goodUrl);
+        expect(part, locale).toContain(data.badUrl);
+        expect(part, locale).not.toMatch(/undefined|\[object Object\]|still waiting|お待ちしております/);
+      }
+    }
+  });
 });
 
 describe('acknowledgement', () => {
