@@ -149,6 +149,12 @@ const schema = z
     OUTBOUND_CONCURRENCY: int(1, 64).prefault(4),
     /** First retry delay after a relay failure; doubles each attempt (12 attempts ≈ 5.7 h at 5 s). */
     OUTBOUND_RETRY_BASE_MS: int(10).prefault(5_000),
+    /**
+     * `on`: each mail's envelope MAIL FROM is its own signed return path
+     * (bounce+<id>.<sig>@MAIL_DOMAIN), so a bounce names the mail it concerns.
+     * `off`: the MAIL_FROM address, for relays that only accept a fixed sender.
+     */
+    VERP: z.enum(['on', 'off']).prefault('on'),
     STAFF_AUTH: z.enum(['dmarc', 'token']).prefault('dmarc'),
     /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
     AUTO_ASSIGN_FIRST_REPLIER: bool.prefault('true'),
