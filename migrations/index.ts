@@ -6,6 +6,7 @@ import * as m0004 from './0004-portal.js';
 import * as m0006 from './0006-installation.js';
 import * as m0007 from './0007-scrub-password-links.js';
 import * as m0010 from './0010-lifecycle.js';
+import * as m0012 from './0012-upload-quota.js';
 
 /**
  * The static migration list. Kysely's FileMigrationProvider imports files by
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0006-installation': m0006,
   '0007-scrub-password-links': m0007,
   '0010-lifecycle': m0010,
+  '0012-upload-quota': m0012,
 };

@@ -138,6 +138,8 @@ const schema = z
     INBOUND_CONCURRENCY: int(1, 256).prefault(32),
     MAX_CCS: int(0, 1000).prefault(48),
     ATTACHMENT_MAX_BYTES: int(1024).prefault(20 * 1024 * 1024),
+    /** Bytes of files one customer may upload through the portal in any 24 hours (staff are exempt). */
+    UPLOAD_DAILY_BYTES: int(0).prefault(200 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).prefault(20),
     SENDER_BREAKER_WINDOW_MS: int(1000).prefault(10 * 60_000),
     /** Bytes of processed mail one sender address may bring in 24 h; more is held as sender_quota. */

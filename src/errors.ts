@@ -30,6 +30,7 @@ export const ERRORS = {
   RATE_LIMITED: { smtp: [451, '4.7.1 Rate limited'], http: 429 },
   TICKET_CLOSED: { smtp: [550, '5.0.0 Ticket closed'], http: 409 },
   UPLOAD_TOO_LARGE: { smtp: [552, '5.3.4 Attachment too large'], http: 413 },
+  UPLOAD_QUOTA: { smtp: [552, '5.3.4 Upload quota exceeded'], http: 413 },
 
   // Jobs
   JOB_PAYLOAD_INVALID: { smtp: [451, '4.3.0 Internal error'], http: 500 },

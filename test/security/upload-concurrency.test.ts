@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../portal/support.js';
 import { openTicket, PASSWORD, setPassword, startRig, type Rig } from './support/rig.js';
@@ -9,10 +10,16 @@ import { openTicket, PASSWORD, setPassword, startRig, type Rig } from './support
  * 328 to 1014 MB RSS. Uploads now take a slot — one per user, four per
  * process — and a request over the limit is answered 429 before its body is
  * read. The customer's sequential uploads still work.
+ *
+ * The form is parsed as a stream: a file over ATTACHMENT_MAX_BYTES, a form
+ * past the customer's UPLOAD_DAILY_BYTES or with a wrong CSRF token is refused
+ * while it arrives. The raw-socket uploads below never finish their body, so a
+ * server that read the whole form before deciding would never answer them.
  */
+const MB = 1024 * 1024;
 let rig: Rig;
 beforeAll(async () => {
-  rig = await startRig({ ATTACHMENT_MAX_BYTES: String(20 * 1024 * 1024) });
+  rig = await startRig({ ATTACHMENT_MAX_BYTES: String(20 * MB), UPLOAD_DAILY_BYTES: String(24 * MB) });
 });
 afterAll(() => rig?.teardown());
 
@@ -53,5 +60,143 @@ describe('concurrent uploads by one customer', () => {
     expect((await upload(client, t.ticketId, 5, 1024)).status).toBe(303);
     await client.get(`/requests/${t.ticketId}`);
     expect((await upload(client, t.ticketId, 6, 1024)).status).toBe(303);
+  });
+});
+
+/**
+ * A multipart upload over a raw socket that declares `declared` bytes but
+ * sends only the fields and `fileBytes` of one file, then waits with the
+ * body unfinished. Resolves with the response the server sends anyway.
+ */
+function unfinishedUpload(client: Client, ticketId: number, opts: { token: string; fileBytes: number; declared: number }) {
+  const boundary = 'unfinished-boundary-7f3a';
+  const head = Buffer.from(
+    [
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="_csrf"',
+      '',
+      opts.token,
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="body"',
+      '',
+      'unfinished upload',
+      `--${boundary}`,
+      'Content-Disposition: form-data; name="files"; filename="big.bin"',
+      'Content-Type: application/octet-stream',
+      '',
+      '',
+    ].join('\r\n'),
+  );
+  const url = new URL(rig.base);
+  return new Promise<{ status: number; text: string; ms: number }>((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(Number(url.port), url.hostname);
+    let response = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer within 15 s (got ${JSON.stringify(response.slice(0, 80))})`));
+    }, 15_000);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0), text: response, ms: Date.now() - started });
+    };
+    socket.on('data', (d) => {
+      response += d.toString('utf8');
+      // The whole error page has arrived.
+      if (response.includes('</html>')) done();
+    });
+    socket.on('close', () => (response ? done() : reject(new Error('closed without an answer'))));
+    socket.on('error', () => {});
+    socket.write(
+      [
+        `POST /requests/${ticketId}/comments HTTP/1.1`,
+        `Host: ${url.host}`,
+        `Origin: ${rig.base}`,
+        `Cookie: ${[...client.cookies].map(([k, v]) => `${k}=${v}`).join('; ')}`,
+        `Content-Type: multipart/form-data; boundary=${boundary}`,
+        `Content-Length: ${opts.declared}`,
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    socket.write(head);
+    const chunk = Buffer.alloc(256 * 1024, 0x7a);
+    let sent = 0;
+    const pump = () => {
+      while (sent < opts.fileBytes) {
+        const n = Math.min(chunk.length, opts.fileBytes - sent);
+        sent += n;
+        if (!socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void socket.once('drain', pump);
+      }
+    };
+    pump();
+  });
+}
+
+const storedOn = (ticketId: number) =>
+  rig.db
+    .selectFrom('attachments as a')
+    .innerJoin('messages as m', 'm.id', 'a.message_id')
+    .select(['a.size', 'm.body_text'])
+    .where('m.ticket_id', '=', ticketId)
+    .orderBy('a.id')
+    .execute();
+const messagesOn = (ticketId: number) => rig.db.selectFrom('messages').select('id').where('ticket_id', '=', ticketId).execute();
+
+describe('streamed uploads', () => {
+  it('refuses a file over ATTACHMENT_MAX_BYTES, and a wrong CSRF token, while the body is still arriving; nothing is stored', async () => {
+    const t = await openTicket(rig);
+    await setPassword(rig.db, t.email, PASSWORD);
+    const client = new Client(rig.base);
+    expect((await client.login(t.email, PASSWORD)).status).toBe(303);
+    await client.get(`/requests/${t.ticketId}`);
+    const before = (await messagesOn(t.ticketId)).length;
+
+    const big = await unfinishedUpload(client, t.ticketId, { token: client.lastCsrf!, fileBytes: 20 * MB + 64 * 1024, declared: 40 * MB });
+    expect(big.status).toBe(413);
+    expect(big.text).toContain('Each file may be at most 20.0 MB');
+    const forged = await unfinishedUpload(client, t.ticketId, { token: 'x'.repeat(43), fileBytes: 1 * MB, declared: 30 * MB });
+    expect(forged.status).toBe(403);
+    console.log(
+      `unfinished bodies: oversize file answered ${big.status} after ${big.ms} ms, wrong token ${forged.status} after ${forged.ms} ms`,
+    );
+    expect(await messagesOn(t.ticketId)).toHaveLength(before);
+    expect(await storedOn(t.ticketId)).toHaveLength(0);
+  });
+
+  it('refuses uploads past UPLOAD_DAILY_BYTES with a clear page and stores nothing; comments without files still work', async () => {
+    const t = await openTicket(rig);
+    await setPassword(rig.db, t.email, PASSWORD);
+    const client = new Client(rig.base);
+    expect((await client.login(t.email, PASSWORD)).status).toBe(303);
+    await client.get(`/requests/${t.ticketId}`);
+    expect((await upload(client, t.ticketId, 1, 16 * MB)).status).toBe(303);
+    const before = (await messagesOn(t.ticketId)).length;
+
+    // 16 MB today; 9 more would exceed the 24 MB allowance: refused as soon as it goes over.
+    await client.get(`/requests/${t.ticketId}`);
+    const over = await unfinishedUpload(client, t.ticketId, { token: client.lastCsrf!, fileBytes: 9 * MB, declared: 12 * MB });
+    expect(over.status).toBe(413);
+    expect(over.text).toContain('Upload allowance used up');
+    expect(over.text).toContain('may add up to 24.0 MB in any 24 hours');
+    expect(over.text).toContain('Nothing was saved');
+    // A complete form over the allowance too (the refusal does not depend on how the body arrives).
+    await client.get(`/requests/${t.ticketId}`);
+    const complete = await upload(client, t.ticketId, 2, 9 * MB);
+    expect(complete.status).toBe(413);
+    expect(complete.html).toContain('Upload allowance used up');
+    expect(await messagesOn(t.ticketId)).toHaveLength(before);
+    expect((await storedOn(t.ticketId)).map((r) => r.size)).toEqual([16 * MB]);
+
+    // Still within the allowance, and a comment without files, are taken.
+    await client.get(`/requests/${t.ticketId}`);
+    expect((await upload(client, t.ticketId, 3, 7 * MB)).status).toBe(303);
+    await client.get(`/requests/${t.ticketId}`);
+    const form = new FormData();
+    form.set('body', 'no files this time');
+    expect((await client.postMultipart(`/requests/${t.ticketId}/comments`, form)).status).toBe(303);
+    expect((await storedOn(t.ticketId)).map((r) => r.size)).toEqual([16 * MB, 7 * MB]);
+    console.log(`quota: 16 MB + 7 MB stored, 9 MB refused twice (${over.ms} ms while unfinished), plain comment taken`);
   });
 });

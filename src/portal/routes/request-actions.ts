@@ -1,22 +1,27 @@
-import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
+import type { Config } from '../../config.js';
+import { lockUploadQuota, portalUploadBytesToday } from '../../db/queries/attachments.js';
 import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
+import type { Viewer } from '../../db/queries/portal-requests.js';
 import { AppError } from '../../errors.js';
 import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
-import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import { csrfTokenMatches, field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import { readStreamedForm } from '../streamed-form.js';
 import { parseId, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
 
 export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
+/** The comment form's path: its body is streamed by its route, which also checks the CSRF token. */
+export const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
 
 /**
  * The whole comment form: each file may reach ATTACHMENT_MAX_BYTES, but all of
- * them together at most three times that (the form is buffered in memory to
- * be parsed), plus room for the text and the multipart framing.
+ * them together at most three times that (each file is held in memory until
+ * the comment is stored), plus room for the text and the multipart framing.
  */
 export function commentBodyLimit(attachmentMaxBytes: number): number {
   return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
@@ -42,6 +47,12 @@ export function sanitizeFilename(name: string): string {
   return clean || 'attachment';
 }
 
+/** File bytes this user may still upload now; null for staff, who have no quota. */
+async function uploadAllowance(db: Db, config: Pick<Config, 'UPLOAD_DAILY_BYTES'>, viewer: Viewer): Promise<number | null> {
+  if (viewer.role === 'staff') return null;
+  return Math.max(0, config.UPLOAD_DAILY_BYTES - (await portalUploadBytesToday(db, viewer.id)));
+}
+
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
 async function lockWritable(trx: Db, ticketId: number): Promise<TicketRow> {
   const ticket = await lockTicket(trx, ticketId);
@@ -56,44 +67,48 @@ function closedPage(c: PortalContext, deps: PortalDeps, ticketId: number): Promi
 
 export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void {
   const { ctx } = deps;
-  // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
+  // The request size is capped in app.ts (commentBodyLimit) before anything parses the body; the form is
+  // read as a stream (streamed-form.ts), each file cut off at ATTACHMENT_MAX_BYTES or the user's quota.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
     const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
-    const body = await c.req.parseBody({ all: true });
-    const text = field(body, 'body');
-    const rawFiles = body['files'];
-    const files = (Array.isArray(rawFiles) ? rawFiles : rawFiles === undefined ? [] : [rawFiles]).filter(
-      // An empty file input still submits one nameless, empty part.
-      (f): f is File => f instanceof File && (f.size > 0 || f.name !== ''),
-    );
+    const allowance = await uploadAllowance(ctx.db, ctx.config, viewer);
+    const form = await readStreamedForm(c.req.raw, {
+      maxFileBytes: ctx.config.ATTACHMENT_MAX_BYTES,
+      maxFiles: MAX_FILES,
+      maxFieldBytes: 4 * MAX_COMMENT_CHARS,
+      quotaBytes: allowance ?? Infinity,
+      tokenValid: (token) => csrfTokenMatches(c, deps, token),
+    });
+    const text = field(form.fields, 'body');
     const errorKey = !text
       ? 'request.comment_required'
-      : text.length > MAX_COMMENT_CHARS
+      : form.truncated.has('body') || text.length > MAX_COMMENT_CHARS
         ? 'request.comment_too_long'
-        : files.length > MAX_FILES
+        : form.tooManyFiles
           ? 'request.too_many_files'
           : null;
     if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
-    if (files.some((f) => f.size > ctx.config.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
-    const uploads = await Promise.all(
-      files.map(async (f) => {
-        const content = Buffer.from(await f.arrayBuffer());
-        return {
-          filename: sanitizeFilename(f.name),
-          contentType: SAFE_CONTENT_TYPE.test(f.type) ? f.type.toLowerCase() : 'application/octet-stream',
-          content,
-          sha256: createHash('sha256').update(content).digest('hex'),
-        };
-      }),
-    );
+    const uploads = form.files.map((f) => ({
+      filename: sanitizeFilename(f.filename),
+      contentType: SAFE_CONTENT_TYPE.test(f.mimeType) ? f.mimeType.toLowerCase() : 'application/octet-stream',
+      content: f.content,
+      sha256: f.sha256,
+    }));
+    const uploadBytes = uploads.reduce((n, u) => n + u.content.length, 0);
 
     let outboxIds: number[];
     let messageId: number;
     try {
       ({ outboxIds, messageId } = await ctx.db.transaction().execute(async (trx) => {
         const locked = await lockWritable(trx, ticket.id);
+        // Checked again under a per-user lock: another portal process may have stored an upload meanwhile.
+        if (allowance !== null && uploadBytes > 0) {
+          await lockUploadQuota(trx, viewer.id);
+          if ((await portalUploadBytesToday(trx, viewer.id)) + uploadBytes > ctx.config.UPLOAD_DAILY_BYTES)
+            throw new AppError('UPLOAD_QUOTA', 'upload quota exceeded');
+        }
         const message = await addMessage(trx, {
           ticketId: ticket.id,
           authorId: viewer.id,
