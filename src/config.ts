@@ -124,6 +124,8 @@ const schema = z
     SWEEP_INTERVAL_MS: int(100).prefault(15_000),
     /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
     METRICS_TOKEN: z.string().min(16).optional(),
+    /** How long the table counts behind /metrics are reused (a scrape every 15 s is typical). */
+    METRICS_CACHE_MS: int(0, 3_600_000).prefault(10_000),
 
     // Inbound
     SMTP_MAX_SIZE: int(1024).prefault(25 * 1024 * 1024),
@@ -208,6 +210,11 @@ const schema = z
     PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).prefault(400),
     // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
     TRUST_PROXY: bool.prefault('false'),
+    // Slowloris: Node's defaults let a client dribble headers for 60 s and a body for 5 min.
+    /** The whole request head must arrive within this. */
+    HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).prefault(10_000),
+    /** The whole request, body (uploads) included, must arrive within this. */
+    HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000).prefault(120_000),
     PORTAL_TIME_ZONE: timeZone.prefault('UTC'),
   })
   .superRefine((c, ctx) => {
@@ -220,6 +227,9 @@ const schema = z
         path: ['PENDING_REMINDER_AFTER'],
         message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)',
       });
+    }
+    if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not be longer than HTTP_REQUEST_TIMEOUT_MS' });
     }
     if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
       ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });

@@ -40,7 +40,15 @@ export function createContext(config: Config, log: Logger = createLogger(config.
     return q;
   };
   const queues = { inbound: queue('inbound'), outbound: queue('outbound') };
-  return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }), installationId: '' };
+  return {
+    config,
+    db,
+    log,
+    redis,
+    queues,
+    metrics: createMetrics({ db, queues, countCacheMs: config.METRICS_CACHE_MS }),
+    installationId: '',
+  };
 }
 
 /** Reads (or on first start creates) the installation id; needs the migrated schema. Until then no job can be enqueued. */
