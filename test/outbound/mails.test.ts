@@ -118,6 +118,11 @@ describe('acknowledgement', () => {
     expect(m!.mailFrom).toMatch(/^bounce\+\d+\.[a-z2-7]{16}@help\.test$/);
     expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom)).toEqual({ outboundId: row.id });
     expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/\.[a-z2-7]{16}@/, `.${'a'.repeat(16)}@`))).toBeNull();
+    // Mail systems may change the case; another row's id, another domain or another local part never verifies.
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.toUpperCase())).toEqual({ outboundId: row.id });
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(`+${row.id}.`, `+${row.id + 1}.`))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace('@help.test', '@other.test'))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/^bounce\+/, 'support+'))).toBeNull();
     // VERP=off, for relays that accept only a fixed sender: the envelope sender is MAIL_FROM's address.
     const fixed = await composeOutboundMail(app.ctx.db, { ...app.ctx.config, VERP: 'off' }, row);
     expect(fixed.envelope.from).toBe('support@help.test');

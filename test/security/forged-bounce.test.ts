@@ -158,6 +158,21 @@ describe('forged bounces', () => {
     expect(after.find((r) => r.id === ack.id)!.status).toBe('failed');
     for (const r of rows.filter((r) => r.id !== ack.id)) expect(after.find((x) => x.id === r.id)!.status).toBe('sent');
     expect(second.ticketId).not.toBe(t.ticketId);
+    // Anything else sent to a return path (a person replying to Return-Path) is machine mail: held, never a ticket.
+    const stray = await submitRaw(
+      rig,
+      [
+        `From: ${t.email}`,
+        `To: ${verp}`,
+        'Subject: about my ticket',
+        `Message-ID: <stray.${randomBytes(4).toString('hex')}@example.test>`,
+        '',
+        'Hello?',
+        '',
+      ].join('\r\n'),
+      { from: t.email, to: [verp] },
+    );
+    expect(stray).toMatchObject({ status: 'held', reason: 'auto_reply', ticket_id: null });
     console.log(
       `VERP bounce: row ${ack.id} failed; ${rows.length - 1} other sent row(s) to the same address untouched; 2 forged return paths refused 550`,
     );
