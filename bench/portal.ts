@@ -18,7 +18,9 @@ const startApp = await compiledStartApp();
  *
  * Seeds 100,000 tickets (generate_series) with a signed-in customer who has
  * 500 of them, and a copy grown to 1,000,000 tickets; measures GET /requests
- * and GET /requests/:id p50/p95 against GET /healthz on both, all requests
+ * and GET /requests/:id, and search in My activity (a customer's and staff's,
+ * through the trigram indexes and, for two characters, without), p50/p95
+ * against GET /healthz on both, all requests
  * interleaved in one loop so machine noise hits every series alike.
  * Targets: p95 within 5× of /healthz, and growth from 100k to 1M of at most 1.5×.
  * BENCH_PORTAL_SIZES=small,large and BENCH_PORTAL_SAMPLES override the defaults.
@@ -31,6 +33,17 @@ const WARMUP = 200;
 const USERS = 20_000;
 const MY_TICKETS = 500;
 const PASSWORD = 'Bench-Password-1';
+/**
+ * Search: the first message of every INVOICE_EVERY-th ticket, and of every
+ * 2000th (10 % of the bench user's), mentions 請求書 ("invoice"): a rare term
+ * whose matches grow with the table, as real ones do.
+ */
+const INVOICE_EVERY = 997;
+const INVOICE = encodeURIComponent('請求書');
+/** Two characters: no trigram, so no index; the walk over the viewer's own requests. */
+const INVOICE_SHORT = encodeURIComponent('請求');
+/** Samples of the slow path (a rare two-character term over every ticket), measured apart from the main loop. */
+const SLOW_SAMPLES = Number(process.env.BENCH_PORTAL_SLOW_SAMPLES ?? 5);
 
 /** Adds tickets with ids (from, to]; every `stride`-th of the first 100k belongs to the bench user. */
 async function seedTickets(
@@ -65,7 +78,10 @@ async function seedTickets(
       ON CONFLICT DO NOTHING`.execute(db);
     await sql`
       INSERT INTO messages (ticket_id, author_id, visibility, via, body_text, created_at)
-      SELECT id, requester_id, 'public', 'email', repeat('Bench message body for request ' || id || '. ', 6), created_at
+      SELECT id, requester_id, 'public', 'email',
+             CASE WHEN id % ${INVOICE_EVERY} = 0 OR id % 2000 = 0 THEN 'お世話になっております。先月の請求書が届いていません。' ELSE '' END
+               || repeat('Bench message body for request ' || id || '. ', 6),
+             created_at
       FROM tickets WHERE id BETWEEN ${lo} AND ${hi}`.execute(db);
     // A staff reply on every other ticket, an internal note on every tenth.
     await sql`
@@ -106,10 +122,12 @@ class Session {
 
 async function measure(
   targets: Array<{ prefix: string; session: Session; paths: Record<string, string> }>,
+  warmup = WARMUP,
+  count = SAMPLES,
 ): Promise<Record<string, number[]>> {
   const samples: Record<string, number[]> = {};
   for (const t of targets) for (const label of Object.keys(t.paths)) samples[`${t.prefix}${label}`] = [];
-  for (let i = 0; i < WARMUP + SAMPLES; i++) {
+  for (let i = 0; i < warmup + count; i++) {
     for (const t of targets) {
       for (const [label, path] of Object.entries(t.paths)) {
         const t0 = performance.now();
@@ -117,7 +135,7 @@ async function measure(
         await res.arrayBuffer();
         const ms = performance.now() - t0;
         if (res.status !== 200) throw new Error(`${path} answered ${res.status}`);
-        if (i >= WARMUP) samples[`${t.prefix}${label}`]!.push(ms);
+        if (i >= warmup) samples[`${t.prefix}${label}`]!.push(ms);
       }
     }
   }
@@ -201,6 +219,7 @@ async function main(): Promise<void> {
     await largeDb.destroy();
 
     const targets = [];
+    const slow = [];
     for (const [i, name] of names.entries()) {
       const port = await freePort();
       const app = await startApp(appConfig(urlOf(name), port));
@@ -227,23 +246,52 @@ async function main(): Promise<void> {
       const agent = new Session(base);
       await agent.login('agent@bench.test');
       const prefix = i === 0 ? 'small.' : 'large.';
+      // Search must find something, or the bench would time an empty answer.
+      for (const [who, path] of [
+        [customer, `/requests?q=${INVOICE}`],
+        [customer, `/requests?q=${INVOICE_SHORT}`],
+        [agent, `/requests?filter=all&q=${INVOICE}`],
+      ] as const) {
+        const html = await (await who.get(path)).text();
+        if (!/href="[^"]*\/requests\/\d+"/.test(html)) throw new Error(`${path} found nothing`);
+      }
       targets.push({
         prefix,
         session: customer,
-        paths: { healthz: '/healthz', requests: '/requests', request: `/requests/${thread.id}`, ccTab: '/requests?filter=cc' },
+        paths: {
+          healthz: '/healthz',
+          requests: '/requests',
+          request: `/requests/${thread.id}`,
+          ccTab: '/requests?filter=cc',
+          search: `/requests?q=${INVOICE}`,
+          searchShort: `/requests?q=${INVOICE_SHORT}`,
+        },
       });
-      targets.push({ prefix, session: agent, paths: { staffAll: '/requests?filter=all' } });
+      targets.push({
+        prefix,
+        session: agent,
+        paths: { staffAll: '/requests?filter=all', staffSearch: `/requests?filter=all&q=${INVOICE}` },
+      });
+      slow.push({ prefix, session: agent, paths: { staffSearchShort: `/requests?filter=all&q=${INVOICE_SHORT}` } });
     }
     console.log(`measuring ${SAMPLES} interleaved samples per endpoint and size…`);
     const samples = await measure(targets);
+    console.log(`measuring the unindexed path: ${SLOW_SAMPLES} samples per size…`);
+    const slowSamples = await measure(slow, 1, SLOW_SAMPLES);
     const p = (key: string, q: number) => percentile(samples[key]!, q);
     const sizeLabel = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
     const labels = { small: sizeLabel(small), large: sizeLabel(large) };
-    const endpoints = { requests: 'GET /requests', request: 'GET /requests/:id' } as const;
+    const endpoints = {
+      requests: 'GET /requests',
+      request: 'GET /requests/:id',
+      search: 'search 請求書 (my requests, trigram index)',
+      searchShort: 'search 請求 (my requests, 2 characters: no index)',
+      staffSearch: 'search 請求書 (staff, all requests, trigram index)',
+    } as const;
 
     const result: BenchResult = {
       name: 'portal',
-      title: `Portal: GET /requests and GET /requests/:id against GET /healthz (${labels.small} and ${labels.large} tickets)`,
+      title: `Portal: GET /requests, GET /requests/:id and search against GET /healthz (${labels.small} and ${labels.large} tickets)`,
       ratios: [],
       figures: [],
       latency: [],
@@ -259,16 +307,24 @@ async function main(): Promise<void> {
       result.ratios.push({ label: `p95 growth ${labels.small} → ${labels.large}, ${name}`, value, target: '≤ 1.5', pass: value <= 1.5 });
     }
     for (const size of ['small', 'large'] as const) {
-      for (const key of ['healthz', 'requests', 'request', 'ccTab', 'staffAll']) {
+      for (const key of ['healthz', 'requests', 'request', 'ccTab', 'staffAll', 'search', 'searchShort', 'staffSearch']) {
         result.figures.push({ label: `${labels[size]} ${key} p50`, value: round(p(`${size}.${key}`, 50)), unit: 'ms' });
         result.figures.push({ label: `${labels[size]} ${key} p95`, value: round(p(`${size}.${key}`, 95)), unit: 'ms' });
       }
+    }
+    for (const size of ['small', 'large'] as const) {
+      const slowP50 = percentile(slowSamples[`${size}.staffSearchShort`]!, 50);
+      result.figures.push({
+        label: `${labels[size]} staff search 請求 over all requests (2 characters, no index; ${SLOW_SAMPLES} samples) p50`,
+        value: round(slowP50),
+        unit: `ms (${round(slowP50 / p(`${size}.healthz`, 50), 1)} × healthz p50)`,
+      });
     }
     result.figures.push({
       label: 'healthz p95 drift large/small (noise check; ≈1 means a fair comparison)',
       value: round(p('large.healthz', 95) / p('small.healthz', 95)),
     });
-    result.latency = ['healthz', 'requests', 'request'].map((key) => ({
+    result.latency = ['healthz', 'requests', 'request', 'search', 'staffSearch'].map((key) => ({
       label: `${labels.large} ${key}`,
       samplesMs: samples[`large.${key}`]!,
     }));

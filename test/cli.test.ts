@@ -3,6 +3,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
 import type { Config } from '../src/config.js';
+import { createDb } from '../src/db/database.js';
+import { ensureUser, ensureUsers } from '../src/db/queries/users.js';
 import { createTestDatabase, testConfig } from './support/env.js';
 
 const exec = promisify(execFile);
@@ -122,6 +124,63 @@ describe('cli', () => {
       const r = await cli(...argv);
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err.split('\n').filter((l) => !l.startsWith('database: '))).toEqual([line]);
+    }
+  });
+
+  /**
+   * Organizations: created with domains and sharing, listed, members added and
+   * removed by address; an account created later with an address at a listed
+   * domain joins by itself, whichever path creates it (cli, ensureUser, the
+   * inbound batch's ensureUsers), and a subdomain does not.
+   */
+  it('manages organizations and joins new accounts by domain on every creation path', async () => {
+    const add = await cli('org', 'add', 'Acme', 'KK', '--domain', 'acme.co.jp', '--domain', '@ACME.example', '--shared');
+    expect(add.code).toBe(0);
+    expect(add.out).toMatch(/^added organization \d+\tAcme KK\tshared\tacme\.co\.jp,acme\.example\t0 members$/);
+    expect((await cli('org', 'add', 'Solo')).out).toMatch(/\tSolo\tnot shared\t-\t0 members$/);
+
+    expect((await cli('user', 'add', 'taro@acme.co.jp')).code).toBe(0);
+    expect((await cli('user', 'add', 'jiro@sales.acme.co.jp')).code).toBe(0);
+    const db = createDb(database.url, 1);
+    try {
+      await ensureUser(db, { email: 'Hanako@ACME.example' });
+      await ensureUsers(db, [{ email: 'ichiro@acme.co.jp' }, { email: 'other@elsewhere.example' }]);
+    } finally {
+      await db.destroy();
+    }
+    expect((await cli('org', 'list')).out).toMatch(/\tAcme KK\tshared\tacme\.co\.jp,acme\.example\t3 members/);
+
+    expect((await cli('org', 'members', 'add', 'acme kk', 'jiro@sales.acme.co.jp')).out).toBe('added jiro@sales.acme.co.jp to Acme KK');
+    expect((await cli('org', 'members', 'add', 'Acme KK', 'jiro@sales.acme.co.jp')).out).toBe(
+      'jiro@sales.acme.co.jp is already a member of Acme KK',
+    );
+    expect((await cli('org', 'members', 'remove', 'Acme KK', 'taro@acme.co.jp')).out).toBe('removed taro@acme.co.jp from Acme KK');
+    expect((await cli('org', 'list')).out).toMatch(/\tAcme KK\t.*\t3 members/);
+
+    const taken = await cli('org', 'add', 'Copycat', '--domain', 'acme.co.jp');
+    expect(taken.code).toBe(1);
+    expect(taken.err.split('\n')[1]).toBe('error: domain acme.co.jp already belongs to organization "Acme KK"');
+    expect((await cli('org', 'add', 'ACME kk')).err).toMatch(/already exists/);
+    const unknown = await cli('org', 'members', 'add', 'Nope', 'taro@acme.co.jp');
+    expect([unknown.code, unknown.err.split('\n')[1]]).toEqual([1, 'error: no organization "Nope" (see org list)']);
+    expect((await cli('org', 'members', 'add', 'Acme KK', 'nobody@acme.co.jp')).code).toBe(1);
+  });
+
+  it('answers org argument errors with exit 2 and one line', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['org', 'add'], /^error: usage: org add <name>/],
+      [['org', 'add', 'X', '--domain', 'not a domain'], /^error: --domain must be a domain such as example\.co\.jp, got "not a domain"/],
+      [['org', 'add', 'X', '--domain'], /^error: --domain needs a value/],
+      [['org', 'members', 'add', 'Acme'], /^error: usage: org members add <org> <email>$/],
+      [['org', 'members', 'remove'], /^error: usage: org members remove <org> <email>$/],
+      [['org', 'list', 'extra'], /^error: unexpected argument; usage: org list$/],
+    ];
+    for (const [argv, line] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      const lines = r.err.split('\n').filter((l) => !l.startsWith('database: '));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(line);
     }
   });
 });

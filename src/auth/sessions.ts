@@ -90,3 +90,9 @@ export async function revokeUserSessions(db: Db, userId: number): Promise<number
   const res = await db.deleteFrom('sessions').where('user_id', '=', userId).executeTakeFirst();
   return Number(res.numDeletedRows);
 }
+
+/** Every session of the user but one (the browser that changed the password stays signed in). */
+export async function revokeOtherSessions(db: Db, userId: number, keep: Buffer): Promise<number> {
+  const res = await db.deleteFrom('sessions').where('user_id', '=', userId).where('id_hash', '!=', keep).executeTakeFirst();
+  return Number(res.numDeletedRows);
+}

@@ -5,10 +5,11 @@ import { isAppError } from '../errors.js';
 import { CliUsageError, type CliCommand, type CliIo } from './types.js';
 import { doctorCommands } from './doctor.js';
 import { heldCommands } from './held.js';
+import { orgCommands } from './orgs.js';
 import { requeueCommands } from './requeue.js';
 import { userCommands } from './users.js';
 
-export const COMMANDS: CliCommand[] = [...userCommands, ...requeueCommands, ...heldCommands, ...doctorCommands];
+export const COMMANDS: CliCommand[] = [...userCommands, ...orgCommands, ...requeueCommands, ...heldCommands, ...doctorCommands];
 
 const HELP = ['help', '--help', '-h'];
 

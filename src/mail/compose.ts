@@ -1,3 +1,4 @@
+import { timeZoneFor } from '../time-zones.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
@@ -22,8 +23,17 @@ import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 export type ComposeConfig = Pick<
   Config,
-  'SECRET_KEY' | 'MAIL_DOMAIN' | 'MAIL_FROM' | 'VERP' | 'PUBLIC_URL' | 'SUPPORT_ADDRESSES' | 'MAIL_ATTACH_MAX_BYTES' | 'FILE_LINK_TTL'
->;
+  | 'SECRET_KEY'
+  | 'MAIL_DOMAIN'
+  | 'MAIL_FROM'
+  | 'VERP'
+  | 'PUBLIC_URL'
+  | 'SUPPORT_ADDRESSES'
+  | 'MAIL_ATTACH_MAX_BYTES'
+  | 'FILE_LINK_TTL'
+  | 'PORTAL_TIME_ZONE'
+> &
+  Partial<Pick<Config, 'BRAND_NAME'>>;
 
 /** A file the mail carries as a MIME part; its bytes are read by the delivery step, outside any transaction. */
 export interface MailFile {
@@ -91,9 +101,10 @@ export function parseMailFrom(mailFrom: string): Mailbox {
   return box;
 }
 
-export function formatDate(date: Date, locale: Locale): string {
-  const fmt = new Intl.DateTimeFormat(locale === 'ja' ? 'ja-JP' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
-  return `${fmt.format(date)} UTC`;
+/** A time in the recipient's zone (their /profile choice, else PORTAL_TIME_ZONE), named after it. */
+export function formatDate(date: Date, locale: Locale, timeZone = 'UTC'): string {
+  const fmt = new Intl.DateTimeFormat(locale === 'ja' ? 'ja-JP' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone });
+  return `${fmt.format(date)} ${timeZone}`;
 }
 
 /** "3 d" / "5 h" / "12 min": how long a ticket has been waiting, for the staff digest. */
@@ -135,13 +146,23 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest'>(
-  kind: K,
-  row: OutboundMailRow,
-): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<
+  K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest' | 'sign_in_link' | 'request_confirmation',
+>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
+}
+
+/** A link carrying a sealed one-time token (sign-in, request confirmation): built only now, under PUBLIC_URL. */
+function tokenLink(config: ComposeConfig, row: OutboundMailRow, kind: 'sign_in_link' | 'request_confirmation', path: string) {
+  const p = payloadOf(kind, row);
+  const token = p.token ? unseal(config.SECRET_KEY, p.token) : null;
+  if (!token) throw new AppError('VALIDATION', `${kind} mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
+  return {
+    url: `${config.PUBLIC_URL}${path}?token=${encodeURIComponent(token)}`,
+    expiresAt: formatDate(new Date(p.expiresAt), row.locale),
+  };
 }
 
 const NO_LAYOUT: LayoutData = { delimiter: '', delimiterHint: '', tag: '' };
@@ -187,12 +208,15 @@ function templateData(
   files: { view: FileView[] },
 ) {
   const locale = row.locale;
+  const zone = timeZoneFor({ time_zone: c.toTimeZone }, config.PORTAL_TIME_ZONE);
   const base = { brand, publicUrl: config.PUBLIC_URL, recipient: { name: recipient.name, email: recipient.address } };
   const ticketLayout = (tag: string) => ({ delimiter: REPLY_DELIMITER, delimiterHint: REPLY_DELIMITER_HINT[locale], tag });
   switch (row.kind) {
     case 'acknowledgement': {
       const ticket = ticketView(config, row, c, locale);
-      return { ...base, ...ticketLayout(ticket.tag), ticket, passwordUrl: `${config.PUBLIC_URL}/password/new` };
+      // Pre-filled with the address this mail went to: one click fewer, and no other address offered.
+      const passwordUrl = `${config.PUBLIC_URL}/password/new?email=${encodeURIComponent(recipient.address)}`;
+      return { ...base, ...ticketLayout(ticket.tag), ticket, passwordUrl };
     }
     case 'staff_notification':
     case 'ticket_update': {
@@ -221,7 +245,7 @@ function templateData(
         requester: { display: displayName({ name: c.ticket?.requesterName ?? null, email: c.ticket?.requesterEmail ?? '' }, true) },
         message: { text: c.message?.text ?? '' },
         attachments: files.view,
-        history: c.history.map((h) => ({ author: who(h), at: formatDate(new Date(h.at), locale), text: h.text })),
+        history: c.history.map((h) => ({ author: who(h), at: formatDate(new Date(h.at), locale, zone), text: h.text })),
       };
     }
     case 'password_setup': {
@@ -230,10 +254,26 @@ function templateData(
       const url = token ? `${config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}` : p.url;
       if (!url) throw new AppError('VALIDATION', `password_setup mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
       if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
-      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale) };
+      return {
+        ...base,
+        ...NO_LAYOUT,
+        url,
+        isReset: p.purpose === 'password_reset',
+        expiresAt: formatDate(new Date(p.expiresAt), locale, zone),
+      };
     }
+    case 'sign_in_link':
+      return { ...base, ...NO_LAYOUT, ...tokenLink(config, row, 'sign_in_link', '/login/link/open') };
+    case 'request_confirmation':
+      // No recipient name: it would be text the visitor typed (this address has no account to name it).
+      return {
+        ...base,
+        ...NO_LAYOUT,
+        recipient: { name: '', email: recipient.address },
+        ...tokenLink(config, row, 'request_confirmation', '/requests/new/confirm'),
+      };
     case 'password_changed':
-      return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale), resetUrl: `${config.PUBLIC_URL}/password/new` };
+      return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale, zone), resetUrl: `${config.PUBLIC_URL}/password/new` };
     case 'staff_digest': {
       const p = payloadOf('staff_digest', row);
       const tickets = p.tickets.map((t) => ({
@@ -281,7 +321,11 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
     row.kind === 'staff_notification' || row.kind === 'ticket_update'
       ? planFiles(config, row, c, opts)
       : { parts: [], view: [], linked: false };
-  const rendered = renderMail(row.kind, row.locale, templateData(config, row, c, to, from.name || from.address, files));
+  const rendered = renderMail(
+    row.kind,
+    row.locale,
+    templateData(config, row, c, to, config.BRAND_NAME ?? (from.name || from.address), files),
+  );
 
   const mail: ComposedMail = {
     from,

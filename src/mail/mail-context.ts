@@ -54,6 +54,8 @@ export interface HistoryEntry {
 
 export interface MailContext {
   toName: string | null;
+  /** The recipient's zone from /profile; null: not chosen (PORTAL_TIME_ZONE applies). */
+  toTimeZone: string | null;
   ticket: {
     id: number;
     subject: string;
@@ -77,6 +79,7 @@ export interface MailContext {
 
 interface Raw extends OutboundMailRow {
   x_to_name: string | null;
+  x_to_time_zone: string | null;
   x_ticket_id: number | null;
   x_subject: string | null;
   x_status: TicketStatus | null;
@@ -136,7 +139,7 @@ export function mailContextQuery(config: MailContextConfig, outboundId: number |
   const where = many ? sql`o.id = ANY(${outboundId}::bigint[])` : sql`o.id = ${outboundId}`;
   return sql<Raw>`${name}
     SELECT ${sql.raw(ROW_COLUMNS.map((c) => `o.${c}`).join(', '))},
-      u.name AS x_to_name,
+      u.name AS x_to_name, u.time_zone AS x_to_time_zone,
       t.id AS x_ticket_id, t.subject AS x_subject, t.status AS x_status, t.priority AS x_priority,
       r.name AS x_requester_name, r.email AS x_requester_email,
       m.id AS x_message_id, m.body_text AS x_text,
@@ -211,6 +214,7 @@ export interface LoadedMail {
 function toLoaded(raw: Raw): LoadedMail {
   const {
     x_to_name,
+    x_to_time_zone,
     x_ticket_id,
     x_subject,
     x_status,
@@ -236,6 +240,7 @@ function toLoaded(raw: Raw): LoadedMail {
     row,
     context: {
       toName: x_to_name,
+      toTimeZone: x_to_time_zone,
       ticket:
         x_ticket_id !== null && x_status !== null
           ? {

@@ -8,7 +8,8 @@ import { hmac, randomSecret, safeEqual } from '../auth/secrets.js';
 import type { Session } from '../auth/sessions.js';
 import type { AppContext } from '../context.js';
 import type { Locale, UserRow } from '../db/database.js';
-import { CSS_VERSION } from './routes/assets.js';
+import { CSS_VERSION, JS_VERSION } from './routes/assets.js';
+import { timeZoneFor } from '../time-zones.js';
 import type { Views } from './views.js';
 
 /** The <title> of each page (the request page builds its own). */
@@ -20,7 +21,14 @@ const PAGE_TITLES: Record<string, string> = {
   'check-email': 'check_email.title',
   'password-set': 'password_set.title',
   'password-set-invalid': 'password_set.invalid_title',
+  profile: 'profile.title',
   requests: 'requests.title',
+  'login-link': 'login_link.title',
+  'login-link-open': 'login_link.open_title',
+  'login-link-invalid': 'password_set.invalid_title',
+  'request-new': 'request_new.title',
+  'request-confirm': 'request_new.confirm_title',
+  'request-confirm-invalid': 'password_set.invalid_title',
 };
 
 export interface PortalDeps {
@@ -135,10 +143,16 @@ export function renderPage(
     pageTitle: titleKey ? deps.views.t(locale, titleKey) : null,
     ...data,
     cssVersion: CSS_VERSION,
+    jsVersion: JS_VERSION,
     locale,
     otherLocale: locale === 'en' ? 'ja' : 'en',
+    // BRAND_NAME when set, else the catalogue's "Support" / 「サポート」.
+    brandName: deps.ctx.config.BRAND_NAME ?? deps.views.t(locale, 'app.name'),
+    registrationOpen: deps.ctx.config.REGISTRATION === 'open',
     publicUrl: deps.ctx.config.PUBLIC_URL,
-    timeZone: deps.ctx.config.PORTAL_TIME_ZONE,
+    timeZone: timeZoneFor(user, deps.ctx.config.PORTAL_TIME_ZONE),
+    // A signed-in user who never chose a zone is offered the browser's (templates/portal/partials/time-zone-offer.hbs).
+    timeZoneOffer: user !== null && user.time_zone === null,
     csrfToken: csrfTokenFor(c, deps),
     user: user ? { email: user.email, name: user.name, isStaff: user.role === 'staff' } : null,
     // The switcher comes back to the same page; only our own path and query, never a full URL.

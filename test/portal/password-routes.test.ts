@@ -200,6 +200,23 @@ describe('GET/POST /password/set', () => {
       b.post(`/password/set?token=${token}`, { password: 'Racer-Two-222', password_confirm: 'Racer-Two-222' }),
     ]);
     expect(results.map((r) => r.status).sort()).toEqual([303, 410]);
+    // A first password: no "changed" notice (see the next test); one winner either way.
+    expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(0);
+    const logins = await Promise.all(['Racer-One-111', 'Racer-Two-222'].map((p) => new Client(app.base).login(user.email, p)));
+    expect(logins.map((r) => r.status).sort()).toEqual([303, 401]);
+  });
+
+  /** The first password set through a link sends no "your password was changed" mail; replacing it does. */
+  it('sends no "changed" notice for a first password, and one for a later reset', async () => {
+    const user = await seedUser(app.ctx.db, { password: null });
+    const first = await tokenFor(user.email);
+    const client = new Client(app.base);
+    await client.get(`/password/set?token=${first}`);
+    expect((await client.post(`/password/set?token=${first}`, { password: 'First-Pass-123', password_confirm: 'First-Pass-123' })).status).toBe(303);
+    expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(0);
+    const reset = await tokenFor(user.email);
+    await client.get(`/password/set?token=${reset}`);
+    expect((await client.post(`/password/set?token=${reset}`, { password: 'Second-Pass-123', password_confirm: 'Second-Pass-123' })).status).toBe(303);
     expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(1);
   });
 
@@ -297,6 +314,35 @@ describe('rate limits and closed registration', () => {
     const res = await client.post('/signup', { name: 'X', email });
     expect(res.status).toBe(403);
     expect(await strict.ctx.db.selectFrom('users').select('id').where('email', '=', email).execute()).toHaveLength(0);
+  });
+
+  it('REGISTRATION=closed: "Submit a request" needs an account; signed in, a CC may not create one', async () => {
+    const visitor = new Client(strict.base);
+    const page = await visitor.get('/requests/new');
+    expect(page.status).toBe(303);
+    expect(page.location).toBe(`${strict.base}/login?notice=expired&next=%2Frequests%2Fnew`);
+    expect((await visitor.get('/login')).html).not.toContain(`href="${strict.base}/requests/new"`);
+    const email = uniqueEmail('closed-visitor');
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ name: 'X', email, subject: 's', description: 'd' })) form.set(k, v);
+    expect((await visitor.postMultipart('/requests/new', form)).status).toBe(303);
+    expect(await strict.ctx.db.selectFrom('portal_submissions').select('id').where('email', '=', email).execute()).toHaveLength(0);
+    expect(await outboxFor(strict.ctx.db, email)).toHaveLength(0);
+
+    const user = await seedUser(strict.ctx.db);
+    const known = await seedUser(strict.ctx.db, { password: null });
+    const client = new Client(strict.base);
+    await client.login(user.email, GOOD_PASSWORD);
+    await client.get('/requests/new');
+    const ask = (ccs: string) => {
+      const f = new FormData();
+      for (const [k, v] of Object.entries({ subject: 'Closed mode', description: 'd', ccs })) f.set(k, v);
+      return client.postMultipart('/requests/new', f);
+    };
+    const stranger = uniqueEmail('closed-cc');
+    expect((await ask(stranger)).status).toBe(422);
+    expect(await strict.ctx.db.selectFrom('users').select('id').where('email', '=', stranger).execute()).toHaveLength(0);
+    expect((await ask(known.email)).status).toBe(303);
   });
 
   it('limits sign-in attempts per account: the 4th attempt is refused (429) even with the right password', async () => {

@@ -1,81 +1,17 @@
 import { sql } from 'kysely';
 import type { Db, ParticipantRole, TicketStatus, UserRole } from '../database.js';
+import { sharesOrganizationWith } from './request-lists.js';
 
 /**
  * Read queries behind the portal. Every one takes the viewer and is scoped to
- * tickets the viewer participates in (requester or cc); staff see all.
- * Anything outside that scope is indistinguishable from "does not exist".
+ * tickets the viewer participates in (requester or cc); staff see all; a
+ * member of a shared organization also reads (only reads) the requests of the
+ * organization's other members. Anything outside that scope is
+ * indistinguishable from "does not exist". The lists are in request-lists.ts.
  */
 export interface Viewer {
   id: number;
   role: UserRole;
-}
-
-export type RequestTab = 'mine' | 'cc' | 'all';
-export type StatusFilter = 'any' | 'open' | 'pending' | 'solved' | 'closed';
-
-export const STATUS_FILTERS: Record<StatusFilter, TicketStatus[] | null> = {
-  any: null,
-  open: ['new', 'open', 'hold'],
-  pending: ['pending'],
-  solved: ['solved'],
-  closed: ['closed'],
-};
-
-export interface RequestListItem {
-  id: number;
-  subject: string;
-  status: TicketStatus;
-  updatedAt: Date;
-  createdAt: Date;
-}
-
-export interface RequestPage {
-  items: RequestListItem[];
-  hasNext: boolean;
-}
-
-/** Newest activity first; `hasNext` comes from fetching one extra row, so no COUNT over a large table. */
-export async function listRequests(
-  db: Db,
-  viewer: Viewer,
-  opts: { tab: RequestTab; status: StatusFilter; page: number; pageSize: number },
-): Promise<RequestPage> {
-  let q = db.selectFrom('tickets as t').select(['t.id', 't.subject', 't.status', 't.updated_at', 't.created_at']);
-  if (opts.tab === 'mine') {
-    q = q.where('t.requester_id', '=', viewer.id);
-  } else if (opts.tab === 'cc') {
-    q = q.where(({ exists, selectFrom }) =>
-      exists(
-        selectFrom('ticket_participants as p')
-          .select(sql`1`.as('one'))
-          .whereRef('p.ticket_id', '=', 't.id')
-          .where('p.user_id', '=', viewer.id)
-          .where('p.role', '=', 'cc'),
-      ),
-    );
-  } else if (viewer.role !== 'staff') {
-    // "all" is a staff view; anyone else asking for it sees nothing rather than an error.
-    return { items: [], hasNext: false };
-  }
-  const statuses = STATUS_FILTERS[opts.status];
-  if (statuses) q = q.where('t.status', 'in', statuses);
-  const rows = await q
-    .orderBy('t.updated_at', 'desc')
-    .orderBy('t.id', 'desc')
-    .limit(opts.pageSize + 1)
-    .offset((opts.page - 1) * opts.pageSize)
-    .execute();
-  return {
-    items: rows.slice(0, opts.pageSize).map((r) => ({
-      id: r.id,
-      subject: r.subject,
-      status: r.status,
-      updatedAt: r.updated_at,
-      createdAt: r.created_at,
-    })),
-    hasNext: rows.length > opts.pageSize,
-  };
 }
 
 export interface ViewableTicket {
@@ -85,8 +21,10 @@ export interface ViewableTicket {
   requesterId: number;
   createdAt: Date;
   updatedAt: Date;
-  /** The viewer's own role on the ticket; null for staff who are not a participant. */
+  /** The viewer's own role on the ticket; null for staff or organization peers who are not a participant. */
   viewerRole: ParticipantRole | null;
+  /** Seen through a shared organization only: shown, but no reply, CC or solve. */
+  readOnly: boolean;
 }
 
 /** The ticket if the viewer may see it; undefined otherwise (the caller answers 404 either way). */
@@ -97,7 +35,9 @@ export async function findTicketForViewer(db: Db, ticketId: number, viewer: View
     .select(['t.id', 't.subject', 't.status', 't.requester_id', 't.created_at', 't.updated_at', 'p.role'])
     .where('t.id', '=', ticketId)
     .executeTakeFirst();
-  if (!row || (row.role === null && viewer.role !== 'staff')) return undefined;
+  if (!row) return undefined;
+  const throughOrg = row.role === null && viewer.role !== 'staff';
+  if (throughOrg && !(await sharesOrganizationWith(db, viewer.id, row.requester_id))) return undefined;
   return {
     id: row.id,
     subject: row.subject,
@@ -106,6 +46,7 @@ export async function findTicketForViewer(db: Db, ticketId: number, viewer: View
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     viewerRole: row.role,
+    readOnly: throughOrg,
   };
 }
 

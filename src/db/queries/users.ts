@@ -121,3 +121,21 @@ export async function emailsWithoutAccount(db: Db, emails: string[]): Promise<st
   const known = new Set(rows.map((r) => r.email.toLowerCase()));
   return wanted.filter((e) => !known.has(e));
 }
+
+/** /profile: name (null clears it), language and time zone (null: not chosen, PORTAL_TIME_ZONE applies). */
+export async function updateProfile(
+  db: Db,
+  id: number,
+  profile: { name?: string | null; locale?: Locale; timeZone?: string | null },
+): Promise<void> {
+  await db
+    .updateTable('users')
+    .set({
+      ...(profile.name !== undefined ? { name: profile.name } : {}),
+      ...(profile.locale !== undefined ? { locale: profile.locale } : {}),
+      ...(profile.timeZone !== undefined ? { time_zone: profile.timeZone } : {}),
+      updated_at: sql`now()` as never,
+    })
+    .where('id', '=', id)
+    .execute();
+}

@@ -1,22 +1,34 @@
 import type { Hono } from 'hono';
-import type { Config } from '../../config.js';
-import { lockUploadQuota, portalUploadBytesToday } from '../../db/queries/attachments.js';
-import { addAttachment, addMessage, addParticipant, countCcs, lockTicket, setTicketStatus } from '../../db/queries/tickets.js';
+import {
+  addAttachment,
+  addMessage,
+  addParticipant,
+  countCcs,
+  lockTicket,
+  participantRole,
+  removeCc,
+  setTicketStatus,
+} from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
-import type { Viewer } from '../../db/queries/portal-requests.js';
 import { AppError } from '../../errors.js';
-import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
-import { csrfTokenMatches, field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { readStreamedForm } from '../streamed-form.js';
-import { parseId, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
+import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
+import {
+  ccAccountRefusal,
+  ccAddressRefusal,
+  MAX_COMMENT_CHARS,
+  MAX_FILES,
+  readUploadForm,
+  recheckUploadQuota,
+  uploadAllowance,
+  uploadsOf,
+} from '../new-request.js';
+import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } from './requests.js';
 
-export const MAX_FILES = 10;
-export const MAX_COMMENT_CHARS = 64 * 1024;
-/** The comment form's path: its body is streamed by its route, which also checks the CSRF token. */
-export const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
+export { MAX_COMMENT_CHARS, MAX_FILES };
 
 /**
  * The whole comment form: each file may reach ATTACHMENT_MAX_BYTES, but all of
@@ -25,32 +37,6 @@ export const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
  */
 export function commentBodyLimit(attachmentMaxBytes: number): number {
   return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
-}
-
-/**
- * A filename as the browser sent it, made safe to store and to put back in a
- * Content-Disposition header: no directories, no control characters, no
- * quotes or slashes, bounded length (keeping the extension).
- */
-export function sanitizeFilename(name: string): string {
-  const base = name.normalize('NFC').split(/[\\/]/).pop() ?? '';
-  let clean = base
-    .replace(/[\p{Cc}\p{Cf}"<>:|?*]/gu, '')
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/^\.+/, '');
-  if (clean.length > 200) {
-    const dot = clean.lastIndexOf('.');
-    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : '';
-    clean = clean.slice(0, 200 - ext.length) + ext;
-  }
-  return clean || 'attachment';
-}
-
-/** File bytes this user may still upload now; null for staff, who have no quota. */
-async function uploadAllowance(db: Db, config: Pick<Config, 'UPLOAD_DAILY_BYTES'>, viewer: Viewer): Promise<number | null> {
-  if (viewer.role === 'staff') return null;
-  return Math.max(0, config.UPLOAD_DAILY_BYTES - (await portalUploadBytesToday(db, viewer.id)));
 }
 
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
@@ -71,16 +57,10 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
   // read as a stream (streamed-form.ts), each file cut off at ATTACHMENT_MAX_BYTES or the user's quota.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const allowance = await uploadAllowance(ctx.db, ctx.config, viewer);
-    const form = await readStreamedForm(c.req.raw, {
-      maxFileBytes: ctx.config.ATTACHMENT_MAX_BYTES,
-      maxFiles: MAX_FILES,
-      maxFieldBytes: 4 * MAX_COMMENT_CHARS,
-      quotaBytes: allowance ?? Infinity,
-      tokenValid: (token) => csrfTokenMatches(c, deps, token),
-    });
+    const form = await readUploadForm(c, deps, allowance);
     const text = field(form.fields, 'body');
     const errorKey = !text
       ? 'request.comment_required'
@@ -90,13 +70,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
           ? 'request.too_many_files'
           : null;
     if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
-    const uploads = form.files.map((f) => ({
-      filename: sanitizeFilename(f.filename),
-      contentType: SAFE_CONTENT_TYPE.test(f.mimeType) ? f.mimeType.toLowerCase() : 'application/octet-stream',
-      content: f.content,
-      sha256: f.sha256,
-    }));
-    const uploadBytes = uploads.reduce((n, u) => n + u.content.length, 0);
+    const uploads = uploadsOf(form);
 
     let outboxIds: number[];
     let messageId: number;
@@ -104,11 +78,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
       ({ outboxIds, messageId } = await ctx.db.transaction().execute(async (trx) => {
         const locked = await lockWritable(trx, ticket.id);
         // Checked again under a per-user lock: another portal process may have stored an upload meanwhile.
-        if (allowance !== null && uploadBytes > 0) {
-          await lockUploadQuota(trx, viewer.id);
-          if ((await portalUploadBytesToday(trx, viewer.id)) + uploadBytes > ctx.config.UPLOAD_DAILY_BYTES)
-            throw new AppError('UPLOAD_QUOTA', 'upload quota exceeded');
-        }
+        await recheckUploadQuota(trx, ctx.config, viewer.id, allowance, uploads);
         const message = await addMessage(trx, {
           ticketId: ticket.id,
           authorId: viewer.id,
@@ -140,30 +110,24 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
 
   app.post('/requests/:id/ccs', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
-    if (!isValidEmail(email)) return renderThread(c, deps, ticket, { ccErrorKey: 'form.invalid_email', ccDraft: email }, 422);
-    // Copying ourselves in would make every update a mail to our own inbox: a loop.
-    if (ctx.config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === ctx.config.MAIL_DOMAIN) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
-    // Staff are copied in by staff; with closed registration a CC never creates an account (issue #12).
-    // One answer for both, the same as for our own addresses.
     const existing = await findUserByEmail(ctx.db, email);
-    if (existing?.role === 'staff' || (!existing && ctx.config.REGISTRATION === 'closed')) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
+    const refusal = ccAddressRefusal(ctx.config, email) ?? ccAccountRefusal(ctx.config, existing);
+    if (refusal) return renderThread(c, deps, ticket, { ccErrorKey: refusal, ccDraft: email }, 422);
     try {
-      const added = await ctx.db.transaction().execute(async (trx) => {
+      const outcome = await ctx.db.transaction().execute(async (trx) => {
         await lockWritable(trx, ticket.id);
-        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return false;
+        // Already on the request (as CC or requester): said so, rather than a "CC was added" that changed nothing.
+        if (existing && (await participantRole(trx, ticket.id, existing.id)) !== null) return 'already';
+        if ((await countCcs(trx, ticket.id)) >= ctx.config.MAX_CCS) return 'full';
         const { user } = await ensureUser(trx, { email, locale: ctx.config.DEFAULT_LOCALE });
-        await addParticipant(trx, ticket.id, user.id, 'cc');
-        return true;
+        return (await addParticipant(trx, ticket.id, user.id, 'cc')) ? 'added' : 'already';
       });
-      if (!added) return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'full') return renderThread(c, deps, ticket, { ccErrorKey: 'request.too_many_ccs', ccDraft: email }, 422);
+      if (outcome === 'already') return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_already', ccDraft: email }, 422);
     } catch (err) {
       if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
       throw err;
@@ -171,9 +135,32 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_added`);
   });
 
+  // The requester and CCs (and staff) take a CC off the request; the requester cannot be removed.
+  app.post('/requests/:id/ccs/remove', async (c) => {
+    const viewer = viewerOf(c);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
+    if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
+    const body = await c.req.parseBody();
+    const userId = /^\d{1,15}$/.test(field(body, 'user_id')) ? Number(field(body, 'user_id')) : null;
+    let removed: boolean;
+    try {
+      removed = await ctx.db.transaction().execute(async (trx) => {
+        await lockWritable(trx, ticket.id);
+        return userId !== null && removeCc(trx, ticket.id, userId);
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'TICKET_CLOSED') return closedPage(c, deps, ticket.id);
+      throw err;
+    }
+    if (!removed) return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_found' }, 422);
+    // Whoever took themselves off can no longer see the request.
+    if (userId === viewer.id && viewer.role !== 'staff') return redirectTo(c, deps, '/requests');
+    return redirectTo(c, deps, `/requests/${ticket.id}?notice=cc_removed`);
+  });
+
   app.post('/requests/:id/solve', async (c) => {
     const viewer = viewerOf(c);
-    const ticket = await ticketOr404(deps, parseId(c.req.param('id')), viewer);
+    const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     let outboxIds: number[];
     try {
       outboxIds = await ctx.db.transaction().execute(async (trx) => {

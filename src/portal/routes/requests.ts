@@ -4,13 +4,18 @@ import {
   findTicketForViewer,
   listParticipants,
   listPublicThread,
-  listRequests,
-  STATUS_FILTERS,
-  type RequestTab,
-  type StatusFilter,
   type ViewableTicket,
   type Viewer,
 } from '../../db/queries/portal-requests.js';
+import {
+  inSharedOrganization,
+  listRequests,
+  MAX_SEARCH_CHARS,
+  STATUS_FILTERS,
+  type RequestSort,
+  type RequestTab,
+  type StatusFilter,
+} from '../../db/queries/request-lists.js';
 import { AppError } from '../../errors.js';
 import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
 import { attachmentDownload } from '../download.js';
@@ -19,7 +24,7 @@ import { formatBytes } from '../views.js';
 
 export const PAGE_SIZE = 25;
 const MAX_PAGE = 10_000;
-const NOTICES = new Set(['commented', 'cc_added', 'solved']);
+const NOTICES = new Set(['commented', 'cc_added', 'cc_removed', 'solved', 'created']);
 export { SAFE_CONTENT_TYPE } from '../../mail/content-type.js';
 
 export function viewerOf(c: PortalContext): Viewer {
@@ -37,6 +42,13 @@ export function parseId(value: string | undefined): number {
 export async function ticketOr404(deps: PortalDeps, id: number, viewer: Viewer): Promise<ViewableTicket> {
   const ticket = await findTicketForViewer(deps.ctx.db, id, viewer);
   if (!ticket) throw new AppError('NOT_FOUND', `request ${id} not visible`);
+  return ticket;
+}
+
+/** For the write routes: a request seen only through a shared organization can be read, not changed. */
+export async function participantTicketOr404(deps: PortalDeps, id: number, viewer: Viewer): Promise<ViewableTicket> {
+  const ticket = await ticketOr404(deps, id, viewer);
+  if (ticket.readOnly) throw new AppError('FORBIDDEN', `request ${id} is read-only for user ${viewer.id}`);
   return ticket;
 }
 
@@ -60,9 +72,10 @@ export async function renderThread(
   const t = (key: string) => deps.views.t(c.get('locale'), key);
   const display = (p: { name: string | null; email: string; isStaff: boolean }) =>
     // Staff addresses stay private: customers see a name or "Support".
-    p.isStaff ? (p.name ?? t('request.support')) : p.name ? `${p.name} <${p.email}>` : p.email;
+    p.isStaff ? (p.name ?? deps.ctx.config.BRAND_NAME ?? t('request.support')) : p.name ? `${p.name} <${p.email}>` : p.email;
   const notice = c.req.query('notice');
-  const writable = ticket.status !== 'closed';
+  // Closed requests, and requests seen only through a shared organization, show no forms.
+  const writable = ticket.status !== 'closed' && !ticket.readOnly;
   return renderPage(
     c,
     deps,
@@ -74,7 +87,9 @@ export async function renderThread(
       requester: participants.filter((p) => p.role === 'requester').map((p) => display({ ...p, isStaff: p.userRole === 'staff' }))[0] ?? '',
       // A CC is shown as the address someone typed, never the account's name: the list must not
       // tell the adder whether (or as whom) that address already has an account.
-      ccs: participants.filter((p) => p.role === 'cc').map((p) => (p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email)),
+      ccs: participants
+        .filter((p) => p.role === 'cc')
+        .map((p) => ({ userId: p.userId, label: p.userRole === 'staff' ? display({ ...p, isStaff: true }) : p.email })),
       messages: messages.map((m) => {
         // An agent's mail as their client sent it quotes our notification (commands, requester, internal
         // context): customers get only the cleaned reply, as plain text, and never the original.
@@ -97,6 +112,7 @@ export async function renderThread(
         };
       }),
       writable,
+      readOnly: ticket.readOnly,
       canSolve: writable && ticket.status !== 'solved' && (ticket.viewerRole !== null || viewer.role === 'staff'),
       isSolved: ticket.status === 'solved',
       maxAttachment: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES),
@@ -113,21 +129,33 @@ export function registerRequestRoutes(app: Hono<PortalEnv>, deps: PortalDeps): v
   app.get('/requests', async (c) => {
     const viewer = viewerOf(c);
     const filter = c.req.query('filter');
-    const tab: RequestTab = filter === 'cc' ? 'cc' : filter === 'all' && viewer.role === 'staff' ? 'all' : 'mine';
+    const orgTab = await inSharedOrganization(ctx.db, viewer.id);
+    const tab: RequestTab =
+      filter === 'cc' ? 'cc' : filter === 'all' && viewer.role === 'staff' ? 'all' : filter === 'org' && orgTab ? 'org' : 'mine';
     const statusParam = c.req.query('status') ?? 'any';
     const status: StatusFilter = statusParam in STATUS_FILTERS ? (statusParam as StatusFilter) : 'any';
+    const sort: RequestSort = c.req.query('sort') === 'created' ? 'created' : 'updated';
+    const q = (c.req.query('q') ?? '').slice(0, MAX_SEARCH_CHARS).trim();
     const pageParam = Number(c.req.query('page') ?? '1');
     const page = Number.isInteger(pageParam) && pageParam >= 1 ? Math.min(pageParam, MAX_PAGE) : 1;
-    const result = await listRequests(ctx.db, viewer, { tab, status, page, pageSize: PAGE_SIZE });
+    const result = await listRequests(ctx.db, viewer, { tab, status, page, pageSize: PAGE_SIZE, q, sort });
     const query = (p: number) => {
       const params = new URLSearchParams();
       if (tab !== 'mine') params.set('filter', tab);
       if (status !== 'any') params.set('status', status);
+      if (q) params.set('q', q);
+      if (sort !== 'updated') params.set('sort', sort);
       if (p > 1) params.set('page', String(p));
       const s = params.toString();
       return s ? `?${s}` : '';
     };
-    const tabs = (['mine', 'cc', ...(viewer.role === 'staff' ? ['all'] : [])] as RequestTab[]).map((name) => ({
+    const names: RequestTab[] = [
+      'mine',
+      'cc',
+      ...(orgTab ? (['org'] as const) : []),
+      ...(viewer.role === 'staff' ? (['all'] as const) : []),
+    ];
+    const tabs = names.map((name) => ({
       name,
       labelKey: `requests.tab_${name}`,
       href: name === 'mine' ? '' : `?filter=${name}`,
@@ -140,6 +168,10 @@ export function registerRequestRoutes(app: Hono<PortalEnv>, deps: PortalDeps): v
       filterValue: tab === 'mine' ? null : tab,
       status,
       statuses: (Object.keys(STATUS_FILTERS) as StatusFilter[]).map((s) => ({ value: s, labelKey: `filter.${s}`, selected: s === status })),
+      q,
+      sort,
+      sorts: (['updated', 'created'] as const).map((s) => ({ value: s, labelKey: `requests.sort_${s}`, selected: s === sort })),
+      captionKey: sort === 'created' ? 'requests.caption_created' : 'requests.caption',
       items: result.items.map((i) => ({ ...i, statusKey: `status.${i.status}` })),
       page,
       prevHref: page > 1 ? query(page - 1) || '?' : null,
