@@ -165,7 +165,7 @@ describe('streamed uploads', () => {
     expect(await storedOn(t.ticketId)).toHaveLength(0);
   });
 
-  it('refuses uploads past UPLOAD_DAILY_BYTES with a clear page and stores nothing; comments without files still work', async () => {
+  it('refuses uploads past UPLOAD_DAILY_BYTES (replies and new requests) with a clear page and stores nothing; comments without files still work', async () => {
     const t = await openTicket(rig);
     await setPassword(rig.db, t.email, PASSWORD);
     const client = new Client(rig.base);
@@ -186,6 +186,19 @@ describe('streamed uploads', () => {
     const complete = await upload(client, t.ticketId, 2, 9 * MB);
     expect(complete.status).toBe(413);
     expect(complete.html).toContain('Upload allowance used up');
+    // A new request is no way around it.
+    const ticketsBefore = await rig.db.selectFrom('tickets').select('id').where('requester_id', '=', t.requester.id).execute();
+    await client.get('/requests/new');
+    const viaNew = new FormData();
+    viaNew.set('subject', 'Same files again');
+    viaNew.set('description', 'See the attachment');
+    viaNew.append('files', new Blob([Buffer.alloc(9 * MB, 0x71)]), 'again.bin');
+    const created = await client.postMultipart('/requests/new', viaNew);
+    expect(created.status).toBe(413);
+    expect(created.html).toContain('Upload allowance used up');
+    expect(await rig.db.selectFrom('tickets').select('id').where('requester_id', '=', t.requester.id).execute()).toHaveLength(
+      ticketsBefore.length,
+    );
     expect(await messagesOn(t.ticketId)).toHaveLength(before);
     expect((await storedOn(t.ticketId)).map((r) => r.size)).toEqual([16 * MB]);
 
