@@ -30,8 +30,8 @@ import { registerSignInLinkRoutes } from './routes/sign-in-link.js';
 const FORM_LIMIT_BYTES = 256 * 1024;
 
 /**
- * Uploads are streamed, but each file is held in memory until its comment is
- * stored (one copy, up to ATTACHMENT_MAX_BYTES per file and commentBodyLimit
+ * Uploads are streamed, but each file is held in memory until its reply or
+ * request is stored (one copy, up to ATTACHMENT_MAX_BYTES per file and commentBodyLimit
  * per form), so how many run at once is what bounds memory: one per user,
  * UPLOADS_IN_FLIGHT per process. A request over either limit is answered 429
  * before its body is read.
