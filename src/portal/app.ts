@@ -8,7 +8,7 @@ import type { AppContext } from '../context.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { httpStatusOf } from './http-errors.js';
 import { formatBytes, loadViews } from './views.js';
-import { UPLOAD_PATH } from './new-request.js';
+import { UPLOAD_PATH, uploadFormLimit } from './new-request.js';
 import { clientIp, renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
 import { canonicalHost } from './middleware/canonical-host.js';
 import { csrfProtection } from './middleware/csrf.js';
@@ -21,7 +21,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
 import { registerProfileRoutes } from './routes/profile.js';
-import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
+import { registerRequestActionRoutes } from './routes/request-actions.js';
 import { OPEN_REQUEST_PATHS, registerRequestNewRoutes } from './routes/request-new.js';
 import { registerRequestRoutes } from './routes/requests.js';
 import { registerSignInLinkRoutes } from './routes/sign-in-link.js';
@@ -31,7 +31,7 @@ const FORM_LIMIT_BYTES = 256 * 1024;
 
 /**
  * Uploads are streamed, but each file is held in memory until its reply or
- * request is stored (one copy, up to ATTACHMENT_MAX_BYTES per file and commentBodyLimit
+ * request is stored (one copy, up to ATTACHMENT_MAX_BYTES per file and uploadFormLimit
  * per form), so how many run at once is what bounds memory: one per user,
  * UPLOADS_IN_FLIGHT per process. A request over either limit is answered 429
  * before its body is read.
@@ -110,10 +110,15 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
     throw new AppError('UPLOAD_TOO_LARGE');
   };
   const formLimit = bodyLimit({ maxSize: FORM_LIMIT_BYTES, onError: tooLarge });
-  const uploadLimit = bodyLimit({ maxSize: commentBodyLimit(ctx.config.ATTACHMENT_MAX_BYTES), onError: tooLarge });
+  const uploadLimit = uploadFormLimit(ctx.config.ATTACHMENT_MAX_BYTES);
   app.use('*', async (c, next) => {
     if (c.req.method !== 'POST') return next();
-    return (UPLOAD_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
+    if (!UPLOAD_PATH.test(c.req.path)) return formLimit(c, next);
+    // Upload forms are streamed, and the parser counts the body as it reads it (streamed-form.ts):
+    // hono's bodyLimit would buffer a chunked body whole to count it. A declared size over the
+    // limit is refused here, before anything is read.
+    if (Number(c.req.header('content-length') ?? 0) > uploadLimit) tooLarge();
+    return next();
   });
   app.use('*', sessionAndLocale(deps));
   // After /healthz and /metrics (probes and scrapers use any address), before anything that relies on the origin.

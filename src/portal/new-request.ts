@@ -54,12 +54,23 @@ export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
 
 /**
+ * The whole upload form: each file may reach ATTACHMENT_MAX_BYTES, but all of
+ * them together at most three times that (each file is held in memory until
+ * its reply or request is stored), plus room for the text and the framing.
+ */
+export function uploadFormLimit(attachmentMaxBytes: number): number {
+  return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
+}
+
+/**
  * Reads an upload form as a stream (streamed-form.ts) with the portal's limits:
- * ATTACHMENT_MAX_BYTES per file, MAX_FILES, and `allowance` file bytes in all
- * (null: no quota). The CSRF token field is checked as it arrives.
+ * uploadFormLimit for the whole body, ATTACHMENT_MAX_BYTES per file, MAX_FILES,
+ * and `allowance` file bytes in all (null: no quota). The CSRF token field is
+ * checked as it arrives.
  */
 export function readUploadForm(c: PortalContext, deps: PortalDeps, allowance: number | null): Promise<StreamedForm> {
   return readStreamedForm(c.req.raw, {
+    maxBodyBytes: uploadFormLimit(deps.ctx.config.ATTACHMENT_MAX_BYTES),
     maxFileBytes: deps.ctx.config.ATTACHMENT_MAX_BYTES,
     maxFiles: MAX_FILES,
     maxFieldBytes: 4 * MAX_COMMENT_CHARS,

@@ -30,6 +30,8 @@ export interface StreamedForm {
 }
 
 export interface StreamLimits {
+  /** The whole body, however it is sent (Content-Length or chunked). */
+  maxBodyBytes: number;
   maxFileBytes: number;
   maxFiles: number;
   maxFieldBytes: number;
@@ -134,6 +136,7 @@ export async function readStreamedForm(req: Request, limits: StreamLimits): Prom
   });
 
   const reader = req.body.getReader();
+  let bodyBytes = 0;
   const pump = async () => {
     for (;;) {
       if (failure) break;
@@ -143,6 +146,8 @@ export async function readStreamedForm(req: Request, limits: StreamLimits): Prom
         break;
       }
       if (failure) break;
+      bodyBytes += value.length;
+      if (bodyBytes > limits.maxBodyBytes) return fail(new AppError('UPLOAD_TOO_LARGE', `form larger than ${limits.maxBodyBytes} bytes`));
       if (!parser.write(value)) await new Promise((resolve) => parser.once('drain', resolve));
     }
   };

@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../portal/support.js';
-import { openTicket, PASSWORD, setPassword, startRig, type Rig } from './support/rig.js';
+import { makeUser, openTicket, PASSWORD, setPassword, startRig, type Rig } from './support/rig.js';
 
 /**
  * Finding 9 of issue #12: an upload is parsed in memory (several copies of a
@@ -64,30 +64,29 @@ describe('concurrent uploads by one customer', () => {
 });
 
 /**
- * A multipart upload over a raw socket that declares `declared` bytes but
- * sends only the fields and `fileBytes` of one file, then waits with the
- * body unfinished. Resolves with the response the server sends anyway.
+ * A multipart upload over a raw socket that sends the fields and `files`
+ * files of `fileBytes` each, then waits with the body unfinished: with
+ * `declared`, as a Content-Length body that promises more; without, chunked
+ * (no length at all). Resolves with the response the server sends anyway.
  */
-function unfinishedUpload(client: Client, ticketId: number, opts: { token: string; fileBytes: number; declared: number }) {
+function unfinishedUpload(client: Client, ticketId: number, opts: { token: string; fileBytes: number; files?: number; declared?: number }) {
   const boundary = 'unfinished-boundary-7f3a';
-  const head = Buffer.from(
-    [
-      `--${boundary}`,
-      'Content-Disposition: form-data; name="_csrf"',
-      '',
-      opts.token,
-      `--${boundary}`,
-      'Content-Disposition: form-data; name="body"',
-      '',
-      'unfinished upload',
-      `--${boundary}`,
-      'Content-Disposition: form-data; name="files"; filename="big.bin"',
-      'Content-Type: application/octet-stream',
-      '',
-      '',
-    ].join('\r\n'),
-  );
+  const fields = [
+    `--${boundary}`,
+    'Content-Disposition: form-data; name="_csrf"',
+    '',
+    opts.token,
+    `--${boundary}`,
+    'Content-Disposition: form-data; name="body"',
+    '',
+    'unfinished upload',
+  ].join('\r\n');
+  const fileHead = (n: number) =>
+    Buffer.from(
+      `\r\n--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="big-${n}.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+    );
   const url = new URL(rig.base);
+  const chunked = opts.declared === undefined;
   return new Promise<{ status: number; text: string; ms: number }>((resolve, reject) => {
     const started = Date.now();
     const socket = connect(Number(url.port), url.hostname);
@@ -108,6 +107,8 @@ function unfinishedUpload(client: Client, ticketId: number, opts: { token: strin
     });
     socket.on('close', () => (response ? done() : reject(new Error('closed without an answer'))));
     socket.on('error', () => {});
+    const send = (b: Buffer) =>
+      chunked ? socket.write(Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')])) : socket.write(b);
     socket.write(
       [
         `POST /requests/${ticketId}/comments HTTP/1.1`,
@@ -115,19 +116,26 @@ function unfinishedUpload(client: Client, ticketId: number, opts: { token: strin
         `Origin: ${rig.base}`,
         `Cookie: ${[...client.cookies].map(([k, v]) => `${k}=${v}`).join('; ')}`,
         `Content-Type: multipart/form-data; boundary=${boundary}`,
-        `Content-Length: ${opts.declared}`,
+        chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${opts.declared}`,
         '',
         '',
       ].join('\r\n'),
     );
-    socket.write(head);
+    send(Buffer.from(fields));
     const chunk = Buffer.alloc(256 * 1024, 0x7a);
+    const total = opts.files ?? 1;
+    let file = 0;
     let sent = 0;
     const pump = () => {
-      while (sent < opts.fileBytes) {
-        const n = Math.min(chunk.length, opts.fileBytes - sent);
-        sent += n;
-        if (!socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void socket.once('drain', pump);
+      while (file < total) {
+        if (sent === 0) send(fileHead(file));
+        while (sent < opts.fileBytes) {
+          const n = Math.min(chunk.length, opts.fileBytes - sent);
+          sent += n;
+          if (!send(n === chunk.length ? chunk : chunk.subarray(0, n))) return void socket.once('drain', pump);
+        }
+        file += 1;
+        sent = 0;
       }
     };
     pump();
@@ -145,7 +153,7 @@ const storedOn = (ticketId: number) =>
 const messagesOn = (ticketId: number) => rig.db.selectFrom('messages').select('id').where('ticket_id', '=', ticketId).execute();
 
 describe('streamed uploads', () => {
-  it('refuses a file over ATTACHMENT_MAX_BYTES, and a wrong CSRF token, while the body is still arriving; nothing is stored', async () => {
+  it('refuses a file over ATTACHMENT_MAX_BYTES, a wrong CSRF token and a chunked form over the form limit while the body is still arriving; nothing is stored', async () => {
     const t = await openTicket(rig);
     await setPassword(rig.db, t.email, PASSWORD);
     const client = new Client(rig.base);
@@ -158,8 +166,18 @@ describe('streamed uploads', () => {
     expect(big.text).toContain('Each file may be at most 20.0 MB');
     const forged = await unfinishedUpload(client, t.ticketId, { token: 'x'.repeat(43), fileBytes: 1 * MB, declared: 30 * MB });
     expect(forged.status).toBe(403);
+    // Chunked (no length to refuse up front): files each under the limit, together over the form's 3 × 20 MB.
+    // Sent by staff, who have no upload quota, so the form limit is what stops it.
+    const staff = await makeUser(rig.db, { role: 'staff' });
+    const agent = new Client(rig.base);
+    expect((await agent.login(staff.email, PASSWORD)).status).toBe(303);
+    await agent.get(`/requests/${t.ticketId}`);
+    const many = await unfinishedUpload(agent, t.ticketId, { token: agent.lastCsrf!, fileBytes: 16 * MB, files: 4 });
+    expect(many.status).toBe(413);
+    expect(many.text).toContain('Too large');
     console.log(
-      `unfinished bodies: oversize file answered ${big.status} after ${big.ms} ms, wrong token ${forged.status} after ${forged.ms} ms`,
+      `unfinished bodies: oversize file answered ${big.status} after ${big.ms} ms, wrong token ${forged.status} after ${forged.ms} ms, ` +
+        `chunked 4 × 16 MB ${many.status} after ${many.ms} ms`,
     );
     expect(await messagesOn(t.ticketId)).toHaveLength(before);
     expect(await storedOn(t.ticketId)).toHaveLength(0);

@@ -30,15 +30,6 @@ import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } 
 
 export { MAX_COMMENT_CHARS, MAX_FILES };
 
-/**
- * The whole comment form: each file may reach ATTACHMENT_MAX_BYTES, but all of
- * them together at most three times that (each file is held in memory until
- * the comment is stored), plus room for the text and the multipart framing.
- */
-export function commentBodyLimit(attachmentMaxBytes: number): number {
-  return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
-}
-
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
 async function lockWritable(trx: Db, ticketId: number): Promise<TicketRow> {
   const ticket = await lockTicket(trx, ticketId);
@@ -53,8 +44,8 @@ function closedPage(c: PortalContext, deps: PortalDeps, ticketId: number): Promi
 
 export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void {
   const { ctx } = deps;
-  // The request size is capped in app.ts (commentBodyLimit) before anything parses the body; the form is
-  // read as a stream (streamed-form.ts), each file cut off at ATTACHMENT_MAX_BYTES or the user's quota.
+  // The form is read as a stream (streamed-form.ts): the whole form is cut off at uploadFormLimit, each
+  // file at ATTACHMENT_MAX_BYTES, all files at the user's quota.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
     const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
