@@ -11,7 +11,7 @@ import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
 import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
 import { buildThreadHeaders } from './threading.js';
-import { makeCsatToken, makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
+import { makeBounceAddress, makeCsatToken, makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
 import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 /**
@@ -26,6 +26,7 @@ export type ComposeConfig = Pick<
   | 'SECRET_KEY'
   | 'MAIL_DOMAIN'
   | 'MAIL_FROM'
+  | 'VERP'
   | 'PUBLIC_URL'
   | 'SUPPORT_ADDRESSES'
   | 'MAIL_ATTACH_MAX_BYTES'
@@ -360,8 +361,13 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
       'X-Auto-Response-Suppress': 'All',
       [LOOP_HEADER]: config.MAIL_DOMAIN,
     },
-    // Bounces go to our support address, where the inbound side matches them to this row.
-    envelope: { from: from.address, to: [to.address] },
+    // Bounces come back to this row's own signed return path (VERP), which the
+    // listener accepts and the inbound side matches to exactly this row; with
+    // VERP=off they go to MAIL_FROM and are matched by our signed Message-ID.
+    envelope: {
+      from: config.VERP === 'on' ? makeBounceAddress(config.SECRET_KEY, config.MAIL_DOMAIN, row.id) : from.address,
+      to: [to.address],
+    },
     files: files.parts,
     linked: files.linked,
   };

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
+import { composeOutboundMail } from '../../src/mail/compose.js';
+import { parseBounceAddress, parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
 import { OUTBOUND_KINDS } from '../../src/db/database.js';
 import { REPLY_DELIMITER, preloadTemplates, renderMail } from '../../src/mail/render.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -120,7 +121,23 @@ describe('acknowledgement', () => {
     const [m] = await sink.waitFor(to(t.customer.email));
     const parsed = await parse(m!);
 
-    expect(m!.mailFrom).toBe('support@help.test');
+    // The envelope sender is this mail's own signed return path (VERP): a bounce names the outbox row.
+    const row = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('id')
+      .where('message_id', '=', bare(header(m!, 'Message-ID')))
+      .executeTakeFirstOrThrow();
+    expect(m!.mailFrom).toMatch(/^bounce\+\d+\.[a-z2-7]{16}@help\.test$/);
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom)).toEqual({ outboundId: row.id });
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/\.[a-z2-7]{16}@/, `.${'a'.repeat(16)}@`))).toBeNull();
+    // Mail systems may change the case; another row's id, another domain or another local part never verifies.
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.toUpperCase())).toEqual({ outboundId: row.id });
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(`+${row.id}.`, `+${row.id + 1}.`))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace('@help.test', '@other.test'))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/^bounce\+/, 'support+'))).toBeNull();
+    // VERP=off, for relays that accept only a fixed sender: the envelope sender is MAIL_FROM's address.
+    const fixed = await composeOutboundMail(app.ctx.db, { ...app.ctx.config, VERP: 'off' }, row);
+    expect(fixed.envelope.from).toBe('support@help.test');
     expect(parsed.from?.value[0]).toMatchObject({ address: 'support@help.test', name: 'Help Desk' });
     expect(parsed.subject).toBe('Re: Printer on fire');
     // Our Message-ID: under MAIL_DOMAIN and verifiably ours, naming the ticket.

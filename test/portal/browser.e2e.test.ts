@@ -174,10 +174,13 @@ describe('customer journey in Chromium', () => {
     expect(await page.getByText('Our printer is on fire.').isVisible()).toBe(true);
 
     await page.getByLabel('Your reply').fill('The fire is out, but it smells odd.');
+    // The plain HTML form (no script) with a file: streamed on the server, its CSRF field read first.
+    await page.locator('#files').setInputFiles({ name: 'smell-report.txt', mimeType: 'text/plain', buffer: Buffer.from('burnt toner') });
     await page.getByRole('button', { name: 'Send reply' }).click();
     await page.waitForURL(new RegExp(`/requests/${ticketId}\\?notice=commented`));
     expect(await page.getByText('Your reply was added.').isVisible()).toBe(true);
     expect(await page.getByText('The fire is out, but it smells odd.').isVisible()).toBe(true);
+    expect(await page.getByRole('link', { name: /smell-report\.txt/ }).count()).toBe(1);
     await page.screenshot({ path: new URL('portal-request.png', ARTIFACTS).pathname, fullPage: true });
 
     await page.getByRole('button', { name: 'Mark as solved' }).click();

@@ -6,6 +6,7 @@ import { LOOP_HEADER } from '../../mail/compose.js';
 import { requeueInbound } from '../process-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
+import { returnPathVerdict } from './bounce.js';
 import { Held } from './held.js';
 import { ParseFailedError } from './parse-pool.js';
 import { routeMessage, type InboundRow, type Outcome } from './route.js';
@@ -63,6 +64,7 @@ export function result(inboundId: number, outcome: Outcome | null): InboundResul
 /** Parses off-thread; a message the parser cannot handle within its limits comes back as the ParseFailedError. */
 export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
   const parsed = await analyzeInbound(ctx, row);
+  if (!(parsed instanceof ParseFailedError) && !parsed.machine) parsed.machine = returnPathVerdict(ctx.config, row.rcpt_to);
   // DNS for SPF/DKIM/DMARC happens here, before any transaction: never network I/O while holding locks.
   // Machine mail and mail without a From gain nothing from a verdict.
   if (!(parsed instanceof ParseFailedError) && parsed.from && !parsed.machine) {
@@ -77,7 +79,7 @@ export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<Anal
   return parsed;
 }
 
-type ParseRow = Pick<InboundRow, 'raw' | 'mail_from' | 'release_overrides' | 'client_address' | 'helo'>;
+type ParseRow = Pick<InboundRow, 'raw' | 'mail_from' | 'rcpt_to' | 'release_overrides' | 'client_address' | 'helo'>;
 
 async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
   // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).

@@ -231,7 +231,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
 
   if (a.machine && !skip.has(a.machine.kind)) {
     if (a.machine.kind === 'bounce') {
-      const ids = await attachBounce(trx, cfg, row.id, a);
+      const ids = await attachBounce(trx, cfg, row.id, a, row.rcpt_to);
       return held(
         'bounce',
         `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`,
