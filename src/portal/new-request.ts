@@ -5,6 +5,7 @@ import { lockUploadQuota, portalUploadBytesToday } from '../db/queries/attachmen
 import type { Viewer } from '../db/queries/portal-requests.js';
 import { addAttachment, addMessage, addParticipant, createTicket } from '../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../db/queries/users.js';
+import { sanitizeFilename } from '../mail/filename.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../mail/address.js';
 import { SAFE_CONTENT_TYPE } from '../mail/content-type.js';
 import { queueTicketMails } from '../mail/notify.js';
@@ -24,26 +25,6 @@ export interface Upload {
   contentType: string;
   content: Buffer;
   sha256: string;
-}
-
-/**
- * A filename as the browser sent it, made safe to store and to put back in a
- * Content-Disposition header: no directories, no control characters, no
- * quotes or slashes, bounded length (keeping the extension).
- */
-export function sanitizeFilename(name: string): string {
-  const base = name.normalize('NFC').split(/[\\/]/).pop() ?? '';
-  let clean = base
-    .replace(/[\p{Cc}\p{Cf}"<>:|?*]/gu, '')
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/^\.+/, '');
-  if (clean.length > 200) {
-    const dot = clean.lastIndexOf('.');
-    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : '';
-    clean = clean.slice(0, 200 - ext.length) + ext;
-  }
-  return clean || 'attachment';
 }
 
 /** Forms that carry uploads (a reply, and a new request): streamed by their routes, which check the CSRF token. */
@@ -81,12 +62,10 @@ export function readUploadForm(c: PortalContext, deps: PortalDeps, allowance: nu
 
 /** The streamed files as stored uploads: name and type made safe. */
 export function uploadsOf(form: StreamedForm): Upload[] {
-  return form.files.map((f) => ({
-    filename: sanitizeFilename(f.filename),
-    contentType: SAFE_CONTENT_TYPE.test(f.mimeType) ? f.mimeType.toLowerCase() : 'application/octet-stream',
-    content: f.content,
-    sha256: f.sha256,
-  }));
+  return form.files.map((f, i) => {
+    const contentType = SAFE_CONTENT_TYPE.test(f.mimeType) ? f.mimeType.toLowerCase() : 'application/octet-stream';
+    return { filename: sanitizeFilename(f.filename, contentType, i + 1), contentType, content: f.content, sha256: f.sha256 };
+  });
 }
 
 /** File bytes this user may still upload through the portal now (UPLOAD_DAILY_BYTES); null for staff, who have no quota. */

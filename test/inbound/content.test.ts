@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sanitizeFilename } from '../../src/jobs/inbound/attachments.js';
+import { sanitizeFilename } from '../../src/mail/filename.js';
 import { classifyMachineMail, parseDeliveryStatus, type ClassifyInput } from '../../src/jobs/inbound/classify.js';
 import { sanitizeMailHtml, splitHtmlQuote } from '../../src/jobs/inbound/html-content.js';
 import { ParseFailedError, ParsePool } from '../../src/jobs/inbound/parse-pool.js';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { characterClasses, checkPasswordPolicy } from '../../src/auth/policy.js';
 import { needsRehash, hashPassword, verifyPassword } from '../../src/auth/password.js';
 import { safeReturnPath } from '../../src/portal/http.js';
-import { sanitizeFilename } from '../../src/portal/new-request.js';
+import { sanitizeFilename } from '../../src/mail/filename.js';
 import { sanitizeMailHtml } from '../../src/portal/sanitize.js';
 
 const policy = { PASSWORD_MIN_LENGTH: 8, PASSWORD_MIN_CLASSES: 3, PASSWORD_FORBID_EMAIL_LOCAL: true };
@@ -69,18 +69,20 @@ describe('return paths', () => {
 });
 
 describe('uploaded file names', () => {
+  // The same rules as for mail attachments (src/mail/filename.ts): one rule set for every file we store.
+  const oct = 'application/octet-stream';
   it('strips directories, control characters and header-breaking characters', () => {
-    expect(sanitizeFilename('../../etc/passwd')).toBe('passwd');
-    expect(sanitizeFilename('C:\\Users\\me\\report.pdf')).toBe('report.pdf');
-    expect(sanitizeFilename('a"b\r\nContent-Type: x.txt')).toBe('abContent-Type x.txt');
-    expect(sanitizeFilename('...')).toBe('attachment');
+    expect(sanitizeFilename('../../etc/passwd', oct, 1)).toBe('passwd');
+    expect(sanitizeFilename('C:\\Users\\me\\report.pdf', oct, 1)).toBe('report.pdf');
+    expect(sanitizeFilename('a"b\r\nContent-Type: x.txt', oct, 1)).toBe('a_bContent-Type_ x.txt');
+    expect(sanitizeFilename('...', 'application/pdf', 2)).toBe('attachment-2.pdf');
   });
 
-  it('keeps Japanese names and the extension when shortening', () => {
-    expect(sanitizeFilename('請求書.pdf')).toBe('請求書.pdf');
-    const long = sanitizeFilename(`${'長'.repeat(300)}.xlsx`);
-    expect(long.length).toBe(200);
-    expect(long.endsWith('.xlsx')).toBe(true);
+  it('keeps Japanese names and the extension when shortening (200 bytes of UTF-8, whole characters)', () => {
+    expect(sanitizeFilename('請求書.pdf', oct, 1)).toBe('請求書.pdf');
+    const long = sanitizeFilename(`${'長'.repeat(300)}.xlsx`, oct, 1);
+    expect(Buffer.byteLength(long)).toBeLessThanOrEqual(200);
+    expect(long).toMatch(/^長+\.xlsx$/);
   });
 });
 

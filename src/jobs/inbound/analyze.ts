@@ -3,7 +3,7 @@ import { simpleParser, type Attachment, type ParsedMail } from 'mailparser';
 import type { SenderAuth } from '../../inbound/staff-auth.js';
 import { bareMessageId } from '../../mail/message-id.js';
 import { checkedMailboxes, firstWrittenAddress, type Mailbox } from './addresses.js';
-import { sanitizeFilename } from './attachments.js';
+import { sanitizeFilename } from '../../mail/filename.js';
 import { repairCharsets } from './charset-repair.js';
 import {
   classifyMachineMail,

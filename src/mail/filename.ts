@@ -1,6 +1,7 @@
 /**
- * Attachment file names come from the sender: RFC 2047/2231 decoding is
- * mailparser's job; here we make the result safe to store, list and offer
+ * File names come from the sender of a mail or an upload: RFC 2047/2231
+ * decoding is mailparser's job, a form's name is the browser's; here, one
+ * rule set makes either safe to store, list, put in a MIME header and offer
  * as a download name on any OS.
  */
 
