@@ -6,7 +6,7 @@ import { isOurAddress, isValidEmail } from '../../mail/address.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import type { AnalyzedMessage } from './analyze.js';
 import type { Sender } from './facts.js';
-import { Held } from './held.js';
+import { held, type Held } from './held.js';
 
 /**
  * Two agents answering the same customer at once. What an agent answered is
@@ -64,7 +64,7 @@ export async function holdCollision(
           },
         ])
       : [];
-  return new Held(
+  return held(
     'collision',
     `another agent answered ticket ${q.ticketId} (message ${q.otherMessageId}) after the message this reply answers; #send forces it`,
     q.ticketId,

@@ -29,15 +29,15 @@ export function isHeldReason(value: string): value is HeldReason {
   return Object.hasOwn(HELD_REASONS, value);
 }
 
-export class Held extends Error {
-  constructor(
-    readonly reason: HeldReason,
-    readonly detail: string | null = null,
-    readonly ticketId: number | null = null,
-    /** Outbox rows written while holding (the auth_failed notice), enqueued after commit like a processed message's. */
-    readonly outboxIds: number[] = [],
-  ) {
-    super(`held: ${reason}${detail ? ` (${detail})` : ''}`);
-    this.name = 'Held';
-  }
+/** Why a message was held, and what holding it wrote: a value the decision returns, never thrown. */
+export interface Held {
+  reason: HeldReason;
+  detail: string | null;
+  ticketId: number | null;
+  /** Outbox rows written while holding (the auth_failed notice), enqueued after commit like a processed message's. */
+  outboxIds: number[];
+}
+
+export function held(reason: HeldReason, detail: string | null = null, ticketId: number | null = null, outboxIds: number[] = []): Held {
+  return { reason, detail, ticketId, outboxIds };
 }

@@ -7,7 +7,7 @@ import { requeueInbound } from '../process-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { returnPathVerdict } from './bounce.js';
-import { Held } from './held.js';
+import { held } from './held.js';
 import { ParseFailedError } from './parse-pool.js';
 import { routeMessage, type InboundRow, type Outcome } from './route.js';
 
@@ -111,7 +111,7 @@ export async function decideLocked(
 ): Promise<Outcome> {
   if (parsed instanceof ParseFailedError) {
     ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
-    const outcome: Outcome = { status: 'held', held: new Held('parse_failed', parsed.message) };
+    const outcome: Outcome = { status: 'held', held: held('parse_failed', parsed.message) };
     await finish(trx, row.id, outcome, null);
     return outcome;
   }
@@ -169,9 +169,9 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
     outcome = await ctx.db.transaction().execute(async (trx) => {
       const locked = await trx.selectFrom('inbound_messages').select('status').where('id', '=', inboundId).forUpdate().executeTakeFirst();
       if (locked?.status !== 'received') return null;
-      const held: Outcome = { status: 'held', held: new Held('processing_error', message) };
-      await finish(trx, inboundId, held, null);
-      return held;
+      const failed: Outcome = { status: 'held', held: held('processing_error', message) };
+      await finish(trx, inboundId, failed, null);
+      return failed;
     });
   }
 

@@ -12,7 +12,7 @@ import type { AnalyzedMessage } from './analyze.js';
 import { attachBounce } from './bounce.js';
 import { findCollision, holdCollision } from './collision.js';
 import { createSender, gatherFacts, type Sender } from './facts.js';
-import { Held, type HeldReason } from './held.js';
+import { held, type Held, type HeldReason } from './held.js';
 import { applyStaffCommands, parseStaffCommands } from './staff-commands.js';
 import { addCcs, ccCandidates, createTicketWithMessage, newCcs, storeMessage } from './store.js';
 import { findThread } from './thread.js';
@@ -36,9 +36,10 @@ export type Outcome =
       requeue?: number[];
     };
 
-const held = (reason: HeldReason, detail: string | null = null, ticketId: number | null = null): Outcome => ({
+/** The outcome "held" (with no outbox rows): the decision returns it, nothing throws. */
+const hold = (reason: HeldReason, detail: string | null = null, ticketId: number | null = null): Outcome => ({
   status: 'held',
-  held: new Held(reason, detail, ticketId),
+  held: held(reason, detail, ticketId),
 });
 
 type Cfg = AppContext['config'];
@@ -60,7 +61,7 @@ async function checkNewCcs(
   if (ccs.length === 0) return null;
   if (!a.senderAuth?.ok && !skip.has('sender_unverified')) {
     const why = a.senderAuth?.reason ?? 'not checked';
-    return held(
+    return hold(
       'sender_unverified',
       `${ccs.length} new CC address(es) need SPF/DKIM/DMARC aligned with the From domain (${why})`,
       ticketId,
@@ -72,7 +73,7 @@ async function checkNewCcs(
       ccs.map((c) => c.email),
     );
     if (unknown.length)
-      return held('unknown_cc', `no account: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, ticketId);
+      return hold('unknown_cc', `no account: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, ticketId);
   }
   return null;
 }
@@ -87,7 +88,7 @@ async function newTicket(
   followUpOf: number | null,
 ): Promise<Outcome> {
   const ccs = ccCandidates(cfg, a, user.email);
-  if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return held('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
+  if (ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) return hold('cc_limit', `${ccs.length} CC addresses (max ${cfg.MAX_CCS})`);
   const refused = await checkNewCcs(trx, cfg, a, ccs, skip, null);
   if (refused) return refused;
   const { ticketId, messageId } = await createTicketWithMessage(trx, row, a, { requesterId: user.id, followUpOf });
@@ -113,7 +114,7 @@ async function customerReply(
 ): Promise<Outcome> {
   const ccs = await newCcs(trx, ticket.id, ccCandidates(cfg, a, user.email));
   if (ccs.length && (await countCcs(trx, ticket.id)) + ccs.length > cfg.MAX_CCS && !skip.has('cc_limit')) {
-    return held('cc_limit', `${ccs.length} new CC addresses would exceed MAX_CCS=${cfg.MAX_CCS}`, ticket.id);
+    return hold('cc_limit', `${ccs.length} new CC addresses would exceed MAX_CCS=${cfg.MAX_CCS}`, ticket.id);
   }
   const refused = await checkNewCcs(trx, cfg, a, ccs, skip, ticket.id);
   if (refused) return refused;
@@ -158,7 +159,7 @@ async function checkStaffIdentity(
     .execute();
   if (auth.ok) return null;
   const outboxIds = await noticeStaffAuthFailure(ctx, trx, { inboundId: row.id, staff: user, auth });
-  return { status: 'held', held: new Held('auth_failed', auth.reason, ticketId, outboxIds) };
+  return { status: 'held', held: held('auth_failed', auth.reason, ticketId, outboxIds) };
 }
 
 async function staffReply(
@@ -174,7 +175,7 @@ async function staffReply(
   const cfg = ctx.config;
   const refused = await checkStaffIdentity(ctx, trx, row, a, user, token, skip, ticket.id);
   if (refused) return refused;
-  if (ticket.status === 'closed' && !skip.has('ticket_closed')) return held('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
+  if (ticket.status === 'closed' && !skip.has('ticket_closed')) return hold('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
   const cmds = parseStaffCommands(a.visibleText);
   const publicReply = !cmds.note && (cmds.body !== '' || a.attachments.length > 0);
   if (publicReply && !cmds.send && cfg.COLLISION_WINDOW !== null && !skip.has('collision')) {
@@ -232,22 +233,22 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (a.machine && !skip.has(a.machine.kind)) {
     if (a.machine.kind === 'bounce') {
       const ids = await attachBounce(trx, cfg, row.id, a, row.rcpt_to);
-      return held(
+      return hold(
         'bounce',
         `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`,
       );
     }
-    return held(a.machine.kind, a.machine.rule);
+    return hold(a.machine.kind, a.machine.rule);
   }
   // Nobody to attribute it to: releasing cannot help, it stays held.
-  if (!a.from) return held('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
-  if (isOurAddress(cfg, a.from.address) && !skip.has('own_mail')) return held('own_mail', `From is our own address ${a.from.address}`);
-  if (facts.breaker && !skip.has('loop')) return held('loop', facts.breaker);
-  if (facts.quota && !skip.has('sender_quota')) return held('sender_quota', facts.quota);
+  if (!a.from) return hold('invalid_sender', a.fromHeaderAddress ? `unusable From address "${a.fromHeaderAddress}"` : 'no From header');
+  if (isOurAddress(cfg, a.from.address) && !skip.has('own_mail')) return hold('own_mail', `From is our own address ${a.from.address}`);
+  if (facts.breaker && !skip.has('loop')) return hold('loop', facts.breaker);
+  if (facts.quota && !skip.has('sender_quota')) return hold('sender_quota', facts.quota);
 
   let user = facts.sender;
   if (!user) {
-    if (cfg.REGISTRATION === 'closed' && !skip.has('unknown_sender')) return held('unknown_sender', a.from.address);
+    if (cfg.REGISTRATION === 'closed' && !skip.has('unknown_sender')) return hold('unknown_sender', a.from.address);
     user = await createSender(trx, cfg, a);
   }
 
@@ -264,10 +265,10 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
   if (user.role === 'staff') return staffReply(ctx, trx, row, a, user, ticket, token, skip);
   const role = await participantRole(trx, ticket.id, user.id);
   if (!role && !skip.has('not_participant'))
-    return held('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
+    return hold('not_participant', `ticket ${ticket.id} (matched by ${match.evidence})`, ticket.id);
   // Someone else's reply address or Message-ID: evidence about them, not about this sender.
   if (!match.tied && !skip.has('unbound_evidence'))
-    return held('unbound_evidence', `ticket ${ticket.id} matched by a ${match.evidence} issued to someone else`, ticket.id);
+    return hold('unbound_evidence', `ticket ${ticket.id} matched by a ${match.evidence} issued to someone else`, ticket.id);
   if (ticket.status === 'closed') return newTicket(trx, cfg, row, a, user, skip, ticket.id);
   return customerReply(trx, cfg, row, a, user, ticket, skip);
 }
