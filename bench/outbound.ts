@@ -208,18 +208,33 @@ async function throughput(result: BenchResult): Promise<void> {
     // should hit both sides alike rather than whichever ran second.
     let bareMs = 0;
     let replylineMs = 0;
+    // CPU of this process (all threads) per phase: unlike wall time, barely moved by other load on the machine.
+    let bareCpu = 0;
+    let replylineCpu = 0;
     const per = Math.ceil(N / ROUNDS);
     for (let r = 0; r < ROUNDS; r++) {
       const slice = ids.slice(r * per, (r + 1) * per);
       let t = now();
+      let c = cpuMs();
       await bareSend(bare, sample, slice.length, `r${r}`);
       bareMs += now() - t;
+      bareCpu += cpuMs() - c;
       sink.events.length = 0;
       t = now();
+      c = cpuMs();
       await enqueueAll(app, slice);
       await sink.waitCount(slice.length, 600_000);
       replylineMs += now() - t;
+      replylineCpu += cpuMs() - c;
     }
+    console.log(
+      `CPU of this process per mail: bare nodemailer ${round(bareCpu / N, 3)} ms, replyline outbox ${round(replylineCpu / N, 3)} ms (PostgreSQL and Redis not included)`,
+    );
+    result.figures.push({
+      label: 'CPU of the sending process per mail: bare nodemailer / replyline outbox',
+      value: `${round(bareCpu / N, 3)} / ${round(replylineCpu / N, 3)}`,
+      unit: 'ms',
+    });
     const bareRate = N / (bareMs / 1000);
     const rate = N / (replylineMs / 1000);
     // The last commits may land just after the sink's 250: wait for the rows, not just the bytes.
@@ -277,8 +292,18 @@ async function ackLatency(result: BenchResult): Promise<void> {
     sink.events.length = 0;
     const loadStart = new Date();
 
+    const cpuStart = cpuMs();
     const { accepted, rejected, offered } = await offerLoad(app.smtp!.port, 'load', RATE, RATE * LOAD_SECONDS);
     await sink.waitCount(accepted.size, 300_000).catch((err: Error) => console.warn(err.message));
+    const cpuPerMessage = (cpuMs() - cpuStart) / Math.max(1, accepted.size);
+    console.log(
+      `CPU of this process (load generator, SMTP, processing, acknowledgement) per inbound message: ${round(cpuPerMessage, 3)} ms`,
+    );
+    result.figures.push({
+      label: 'CPU of the process per inbound message (load generator included)',
+      value: round(cpuPerMessage, 3),
+      unit: 'ms',
+    });
     const samples: number[] = [];
     for (const e of sink.events) {
       const t250 = e.irt ? accepted.get(e.irt.toLowerCase()) : undefined;
@@ -334,6 +359,11 @@ async function ackLatency(result: BenchResult): Promise<void> {
     sink.child.kill();
     await database.drop();
   }
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 async function main(): Promise<void> {

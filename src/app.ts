@@ -1,9 +1,11 @@
 import type { Config } from './config.js';
 import { closeContext, createContext, loadInstallation, type AppContext } from './context.js';
+import { OUTBOUND_KINDS } from './db/database.js';
 import { ensureDatabase, migrateToLatest } from './db/migrate.js';
 import { startSmtpListener, type SmtpListener } from './inbound/smtp-listener.js';
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
 import type { Logger } from './log.js';
+import { preloadTemplates } from './mail/render.js';
 import { closeTransports } from './mail/transport.js';
 import { startPortal, type PortalServer } from './portal/server.js';
 import { assertNoEviction, waitForReady } from './redis.js';
@@ -19,6 +21,8 @@ export interface RunningApp {
 
 /** Starts the roles in config.REPLYLINE_ROLES. Migrates first; refuses to run on an evicting Redis. */
 export async function startApp(config: Config, log?: Logger): Promise<RunningApp> {
+  // A missing or broken template is a packaging fault: refuse to start rather than fail each mail later.
+  preloadTemplates(OUTBOUND_KINDS);
   if (await ensureDatabase(config.DATABASE_URL)) log?.info('created database');
   const ctx = createContext(config, log);
   const app: RunningApp = { ctx, stop: () => stopApp(app) };

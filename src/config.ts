@@ -84,6 +84,13 @@ const schema = z
       .optional(),
     OUTBOUND_SMTP_URL: z.url().prefault('smtp://127.0.0.1:1025'),
     MAIL_FROM: z.string().optional(),
+    // The name customers see in the portal header and mail signatures (unset: "Support" / "サポート").
+    BRAND_NAME: z
+      .string()
+      .trim()
+      .max(100)
+      .regex(/^[^\p{Cc}<>"]+$/u, 'plain text without control characters, quotes or angle brackets')
+      .optional(),
     SECRET_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
     REGISTRATION: z.enum(['open', 'closed']).prefault('open'),
     QUEUE_PREFIX: z
@@ -201,6 +208,8 @@ const schema = z
     // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
     TRUST_PROXY: bool.prefault('false'),
     PORTAL_TIME_ZONE: timeZone.prefault('UTC'),
+    // How long a signed-out visitor's request waits for its confirmation link before it is discarded.
+    REQUEST_CONFIRM_TTL: duration.prefault('24h'),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && !c.SECRET_KEY) {
@@ -228,7 +237,8 @@ function deriveConfig(parsed: z.output<typeof schema>) {
     ...parsed,
     PUBLIC_URL: publicUrl.origin + publicUrl.pathname.replace(/\/$/, ''),
     MAIL_DOMAIN: mailDomain,
-    MAIL_FROM: parsed.MAIL_FROM ?? `Support <${parsed.SUPPORT_ADDRESSES[0]}>`,
+    // Quoted: a brand such as "Acme, Inc." is one display name, not two addresses.
+    MAIL_FROM: parsed.MAIL_FROM ?? (parsed.BRAND_NAME ? `"${parsed.BRAND_NAME}"` : 'Support') + ` <${parsed.SUPPORT_ADDRESSES[0]}>`,
     SECRET_KEY: parsed.SECRET_KEY ?? DEV_SECRET_KEY,
     usingDevSecret: !parsed.SECRET_KEY,
     secureCookies: publicUrl.protocol === 'https:',

@@ -3,10 +3,14 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/database.js';
 import { ensureInstallationId } from './db/queries/installation.js';
+import { createDnsResolver } from './inbound/staff-auth.js';
+import { ParsePool } from './jobs/inbound/parse-pool.js';
 import type { QueueName } from './jobs/define-job.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProducerRedis } from './redis.js';
+import type { DnsResolver } from 'mailauth';
+import { availableParallelism } from 'node:os';
 
 /** Everything a handler needs, built once per process and passed explicitly. */
 export interface AppContext {
@@ -19,6 +23,10 @@ export interface AppContext {
   metrics: Metrics;
   /** Scopes BullMQ job ids to this database (src/jobs/job-ids.ts); set by loadInstallation once the schema is current. */
   installationId: string;
+  /** Parser threads for inbound mail; started on first use, so contexts that never parse (CLI, portal) start none. */
+  parsePool: ParsePool;
+  /** DNS for SPF/DKIM/DMARC: the system's resolver, or DNS_SERVERS. */
+  dns: DnsResolver;
 }
 
 const DEFAULT_JOB_OPTIONS = {
@@ -40,7 +48,20 @@ export function createContext(config: Config, log: Logger = createLogger(config.
     return q;
   };
   const queues = { inbound: queue('inbound'), outbound: queue('outbound') };
-  return { config, db, log, redis, queues, metrics: createMetrics({ db, queues }), installationId: '' };
+  // One parser thread per core beyond the main thread (which runs SMTP, the jobs' database
+  // work and the outbound sender), and never more than the job concurrency.
+  const parsePool = new ParsePool(Math.max(1, Math.min(config.INBOUND_CONCURRENCY, availableParallelism() - 1)));
+  return {
+    config,
+    db,
+    log,
+    redis,
+    queues,
+    metrics: createMetrics({ db, queues }),
+    installationId: '',
+    parsePool,
+    dns: createDnsResolver(config),
+  };
 }
 
 /** Reads (or on first start creates) the installation id; needs the migrated schema. Until then no job can be enqueued. */
@@ -49,6 +70,7 @@ export async function loadInstallation(ctx: AppContext): Promise<void> {
 }
 
 export async function closeContext(ctx: AppContext): Promise<void> {
+  await ctx.parsePool.close();
   await Promise.allSettled([ctx.queues.inbound.close(), ctx.queues.outbound.close()]);
   ctx.redis.disconnect();
   await ctx.db.destroy();

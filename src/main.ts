@@ -1,7 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { startApp } from './app.js';
 import { isAppError } from './errors.js';
-import { closeSharedParsePool } from './jobs/inbound/parse-pool.js';
 import { createLogger } from './log.js';
 
 async function main(): Promise<void> {
@@ -38,8 +37,6 @@ async function main(): Promise<void> {
     force.unref();
     app
       .stop()
-      // Process-wide, shared by every app in the process: closed with the process, not with one app.
-      .then(() => closeSharedParsePool())
       .then(() => {
         log.info('stopped');
         process.exit(0);

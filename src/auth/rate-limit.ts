@@ -15,6 +15,11 @@ export type LimitName = 'login' | 'password';
 export interface PortalLimiters {
   /** Consumes one attempt on every key; false when any of them is over its limit. */
   attempt(name: LimitName, keys: { ip: string; account?: string | null }): Promise<boolean>;
+  /**
+   * Whether any key is already over its limit, without consuming an attempt. For forms where only
+   * failures count (a mailed link's token check): once limited, even a right guess gets the 429.
+   */
+  blocked(name: LimitName, keys: { ip: string; account?: string | null }): Promise<boolean>;
   /** Forgets an account's failed attempts (after a successful sign-in). */
   resetAccount(name: LimitName, account: string): Promise<void>;
 }
@@ -69,7 +74,21 @@ export function createPortalLimiters(redis: Redis, config: LimitConfig): PortalL
     }
   };
 
+  const over = async (l: RateLimiterRedis, key: string): Promise<boolean> => {
+    try {
+      const res = await l.get(key);
+      return res !== null && res.consumedPoints >= l.points;
+    } catch {
+      return false; // as in consume(): an unreachable store must not refuse everyone
+    }
+  };
+
   return {
+    async blocked(name, keys) {
+      const l = limits[name];
+      const results = await Promise.all([over(l.ip, keys.ip), keys.account ? over(l.account, accountKey(keys.account)) : false]);
+      return results.some(Boolean);
+    },
     async attempt(name, keys) {
       const l = limits[name];
       const results = await Promise.all([

@@ -1,7 +1,6 @@
 import { closeContext, createContext, loadInstallation } from '../context.js';
 import { AppError } from '../errors.js';
 import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
-import { closeSharedParsePool } from '../jobs/inbound/parse-pool.js';
 import { processInboundMessage } from '../jobs/inbound/pipeline.js';
 import { createLogger } from '../log.js';
 import { parseCliArgs, positiveInt } from './args.js';
@@ -122,7 +121,6 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
       );
     }
   } finally {
-    await closeSharedParsePool();
     await closeContext(ctx);
   }
 }

@@ -18,15 +18,20 @@ export type ParticipantRole = 'requester' | 'cc';
 export type Visibility = 'public' | 'internal';
 export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
 export type OutboundStatus = 'queued' | 'sent' | 'failed' | 'suppressed';
-export type OutboundKind =
-  | 'acknowledgement'
-  | 'staff_notification'
-  | 'ticket_update'
-  | 'password_setup'
-  | 'password_changed'
-  | 'staff_auth_notice'
-  | 'ticket_lifecycle'
-  | 'staff_digest';
+/** Every kind of mail we send; each has en and ja templates (checked at start-up by preloadTemplates). */
+export const OUTBOUND_KINDS = [
+  'acknowledgement',
+  'staff_notification',
+  'ticket_update',
+  'password_setup',
+  'password_changed',
+  'staff_auth_notice',
+  'ticket_lifecycle',
+  'staff_digest',
+  'sign_in_link',
+  'request_confirmation',
+] as const;
+export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
 export interface UsersTable {
   id: Generated<number>;
@@ -148,7 +153,9 @@ export interface AuthTokensTable {
   id: Generated<number>;
   user_id: number;
   token_hash: Buffer;
-  purpose: 'password_setup' | 'password_reset';
+  purpose: 'password_setup' | 'password_reset' | 'sign_in';
+  /** Where the user was going (a local path), kept server-side so the mailed link carries only the token. */
+  return_to: string | null;
   expires_at: Timestamp;
   used_at: NullableTimestamp;
   created_at: Generated<Date>;
@@ -161,6 +168,29 @@ export interface SessionsTable {
   created_at: Generated<Date>;
   last_seen_at: Generated<Date>;
   expires_at: Timestamp;
+}
+
+/** A signed-out visitor's request, waiting for the link mailed to `email` (migration 0013). */
+export interface PortalSubmissionsTable {
+  id: Generated<number>;
+  token_hash: Buffer;
+  email: string;
+  name: string;
+  locale: ColumnType<Locale, Locale | undefined, Locale>;
+  subject: string;
+  body: string;
+  ccs: ColumnType<string[], string[] | undefined, string[]>;
+  expires_at: Timestamp;
+  created_at: Generated<Date>;
+}
+
+export interface PortalSubmissionFilesTable {
+  id: Generated<number>;
+  submission_id: number;
+  filename: string;
+  content_type: string;
+  sha256: string;
+  content: Buffer;
 }
 
 /** One row: this installation's id (see migrations/0006-installation.ts). */
@@ -202,6 +232,8 @@ export interface Database {
   outbound_mails: OutboundMailsTable;
   auth_tokens: AuthTokensTable;
   sessions: SessionsTable;
+  portal_submissions: PortalSubmissionsTable;
+  portal_submission_files: PortalSubmissionFilesTable;
   organizations: OrganizationsTable;
   organization_domains: OrganizationDomainsTable;
   organization_members: OrganizationMembersTable;

@@ -1,46 +1,25 @@
 import { readFileSync } from 'node:fs';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-// Internal module (no published types): used only to fix one reply text, see below.
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../config.js';
 import type { AppContext } from '../context.js';
-import { AppError, ERRORS } from '../errors.js';
 import { AcceptBatcher, enqueueInboundBatch } from './accept-batcher.js';
 import { parseReplyAddress } from '../mail/tokens.js';
 import { ipKey } from '../net/ip-key.js';
+import { smtpReply as smtpError, toSmtpReply } from './smtp-replies.js';
 
 /**
- * The SMTP edge. One small handler per protocol step; domain errors carry
- * their SMTP responseCode and smtp-server writes them to the client.
+ * The SMTP edge. One small handler per protocol step; failures become
+ * replies through this edge's own table (smtp-replies.ts), and smtp-server
+ * writes them to the client. A `MAIL FROM … SIZE=` over the limit is
+ * refused by smtp-server itself ("552 Error: message exceeds fixed maximum
+ * message size"): the same 552 as our end-of-DATA check, in its words.
  * Nothing heavy happens here: we store the bytes and hand off to a job.
  */
 export interface SmtpListener {
   server: SMTPServer;
   port: number;
   close(): Promise<void>;
-}
-
-function smtpError(code: ConstructorParameters<typeof AppError>[0]): AppError {
-  return new AppError(code);
-}
-
-/**
- * smtp-server answers a declared `MAIL FROM … SIZE=` over the limit itself,
- * with bare text ("552 Error: …") because enhanced status codes are off (our
- * catalogue writes them into each message). For our servers only, give that
- * reply the same RFC 3463 code as the end-of-DATA check: 552 5.3.4.
- */
-const ourServers = new WeakSet<object>();
-{
-  const proto = SMTPConnection.prototype as {
-    _validateMailParams(this: { _server: object }, parsed: unknown): { code: number; message: string } | null;
-  };
-  const original = proto._validateMailParams;
-  proto._validateMailParams = function (parsed) {
-    const r = original.call(this, parsed);
-    return r && r.code === 552 && ourServers.has(this._server) ? { ...r, message: ERRORS.SMTP_MESSAGE_TOO_BIG.smtp[1] } : r;
-  };
 }
 
 /** A PEM value or a path to a PEM file. */
@@ -156,8 +135,8 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
         callback(null, `2.0.0 Ok: queued as ${id}`);
       })
       .catch((err: unknown) => {
-        const reply = err instanceof AppError ? err : smtpError('SMTP_STORAGE_UNAVAILABLE');
-        if (!(err instanceof AppError)) log.error({ err }, 'unexpected error in DATA; answering 451');
+        const reply = toSmtpReply(err);
+        if (reply !== err) log.error({ err }, 'unexpected error in DATA; answering 451');
         ctx.metrics.smtpReplies.inc({ code: String(reply.responseCode) });
         callback(reply);
       });
@@ -187,7 +166,6 @@ export function createSmtpServer(ctx: AppContext): SMTPServer {
     onRcptTo,
     onData,
   });
-  ourServers.add(server);
   server.on('error', (err) => log.error({ err }, 'smtp server error'));
   return server;
 }

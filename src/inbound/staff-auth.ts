@@ -44,16 +44,6 @@ export function createDnsResolver(config: Pick<Config, 'DNS_SERVERS'>): DnsResol
   return (name, rrtype) => resolver.resolve(name, rrtype as 'TXT');
 }
 
-const resolvers = new WeakMap<object, DnsResolver>();
-function resolverFor(config: Config): DnsResolver {
-  let r = resolvers.get(config);
-  if (!r) {
-    r = createDnsResolver(config);
-    resolvers.set(config, r);
-  }
-  return r;
-}
-
 /** smtp-server reports IPv4 clients on dual-stack sockets as ::ffff:a.b.c.d; SPF ip4: needs the bare form. */
 function plainIp(address: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
@@ -124,15 +114,15 @@ export interface SenderAuthInput {
  * SPF/DKIM/DMARC for a message's From address. Network I/O (DNS): callers run
  * it before their transaction begins, never inside one.
  */
-export async function authenticateSender(config: Config, input: SenderAuthInput): Promise<SenderAuth> {
+export async function authenticateSender(ctx: Pick<AppContext, 'config' | 'dns'>, input: SenderAuthInput): Promise<SenderAuth> {
   let result: AuthenticateResult;
   try {
     result = await authenticate(input.raw, {
       ip: plainIp(input.clientAddress),
       helo: input.helo || undefined,
       sender: input.mailFrom,
-      mta: config.MAIL_DOMAIN,
-      resolver: resolverFor(config),
+      mta: ctx.config.MAIL_DOMAIN,
+      resolver: ctx.dns,
       // Never derive the client from Received headers: the sender writes those.
       trustReceived: false,
       // ARC would let a third party vouch for the message; BIMI fetches logos.
@@ -170,6 +160,6 @@ export function staffVerdict(
 export async function authenticateStaff(ctx: AppContext, input: StaffAuthInput): Promise<StaffAuthResult> {
   const staff = await findUserById(ctx.db, input.staffUserId);
   if (!staff) return fail('not a staff account');
-  const sender = ctx.config.STAFF_AUTH === 'token' ? null : await authenticateSender(ctx.config, input);
+  const sender = ctx.config.STAFF_AUTH === 'token' ? null : await authenticateSender(ctx, input);
   return staffVerdict(ctx.config, staff, input.fromAddress, input.replyToken, sender);
 }

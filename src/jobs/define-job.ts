@@ -20,6 +20,15 @@ export function defineJob<S extends z.ZodType>(def: JobDefinition<S>): JobDefini
   return def;
 }
 
+/**
+ * A failure the job expects to pass (the relay said 4xx, another worker holds
+ * the row): retried with backoff like any error, logged without alarm. The
+ * other retry class is BullMQ's UnrecoverableError: never retried.
+ */
+export class RetryLaterError extends Error {
+  override name = 'RetryLaterError';
+}
+
 /** Validates a payload; in the worker an invalid one is permanent, retrying cannot fix it. */
 export function parsePayload<S extends z.ZodType>(def: JobDefinition<S>, data: unknown, inWorker: boolean): z.output<S> {
   const result = def.schema.safeParse(data);

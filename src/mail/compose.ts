@@ -31,7 +31,8 @@ export type ComposeConfig = Pick<
   | 'MAIL_ATTACH_MAX_BYTES'
   | 'FILE_LINK_TTL'
   | 'PORTAL_TIME_ZONE'
->;
+> &
+  Partial<Pick<Config, 'BRAND_NAME'>>;
 
 /** A file the mail carries as a MIME part; its bytes are read by the delivery step, outside any transaction. */
 export interface MailFile {
@@ -144,13 +145,23 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
 }
 
 /** A payload that does not match its schema is a permanent problem of the row, not a reason to retry. */
-function payloadOf<K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest'>(
-  kind: K,
-  row: OutboundMailRow,
-): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
+function payloadOf<
+  K extends 'staff_notification' | 'password_setup' | 'ticket_lifecycle' | 'staff_digest' | 'sign_in_link' | 'request_confirmation',
+>(kind: K, row: OutboundMailRow): z.output<(typeof PAYLOAD_SCHEMAS)[K]> {
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
+}
+
+/** A link carrying a sealed one-time token (sign-in, request confirmation): built only now, under PUBLIC_URL. */
+function tokenLink(config: ComposeConfig, row: OutboundMailRow, kind: 'sign_in_link' | 'request_confirmation', path: string) {
+  const p = payloadOf(kind, row);
+  const token = p.token ? unseal(config.SECRET_KEY, p.token) : null;
+  if (!token) throw new AppError('VALIDATION', `${kind} mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
+  return {
+    url: `${config.PUBLIC_URL}${path}?token=${encodeURIComponent(token)}`,
+    expiresAt: formatDate(new Date(p.expiresAt), row.locale),
+  };
 }
 
 const NO_LAYOUT: LayoutData = { delimiter: '', delimiterHint: '', tag: '' };
@@ -202,7 +213,9 @@ function templateData(
   switch (row.kind) {
     case 'acknowledgement': {
       const ticket = ticketView(config, row, c, locale);
-      return { ...base, ...ticketLayout(ticket.tag), ticket, passwordUrl: `${config.PUBLIC_URL}/password/new` };
+      // Pre-filled with the address this mail went to: one click fewer, and no other address offered.
+      const passwordUrl = `${config.PUBLIC_URL}/password/new?email=${encodeURIComponent(recipient.address)}`;
+      return { ...base, ...ticketLayout(ticket.tag), ticket, passwordUrl };
     }
     case 'staff_notification':
     case 'ticket_update': {
@@ -242,6 +255,16 @@ function templateData(
       if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
       return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale, zone) };
     }
+    case 'sign_in_link':
+      return { ...base, ...NO_LAYOUT, ...tokenLink(config, row, 'sign_in_link', '/login/link/open') };
+    case 'request_confirmation':
+      // No recipient name: it would be text the visitor typed (this address has no account to name it).
+      return {
+        ...base,
+        ...NO_LAYOUT,
+        recipient: { name: '', email: recipient.address },
+        ...tokenLink(config, row, 'request_confirmation', '/requests/new/confirm'),
+      };
     case 'password_changed':
       return { ...base, ...NO_LAYOUT, changedAt: formatDate(row.created_at, locale, zone), resetUrl: `${config.PUBLIC_URL}/password/new` };
     case 'staff_digest': {
@@ -291,7 +314,11 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
     row.kind === 'staff_notification' || row.kind === 'ticket_update'
       ? planFiles(config, row, c, opts)
       : { parts: [], view: [], linked: false };
-  const rendered = renderMail(row.kind, row.locale, templateData(config, row, c, to, from.name || from.address, files));
+  const rendered = renderMail(
+    row.kind,
+    row.locale,
+    templateData(config, row, c, to, config.BRAND_NAME ?? (from.name || from.address), files),
+  );
 
   const mail: ComposedMail = {
     from,

@@ -27,7 +27,15 @@ import { insertOutboundMails, type OutboxInsert } from './outbox.js';
  * only machines write from.
  */
 export type TicketEvent =
-  | { type: 'ticket_created'; ticketId: number; messageId: number; authorId: number; directTo?: string[] }
+  | {
+      type: 'ticket_created';
+      ticketId: number;
+      messageId: number;
+      authorId: number;
+      directTo?: string[];
+      /** Portal requests: the CCs were typed into a form, not written to, so they have not seen the text yet. */
+      informCcs?: boolean;
+    }
   | { type: 'message_added'; ticketId: number; messageId: number; authorId: number; visibility: 'public' | 'internal'; directTo?: string[] }
   | { type: 'customer_solved'; ticketId: number; authorId: number };
 
@@ -73,12 +81,14 @@ export function ticketCreatedMails(
   author: Recipient,
   requesterId: number,
   staff: Recipient[],
+  ccs: Recipient[] = [],
 ) {
   const planned: Planned[] = [];
   if (author.id === requesterId && author.role === 'customer' && !isMachineAddress(author.email))
     planned.push({ kind: 'acknowledgement', to: author, payload: {} });
   for (const s of staff) planned.push({ kind: 'staff_notification', to: s, payload: { event: 'ticket_created' } });
-  // CCs on the first mail already have it: they were addressed by the author.
+  // CCs on the first mail already have it: they were addressed by the author. A portal request's CCs get an update.
+  for (const cc of ccs) if (cc.role !== 'staff') planned.push({ kind: 'ticket_update', to: cc, payload: {} });
   return outboxRows(config, event, planned);
 }
 
@@ -131,7 +141,8 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
       .execute();
 
   if (event.type === 'ticket_created') {
-    return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets()));
+    const ccs = event.informCcs ? (await participants()).filter((p) => p.id !== ticket.requester_id) : [];
+    return insertOutboundMails(db, config, ticketCreatedMails(config, event, author, ticket.requester_id, await staffTargets(), ccs));
   }
   if (event.type === 'customer_solved') {
     const planned: Planned[] = (await staffTargets()).map((s) => ({

@@ -31,6 +31,13 @@ export const PAYLOAD_SCHEMAS = {
     expiresAt: z.iso.datetime(),
   }),
   password_changed: z.object({}),
+  /** A one-time sign-in link: the token sealed like password_setup's, dropped once sent. */
+  sign_in_link: z.object({ token: z.string().optional(), expiresAt: z.iso.datetime() }),
+  /**
+   * "Confirm your request" to the address a signed-out visitor typed: only the sealed token and its
+   * expiry. Nothing the visitor wrote (subject, name, text) is ever put in this mail.
+   */
+  request_confirmation: z.object({ token: z.string().optional(), expiresAt: z.iso.datetime() }),
   /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
   ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
   /**

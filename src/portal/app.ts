@@ -6,8 +6,9 @@ import { secureHeaders } from 'hono/secure-headers';
 import { createPortalLimiters } from '../auth/rate-limit.js';
 import type { AppContext } from '../context.js';
 import { AppError } from '../errors.js';
+import { httpStatusOf } from './http-errors.js';
 import { formatBytes, loadViews } from './views.js';
-import { renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
+import { clientIp, renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
 import { canonicalHost } from './middleware/canonical-host.js';
 import { csrfProtection } from './middleware/csrf.js';
 import { requireUser, sessionAndLocale } from './middleware/session.js';
@@ -20,11 +21,14 @@ import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
 import { registerProfileRoutes } from './routes/profile.js';
 import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
+import { OPEN_REQUEST_PATHS, registerRequestNewRoutes } from './routes/request-new.js';
 import { registerRequestRoutes } from './routes/requests.js';
+import { registerSignInLinkRoutes } from './routes/sign-in-link.js';
 
 /** Ordinary forms are small; only the comment form (with uploads) gets its own, larger limit. */
 const FORM_LIMIT_BYTES = 256 * 1024;
-const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
+/** Forms that carry uploads: a reply, and a new request. */
+const UPLOAD_PATH = /^\/requests\/(?:[^/]+\/comments|new)$/;
 
 /**
  * Uploads are parsed in memory (up to ATTACHMENT_MAX_BYTES per file, several
@@ -35,23 +39,25 @@ const COMMENTS_PATH = /^\/requests\/[^/]+\/comments$/;
 export const UPLOADS_PER_USER = 1;
 export const UPLOADS_IN_FLIGHT = 4;
 
-function uploadSlots(): MiddlewareHandler<PortalEnv> {
-  const perUser = new Map<number, number>();
+function uploadSlots(deps: PortalDeps): MiddlewareHandler<PortalEnv> {
+  const perUser = new Map<string, number>();
   let total = 0;
   return async (c, next) => {
+    if (c.req.method !== 'POST' || !UPLOAD_PATH.test(c.req.path)) return next();
+    // Signed-out visitors (a new request with REGISTRATION=open) are held to one upload per client address.
     const user = c.get('user');
-    if (c.req.method !== 'POST' || !user || !COMMENTS_PATH.test(c.req.path)) return next();
-    const mine = perUser.get(user.id) ?? 0;
+    const key = user ? `user:${user.id}` : `ip:${clientIp(c, deps)}`;
+    const mine = perUser.get(key) ?? 0;
     if (mine >= UPLOADS_PER_USER || total >= UPLOADS_IN_FLIGHT) throw new AppError('RATE_LIMITED', 'too many uploads in flight');
-    perUser.set(user.id, mine + 1);
+    perUser.set(key, mine + 1);
     total += 1;
     try {
       await next();
     } finally {
       total -= 1;
-      const left = (perUser.get(user.id) ?? 1) - 1;
-      if (left <= 0) perUser.delete(user.id);
-      else perUser.set(user.id, left);
+      const left = (perUser.get(key) ?? 1) - 1;
+      if (left <= 0) perUser.delete(key);
+      else perUser.set(key, left);
     }
   };
 }
@@ -103,22 +109,26 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   const uploadLimit = bodyLimit({ maxSize: commentBodyLimit(ctx.config.ATTACHMENT_MAX_BYTES), onError: tooLarge });
   app.use('*', async (c, next) => {
     if (c.req.method !== 'POST') return next();
-    return (COMMENTS_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
+    return (UPLOAD_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
   });
   app.use('*', sessionAndLocale(deps));
   // After /healthz and /metrics (probes and scrapers use any address), before anything that relies on the origin.
   app.use('*', canonicalHost(deps));
   // Before CSRF: a stranger's upload is turned away without its body ever being parsed.
   app.use('/requests', requireUser(deps));
-  app.use('/requests/*', requireUser(deps));
-  app.use('/profile', requireUser(deps));
-  app.use('/profile/*', requireUser(deps));
-  app.use('*', uploadSlots());
+  const signedIn = requireUser(deps);
+  app.use('/requests/*', (c, next) => (OPEN_REQUEST_PATHS.has(c.req.path) ? next() : signedIn(c, next)));
+  app.use('/profile', signedIn);
+  app.use('/profile/*', signedIn);
+  app.use('*', uploadSlots(deps));
   app.use('*', csrfProtection(deps));
 
   registerAuthRoutes(app, deps);
   registerPasswordSetRoutes(app, deps);
   registerLocaleRoutes(app, deps);
+  registerSignInLinkRoutes(app, deps);
+  // Before /requests/:id, which would take "new" for an id.
+  registerRequestNewRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerRequestActionRoutes(app, deps);
   registerProfileRoutes(app, deps);
@@ -129,9 +139,10 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   app.onError((err, c) => {
     const pc = c as PortalContext;
     if (err instanceof AppError) {
-      if (err.httpStatus >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
+      const status = httpStatusOf(err.code);
+      if (status >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
       else ctx.log.debug({ code: err.code, reason: err.message, path: c.req.path }, 'portal request refused');
-      return renderError(pc, deps, err.httpStatus);
+      return renderError(pc, deps, status);
     }
     if (err instanceof HTTPException) return err.getResponse();
     ctx.log.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'portal request failed');

@@ -23,6 +23,12 @@ const PAGE_TITLES: Record<string, string> = {
   'password-set-invalid': 'password_set.invalid_title',
   profile: 'profile.title',
   requests: 'requests.title',
+  'login-link': 'login_link.title',
+  'login-link-open': 'login_link.open_title',
+  'login-link-invalid': 'password_set.invalid_title',
+  'request-new': 'request_new.title',
+  'request-confirm': 'request_new.confirm_title',
+  'request-confirm-invalid': 'password_set.invalid_title',
 };
 
 export interface PortalDeps {
@@ -134,6 +140,9 @@ export function renderPage(
     jsVersion: JS_VERSION,
     locale,
     otherLocale: locale === 'en' ? 'ja' : 'en',
+    // BRAND_NAME when set, else the catalogue's "Support" / 「サポート」.
+    brandName: deps.ctx.config.BRAND_NAME ?? deps.views.t(locale, 'app.name'),
+    registrationOpen: deps.ctx.config.REGISTRATION === 'open',
     publicUrl: deps.ctx.config.PUBLIC_URL,
     timeZone: timeZoneFor(user, deps.ctx.config.PORTAL_TIME_ZONE),
     // A signed-in user who never chose a zone is offered the browser's (templates/portal/partials/time-zone-offer.hbs).

@@ -64,6 +64,8 @@ export function loadViews(): Views {
     return new hb.SafeString(`<input type="hidden" name="_csrf" value="${hb.escapeExpression(root(options).csrfToken)}">`);
   });
   hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+  // {{url "/x?next=" (enc next)}}: a query value, percent-encoded (Handlebars then HTML-escapes it).
+  hb.registerHelper('enc', (v: unknown) => encodeURIComponent(typeof v === 'string' ? v : ''));
   hb.registerHelper('or', (...args: unknown[]) => args.slice(0, -1).some(Boolean));
   hb.registerHelper('bytes', (n: number) => formatBytes(n));
 

@@ -218,14 +218,15 @@ describe('deduplication', () => {
 });
 
 describe('CCs', () => {
-  it('adds other To/Cc addresses as cc participants with implicit accounts, never our own addresses', async () => {
+  it('adds other To/Cc addresses as cc participants with implicit accounts (a colleague on MAIL_DOMAIN too), never our own addresses', async () => {
     const email = `cc-${uid()}@customer.example`;
+    const deskmate = `deskmate-${uid()}@help.test`;
     const colleague = `colleague-${uid()}@customer.example`;
     const boss = `boss-${uid()}@customer.example`;
     const row = await deliver(db(), port, {
       from: email,
       to: ['support@help.test', colleague],
-      cc: [`Big Boss <${boss}>`, 'other@help.test'],
+      cc: [`Big Boss <${boss}>`, deskmate, 'support+abc.def@help.test'],
       subject: 'cc',
       text: 'x',
     });
@@ -240,6 +241,7 @@ describe('CCs', () => {
       [
         [boss, 'cc'],
         [colleague, 'cc'],
+        [deskmate, 'cc'],
         [email, 'requester'],
       ].sort(),
     );

@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isAppError } from '../../src/errors.js';
+import { RetryLaterError } from '../../src/jobs/define-job.js';
 import { deliverOutboundJobs } from '../../src/jobs/outbound/deliver-batch.js';
 import { insertOutboundMail } from '../../src/mail/outbox.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -63,7 +63,7 @@ describe('a batch of outbox rows', () => {
     const permanent = settled.get(refused.id);
     expect(permanent?.status === 'rejected' && permanent.reason instanceof UnrecoverableError).toBe(true);
     const temporary = settled.get(later.id);
-    expect(temporary?.status === 'rejected' && isAppError(temporary.reason) && temporary.reason.code === 'OUTBOUND_TEMPORARY').toBe(true);
+    expect(temporary?.status === 'rejected' && temporary.reason instanceof RetryLaterError).toBe(true);
     expect(settled.get(ack1.id)?.status).toBe('fulfilled');
     expect(settled.get(ack2.id)?.status).toBe('fulfilled');
     expect(settled.get(done.id)?.status).toBe('fulfilled');
@@ -99,8 +99,7 @@ describe('a batch of outbox rows', () => {
     for (const t of tickets) expect(sink.received.filter(to(t.customer.email))).toHaveLength(1);
     // The loser of each row either waited and found it sent, or was told to retry (the row was locked).
     const losers = ids.map((id) => [x.get(id)!, y.get(id)!].filter((s) => s.status === 'rejected'));
-    for (const l of losers.flat())
-      expect(l.status === 'rejected' && isAppError(l.reason) && l.reason.code === 'OUTBOUND_TEMPORARY').toBe(true);
+    for (const l of losers.flat()) expect(l.status === 'rejected' && l.reason instanceof RetryLaterError).toBe(true);
     for (const id of ids) expect((await outboundRow(app.ctx.db, id)).status).toBe('sent');
   });
 });

@@ -2,7 +2,7 @@ import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTicket } from '../../src/db/queries/tickets.js';
 import { ensureUser } from '../../src/db/queries/users.js';
-import { isAppError } from '../../src/errors.js';
+import { RetryLaterError } from '../../src/jobs/define-job.js';
 import { deliverOutboundMail } from '../../src/jobs/outbound/deliver.js';
 import { enqueueOutbound } from '../../src/jobs/send-mail.js';
 import { insertOutboundMail } from '../../src/mail/outbox.js';
@@ -92,7 +92,7 @@ describe('relay failures', () => {
     } finally {
       sink.mode = { type: 'accept' };
     }
-    expect(isAppError(err, 'OUTBOUND_TEMPORARY')).toBe(true);
+    expect(err instanceof RetryLaterError).toBe(true);
     const mid = await outboundRow(direct.ctx.db, row.id);
     expect(mid).toMatchObject({ status: 'queued', attempts: 1, last_error: '451 4.3.0 Try again later' });
     await deliver(row.id);
@@ -107,7 +107,7 @@ describe('relay failures', () => {
     await sink.stop();
     try {
       const err = await deliver(row.id).catch((e: unknown) => e);
-      expect(isAppError(err, 'OUTBOUND_TEMPORARY')).toBe(true);
+      expect(err instanceof RetryLaterError).toBe(true);
     } finally {
       await sink.restart();
     }
@@ -171,7 +171,7 @@ describe('exactly once', () => {
     const row = await updateRow(direct, {});
     const results = await Promise.allSettled([deliver(row.id), deliver(row.id), deliver(row.id)]);
     // Losers either saw the row locked (retryable) or already sent (no-op).
-    for (const r of results) if (r.status === 'rejected') expect(isAppError(r.reason, 'OUTBOUND_TEMPORARY')).toBe(true);
+    for (const r of results) if (r.status === 'rejected') expect(r.reason instanceof RetryLaterError).toBe(true);
     await deliver(row.id);
     expect((await outboundRow(direct.ctx.db, row.id)).status).toBe('sent');
     expect(sink.received.filter(to(row.recipient))).toHaveLength(1);

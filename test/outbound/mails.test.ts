@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
-import type { OutboundKind } from '../../src/db/database.js';
+import { OUTBOUND_KINDS } from '../../src/db/database.js';
 import { REPLY_DELIMITER, preloadTemplates, renderMail } from '../../src/mail/render.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { addCc, makeStaff, notify, seedTicket, staffReply, uid, waitForRow } from './support/fixtures.js';
@@ -22,16 +22,7 @@ afterAll(async () => {
 const bare = (v: string | undefined) => (v ?? '').replace(/^<|>$/g, '');
 
 describe('templates', () => {
-  const KINDS: OutboundKind[] = [
-    'acknowledgement',
-    'staff_notification',
-    'ticket_update',
-    'password_setup',
-    'password_changed',
-    'staff_auth_notice',
-    'ticket_lifecycle',
-    'staff_digest',
-  ];
+  const KINDS = OUTBOUND_KINDS;
   // Everything any template reads; each kind's own tests below check its real data end to end.
   const data = {
     brand: 'Help Desk',

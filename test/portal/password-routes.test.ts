@@ -316,6 +316,35 @@ describe('rate limits and closed registration', () => {
     expect(await strict.ctx.db.selectFrom('users').select('id').where('email', '=', email).execute()).toHaveLength(0);
   });
 
+  it('REGISTRATION=closed: "Submit a request" needs an account; signed in, a CC may not create one', async () => {
+    const visitor = new Client(strict.base);
+    const page = await visitor.get('/requests/new');
+    expect(page.status).toBe(303);
+    expect(page.location).toBe(`${strict.base}/login?notice=expired&next=%2Frequests%2Fnew`);
+    expect((await visitor.get('/login')).html).not.toContain(`href="${strict.base}/requests/new"`);
+    const email = uniqueEmail('closed-visitor');
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ name: 'X', email, subject: 's', description: 'd' })) form.set(k, v);
+    expect((await visitor.postMultipart('/requests/new', form)).status).toBe(303);
+    expect(await strict.ctx.db.selectFrom('portal_submissions').select('id').where('email', '=', email).execute()).toHaveLength(0);
+    expect(await outboxFor(strict.ctx.db, email)).toHaveLength(0);
+
+    const user = await seedUser(strict.ctx.db);
+    const known = await seedUser(strict.ctx.db, { password: null });
+    const client = new Client(strict.base);
+    await client.login(user.email, GOOD_PASSWORD);
+    await client.get('/requests/new');
+    const ask = (ccs: string) => {
+      const f = new FormData();
+      for (const [k, v] of Object.entries({ subject: 'Closed mode', description: 'd', ccs })) f.set(k, v);
+      return client.postMultipart('/requests/new', f);
+    };
+    const stranger = uniqueEmail('closed-cc');
+    expect((await ask(stranger)).status).toBe(422);
+    expect(await strict.ctx.db.selectFrom('users').select('id').where('email', '=', stranger).execute()).toHaveLength(0);
+    expect((await ask(known.email)).status).toBe(303);
+  });
+
   it('limits sign-in attempts per account: the 4th attempt is refused (429) even with the right password', async () => {
     const user = await seedUser(strict.ctx.db);
     const client = new Client(strict.base);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { characterClasses, checkPasswordPolicy } from '../../src/auth/policy.js';
 import { needsRehash, hashPassword, verifyPassword } from '../../src/auth/password.js';
 import { safeReturnPath } from '../../src/portal/http.js';
-import { sanitizeFilename } from '../../src/portal/routes/request-actions.js';
+import { sanitizeFilename } from '../../src/portal/new-request.js';
 import { sanitizeMailHtml } from '../../src/portal/sanitize.js';
 
 const policy = { PASSWORD_MIN_LENGTH: 8, PASSWORD_MIN_CLASSES: 3, PASSWORD_FORBID_EMAIL_LOCAL: true };

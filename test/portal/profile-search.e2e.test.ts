@@ -71,7 +71,7 @@ describe('profile and search in Chromium', () => {
       await page.getByRole('heading', { name: 'Profile', level: 1 }).waitFor();
       expect(await page.getByLabel('Time zone').inputValue()).toBe('Asia/Tokyo');
       // Nothing overflows sideways on a phone.
-      expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1)).toBe(true);
+      expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1')).toBe(true);
       expect(violations).toEqual([]);
       await page.context().close();
     });

@@ -7,7 +7,7 @@ import { directRecipients, listStaffRecipients, ticketCreatedMails } from '../..
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
-import { breakerReason, dedupeKey, dedupeMailbox, quotaReason, senderBreakerColumns } from './facts.js';
+import { senderBreakerReason, dedupeKey, dedupeMailbox, quotaReason, senderBreakerColumns } from './facts.js';
 import { listingFacts } from './pipeline.js';
 import type { InboundRow } from './route.js';
 import { ccCandidates, firstMessageFields } from './store.js';
@@ -87,7 +87,7 @@ async function bulkFacts(trx: Db, cfg: Cfg, cands: Candidate[]): Promise<Map<num
   `.execute(trx);
   const fast = new Map<number, { sender: Sender | null }>();
   for (const f of rows) {
-    if (!f.inserted || breakerReason(cfg, f.paused, f.recent) !== null || quotaReason(cfg, f.bytes_today) !== null) continue;
+    if (!f.inserted || senderBreakerReason(cfg, f.paused, f.recent) !== null || quotaReason(cfg, f.bytes_today) !== null) continue;
     if (f.sender_id === null) {
       if (cfg.REGISTRATION === 'closed') continue;
       fast.set(Number(f.id), { sender: null });

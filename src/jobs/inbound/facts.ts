@@ -41,7 +41,7 @@ export function dedupeKey(a: Pick<AnalyzedMessage, 'messageId' | 'sha256'>): str
 }
 
 /** The per-sender breaker's verdict from the sender's paused marker and recent count (null: not tripped). */
-export function breakerReason(
+export function senderBreakerReason(
   cfg: Pick<Config, 'SENDER_BREAKER_MAX' | 'SENDER_BREAKER_WINDOW_MS'>,
   paused: number | null,
   recent: number,
@@ -150,7 +150,7 @@ export async function gatherFacts(
     if (prior && prior.inbound_message_id !== row.id) duplicateOf = { inboundId: prior.inbound_message_id, ticketId: prior.ticket_id };
   }
 
-  const breaker = breakerReason(cfg, f.paused, f.recent);
+  const breaker = senderBreakerReason(cfg, f.paused, f.recent);
   const sender = f.sender_id !== null ? { id: f.sender_id, email: f.sender_email!, role: f.sender_role! } : null;
   return { duplicateOf, breaker, quota: quotaReason(cfg, f.bytes_today), sender };
 }

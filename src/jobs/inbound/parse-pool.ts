@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { AnalyzeOptions, AnalyzedMessage } from './analyze.js';
 
@@ -222,22 +221,4 @@ export class ParsePool {
     for (const t of this.queue.splice(0)) t.reject(new Error('parse pool closed'));
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
-}
-
-let shared: ParsePool | null = null;
-
-/**
- * The process-wide pool: at most one thread per core beyond the main thread
- * (which runs SMTP, the jobs' database work and the outbound sender), and
- * never more than the job concurrency.
- */
-export function sharedParsePool(concurrency: number): ParsePool {
-  shared ??= new ParsePool(Math.max(1, Math.min(concurrency, availableParallelism() - 1)));
-  return shared;
-}
-
-export async function closeSharedParsePool(): Promise<void> {
-  const pool = shared;
-  shared = null;
-  await pool?.close();
 }

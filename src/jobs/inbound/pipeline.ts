@@ -6,7 +6,7 @@ import { LOOP_HEADER } from '../../mail/compose.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { Held } from './held.js';
-import { ParseFailedError, sharedParsePool } from './parse-pool.js';
+import { ParseFailedError } from './parse-pool.js';
 import { routeMessage, type InboundRow, type Outcome } from './route.js';
 
 /**
@@ -65,7 +65,7 @@ export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<Anal
   // DNS for SPF/DKIM/DMARC happens here, before any transaction: never network I/O while holding locks.
   // Machine mail and mail without a From gain nothing from a verdict.
   if (!(parsed instanceof ParseFailedError) && parsed.from && !parsed.machine) {
-    parsed.senderAuth = await authenticateSender(ctx.config, {
+    parsed.senderAuth = await authenticateSender(ctx, {
       raw: row.raw,
       mailFrom: row.mail_from,
       clientAddress: row.client_address,
@@ -82,7 +82,7 @@ async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedM
   // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
   const timeout = row.release_overrides.includes('parse_failed') ? RELEASED_PARSE_TIMEOUT_MS : ctx.config.INBOUND_PARSE_TIMEOUT_MS;
   try {
-    return await sharedParsePool(ctx.config.INBOUND_CONCURRENCY).analyze(
+    return await ctx.parsePool.analyze(
       row.raw,
       {
         envelopeFrom: row.mail_from,

@@ -2,7 +2,8 @@ import { UnrecoverableError } from 'bullmq';
 import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
 import type { Db, OutboundMailRow } from '../../db/database.js';
-import { AppError, isAppError } from '../../errors.js';
+import { isAppError } from '../../errors.js';
+import { RetryLaterError } from '../define-job.js';
 import { breakerReason, lockRecipientSql } from '../../mail/breakers.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
 import { loadMailContext, type LoadedMail } from '../../mail/mail-context.js';
@@ -179,9 +180,9 @@ export function settleOutcome(ctx: AppContext, outboundId: number, outcome: Outc
       return;
     case 'locked':
       // Another worker is sending it right now; retrying later finds it sent.
-      throw new AppError('OUTBOUND_TEMPORARY', `outbound mail ${outboundId} is being delivered by another worker`);
+      throw new RetryLaterError(`outbound mail ${outboundId} is being delivered by another worker`);
     case 'temporary':
-      throw new AppError('OUTBOUND_TEMPORARY', `attempt ${outcome.attempts}: ${outcome.error}`);
+      throw new RetryLaterError(`attempt ${outcome.attempts}: ${outcome.error}`);
     case 'permanent':
       log.warn({ outboundId, error: outcome.error }, 'outbound mail failed permanently');
       throw new UnrecoverableError(`outbound mail ${outboundId} failed permanently: ${outcome.error}`);

@@ -22,6 +22,11 @@ import {
 
 const LOGIN_NOTICES = new Set(['password_set', 'signed_out', 'expired', 'signed_out_everywhere']);
 
+/** A `next` worth keeping: a local path, or "" (none, or anything that is not one of ours). */
+export function optionalNext(value: unknown): string {
+  return safeReturnPath(value, '');
+}
+
 /**
  * Runs `work` but answers no sooner than PORTAL_RESPONSE_FLOOR_MS after the
  * request started, so an address that triggers a database write and a mail
@@ -42,7 +47,18 @@ export async function withResponseFloor<T>(deps: PortalDeps, started: number, wo
   return result;
 }
 
-function tooMany(c: PortalContext, deps: PortalDeps): Response {
+/** Signs the browser in as `userId`, always under a new session id. */
+export async function startSession(c: PortalContext, deps: PortalDeps, userId: number): Promise<void> {
+  const { ctx } = deps;
+  // A new id on every sign-in: an id planted before login (session fixation) is worthless after it.
+  const previous = c.get('session');
+  if (previous) await destroySession(ctx.db, previous.idHash);
+  const { id } = await createSession(ctx.db, ctx.config, userId);
+  writeCookie(c, deps, COOKIE.session, id, Math.floor(ctx.config.SESSION_ABSOLUTE_MS / 1000));
+  clearCookie(c, deps, COOKIE.csrf);
+}
+
+export function tooMany(c: PortalContext, deps: PortalDeps): Response {
   return renderPage(c, deps, 'error', { titleKey: 'error.429_title', messageKey: 'error.429' }, 429);
 }
 
@@ -82,12 +98,7 @@ export function registerAuthRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void
         .where('id', '=', user.id)
         .execute();
     }
-    // A new id on every sign-in: an id planted before login (session fixation) is worthless after it.
-    const previous = c.get('session');
-    if (previous) await destroySession(ctx.db, previous.idHash);
-    const { id } = await createSession(ctx.db, ctx.config, user.id);
-    writeCookie(c, deps, COOKIE.session, id, Math.floor(ctx.config.SESSION_ABSOLUTE_MS / 1000));
-    clearCookie(c, deps, COOKIE.csrf);
+    await startSession(c, deps, user.id);
     return redirectTo(c, deps, next);
   });
 
@@ -127,18 +138,19 @@ export function registerAuthRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void
 
   app.get('/password/new', (c) => {
     const email = (c.req.query('email') ?? '').slice(0, 254);
-    return renderPage(c, deps, 'password-new', { email });
+    return renderPage(c, deps, 'password-new', { email, next: optionalNext(c.req.query('next')) });
   });
 
   app.post('/password/new', async (c) => {
     const started = performance.now();
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
-    if (!isValidEmail(email)) return renderPage(c, deps, 'password-new', { email, errors: ['form.invalid_email'] }, 422);
+    const next = optionalNext(field(body, 'next'));
+    if (!isValidEmail(email)) return renderPage(c, deps, 'password-new', { email, next, errors: ['form.invalid_email'] }, 422);
     if (!(await deps.limiters.attempt('password', { ip: clientIp(c, deps), account: email }))) return tooMany(c, deps);
     await withResponseFloor(deps, started, async () => {
       const user = await findUserByEmail(ctx.db, email);
-      if (user) await sendPasswordLink(ctx, user);
+      if (user) await sendPasswordLink(ctx, user, next || null);
     });
     return renderPage(c, deps, 'check-email', { email });
   });

@@ -3,6 +3,7 @@ import { setPasswordWithToken } from '../../auth/password-flows.js';
 import { checkPasswordPolicy } from '../../auth/policy.js';
 import { peekAuthToken } from '../../auth/tokens.js';
 import { findUserById } from '../../db/queries/users.js';
+import { tooMany } from './auth.js';
 import {
   COOKIE,
   clearCookie,
@@ -11,6 +12,7 @@ import {
   rawField,
   redirectTo,
   renderPage,
+  safeReturnPath,
   type PortalContext,
   type PortalDeps,
   type PortalEnv,
@@ -45,14 +47,17 @@ export function registerPasswordSetRoutes(app: Hono<PortalEnv>, deps: PortalDeps
     const token = c.req.query('token') ?? field(body, 'token');
     const password = rawField(body, 'password');
     const confirm = rawField(body, 'password_confirm');
+    const ip = clientIp(c, deps);
+    // Checked before the token: once an address is limited, a right guess gets the same 429 as a wrong one.
+    if (await deps.limiters.blocked('password', { ip })) return tooMany(c, deps);
     const valid = await peekAuthToken(ctx.db, token);
-    const allowed = await deps.limiters.attempt('password', {
-      ip: clientIp(c, deps),
-      account: valid ? `user:${valid.userId}` : null,
-    });
-    if (!allowed) return renderPage(c, deps, 'error', { titleKey: 'error.429_title', messageKey: 'error.429' }, 429);
     const user = valid ? await findUserById(ctx.db, valid.userId) : undefined;
-    if (!valid || !user) return invalidLink(c, deps);
+    if (!valid || !user) {
+      // Only failed token checks count: the limit is against guessing links. A holder of a valid link
+      // who trips over the password policy a few times must not be locked out for an hour.
+      await deps.limiters.attempt('password', { ip });
+      return invalidLink(c, deps);
+    }
 
     const violations = checkPasswordPolicy(ctx.config, password, user.email, confirm);
     if (violations.length) {
@@ -76,7 +81,9 @@ export function registerPasswordSetRoutes(app: Hono<PortalEnv>, deps: PortalDeps
     const updated = await setPasswordWithToken(ctx, token, password);
     if (!updated) return invalidLink(c, deps); // used up by a concurrent request
     // Every session of this user is gone, possibly including this browser's.
-    if (c.get('user')?.id === updated.id) clearCookie(c, deps, COOKIE.session);
-    return redirectTo(c, deps, '/login?notice=password_set');
+    if (c.get('user')?.id === updated.user.id) clearCookie(c, deps, COOKIE.session);
+    // Where they were going when they asked for the link: kept in the token row, checked again here.
+    const next = updated.returnTo ? safeReturnPath(updated.returnTo, '') : '';
+    return redirectTo(c, deps, `/login?notice=password_set${next ? `&next=${encodeURIComponent(next)}` : ''}`);
   });
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Hono } from 'hono';
 import {
   addAttachment,
@@ -13,11 +12,12 @@ import {
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { domainOf, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { parseId, participantTicketOr404, renderThread, SAFE_CONTENT_TYPE, ticketOr404, viewerOf } from './requests.js';
+import { ccAccountRefusal, ccAddressRefusal, filesOf, readUploads } from '../new-request.js';
+import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } from './requests.js';
 
 export const MAX_FILES = 10;
 export const MAX_COMMENT_CHARS = 64 * 1024;
@@ -29,26 +29,6 @@ export const MAX_COMMENT_CHARS = 64 * 1024;
  */
 export function commentBodyLimit(attachmentMaxBytes: number): number {
   return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
-}
-
-/**
- * A filename as the browser sent it, made safe to store and to put back in a
- * Content-Disposition header: no directories, no control characters, no
- * quotes or slashes, bounded length (keeping the extension).
- */
-export function sanitizeFilename(name: string): string {
-  const base = name.normalize('NFC').split(/[\\/]/).pop() ?? '';
-  let clean = base
-    .replace(/[\p{Cc}\p{Cf}"<>:|?*]/gu, '')
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/^\.+/, '');
-  if (clean.length > 200) {
-    const dot = clean.lastIndexOf('.');
-    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : '';
-    clean = clean.slice(0, 200 - ext.length) + ext;
-  }
-  return clean || 'attachment';
 }
 
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
@@ -72,11 +52,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody({ all: true });
     const text = field(body, 'body');
-    const rawFiles = body['files'];
-    const files = (Array.isArray(rawFiles) ? rawFiles : rawFiles === undefined ? [] : [rawFiles]).filter(
-      // An empty file input still submits one nameless, empty part.
-      (f): f is File => f instanceof File && (f.size > 0 || f.name !== ''),
-    );
+    const files = filesOf(body);
     const errorKey = !text
       ? 'request.comment_required'
       : text.length > MAX_COMMENT_CHARS
@@ -86,17 +62,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
           : null;
     if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
     if (files.some((f) => f.size > ctx.config.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
-    const uploads = await Promise.all(
-      files.map(async (f) => {
-        const content = Buffer.from(await f.arrayBuffer());
-        return {
-          filename: sanitizeFilename(f.name),
-          contentType: SAFE_CONTENT_TYPE.test(f.type) ? f.type.toLowerCase() : 'application/octet-stream',
-          content,
-          sha256: createHash('sha256').update(content).digest('hex'),
-        };
-      }),
-    );
+    const uploads = await readUploads(files);
 
     let outboxIds: number[];
     let messageId: number;
@@ -138,17 +104,9 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
     const body = await c.req.parseBody();
     const email = normalizeEmail(field(body, 'email'));
-    if (!isValidEmail(email)) return renderThread(c, deps, ticket, { ccErrorKey: 'form.invalid_email', ccDraft: email }, 422);
-    // Copying ourselves in would make every update a mail to our own inbox: a loop.
-    if (ctx.config.SUPPORT_ADDRESSES.includes(email) || domainOf(email) === ctx.config.MAIL_DOMAIN) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
-    // Staff are copied in by staff; with closed registration a CC never creates an account (issue #12).
-    // One answer for both, the same as for our own addresses.
     const existing = await findUserByEmail(ctx.db, email);
-    if (existing?.role === 'staff' || (!existing && ctx.config.REGISTRATION === 'closed')) {
-      return renderThread(c, deps, ticket, { ccErrorKey: 'request.cc_not_allowed', ccDraft: email }, 422);
-    }
+    const refusal = ccAddressRefusal(ctx.config, email) ?? ccAccountRefusal(ctx.config, existing);
+    if (refusal) return renderThread(c, deps, ticket, { ccErrorKey: refusal, ccDraft: email }, 422);
     try {
       const outcome = await ctx.db.transaction().execute(async (trx) => {
         await lockWritable(trx, ticket.id);

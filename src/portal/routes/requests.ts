@@ -24,7 +24,7 @@ import { formatBytes } from '../views.js';
 
 export const PAGE_SIZE = 25;
 const MAX_PAGE = 10_000;
-const NOTICES = new Set(['commented', 'cc_added', 'cc_removed', 'solved']);
+const NOTICES = new Set(['commented', 'cc_added', 'cc_removed', 'solved', 'created']);
 export { SAFE_CONTENT_TYPE } from '../../mail/content-type.js';
 
 export function viewerOf(c: PortalContext): Viewer {
@@ -72,7 +72,7 @@ export async function renderThread(
   const t = (key: string) => deps.views.t(c.get('locale'), key);
   const display = (p: { name: string | null; email: string; isStaff: boolean }) =>
     // Staff addresses stay private: customers see a name or "Support".
-    p.isStaff ? (p.name ?? t('request.support')) : p.name ? `${p.name} <${p.email}>` : p.email;
+    p.isStaff ? (p.name ?? deps.ctx.config.BRAND_NAME ?? t('request.support')) : p.name ? `${p.name} <${p.email}>` : p.email;
   const notice = c.req.query('notice');
   // Closed requests, and requests seen only through a shared organization, show no forms.
   const writable = ticket.status !== 'closed' && !ticket.readOnly;
