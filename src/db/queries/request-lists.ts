@@ -78,8 +78,10 @@ export function indexableTerm(terms: string[]): string | null {
 
 /** The subject or a public message contains the term (internal notes are never searched). */
 function matchesTerm(pattern: string): Expression<SqlBool> {
-  return sql<SqlBool>`(t.subject ILIKE ${pattern} OR EXISTS (
-    SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.visibility = 'public' AND m.body_text ILIKE ${pattern}))`;
+  // A correlated scalar subquery, not EXISTS: PostgreSQL would turn EXISTS into a semi-join and may then collect
+  // every match in the installation through the trigram index; this stays a check of the tab's own rows.
+  return sql<SqlBool>`(t.subject ILIKE ${pattern} OR (
+    SELECT true FROM messages m WHERE m.ticket_id = t.id AND m.visibility = 'public' AND m.body_text ILIKE ${pattern} LIMIT 1) IS NOT NULL)`;
 }
 
 /**
