@@ -6,6 +6,8 @@ import * as m0004 from './0004-portal.js';
 import * as m0006 from './0006-installation.js';
 import * as m0007 from './0007-scrub-password-links.js';
 import * as m0010 from './0010-lifecycle.js';
+import * as m0011 from './0011-csat.js';
+import * as m0012 from './0012-upload-quota.js';
 import * as m0013 from './0013-portal-requests.js';
 import * as m0014 from './0014-profile-orgs-search.js';
 
@@ -23,6 +25,8 @@ export const migrations: Record<string, Migration> = {
   '0006-installation': m0006,
   '0007-scrub-password-links': m0007,
   '0010-lifecycle': m0010,
+  '0011-csat': m0011,
+  '0012-upload-quota': m0012,
   '0013-portal-requests': m0013,
   '0014-profile-orgs-search': m0014,
 };

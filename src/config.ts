@@ -37,7 +37,9 @@ const emailList = z.string().transform((value, ctx) => {
   return items;
 });
 
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes' || v === 'on');
 
 const timeZone = z.string().refine((tz) => {
   try {
@@ -131,6 +133,8 @@ const schema = z
     SWEEP_INTERVAL_MS: int(100).prefault(15_000),
     /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. */
     METRICS_TOKEN: z.string().min(16).optional(),
+    /** How long the table counts behind /metrics are reused (a scrape every 15 s is typical). */
+    METRICS_CACHE_MS: int(0, 3_600_000).prefault(10_000),
 
     // Inbound
     SMTP_MAX_SIZE: int(1024).prefault(25 * 1024 * 1024),
@@ -145,6 +149,8 @@ const schema = z
     INBOUND_CONCURRENCY: int(1, 256).prefault(32),
     MAX_CCS: int(0, 1000).prefault(48),
     ATTACHMENT_MAX_BYTES: int(1024).prefault(20 * 1024 * 1024),
+    /** Bytes of files one customer may upload through the portal in any 24 hours (staff are exempt). */
+    UPLOAD_DAILY_BYTES: int(0).prefault(200 * 1024 * 1024),
     SENDER_BREAKER_MAX: int(1).prefault(20),
     SENDER_BREAKER_WINDOW_MS: int(1000).prefault(10 * 60_000),
     /** Bytes of processed mail one sender address may bring in 24 h; more is held as sender_quota. */
@@ -156,9 +162,17 @@ const schema = z
     OUTBOUND_CONCURRENCY: int(1, 64).prefault(4),
     /** First retry delay after a relay failure; doubles each attempt (12 attempts ≈ 5.7 h at 5 s). */
     OUTBOUND_RETRY_BASE_MS: int(10).prefault(5_000),
+    /**
+     * `on`: each mail's envelope MAIL FROM is its own signed return path
+     * (bounce+<id>.<sig>@MAIL_DOMAIN), so a bounce names the mail it concerns.
+     * `off`: the MAIL_FROM address, for relays that only accept a fixed sender.
+     */
+    VERP: z.enum(['on', 'off']).prefault('on'),
     STAFF_AUTH: z.enum(['dmarc', 'token']).prefault('dmarc'),
     /** The first staff member to reply publicly to an unassigned ticket becomes its assignee. */
     AUTO_ASSIGN_FIRST_REPLIER: bool.prefault('true'),
+    /** A second agent's reply to a customer message another agent answered this recently is held (collision); "off" never holds. */
+    COLLISION_WINDOW: durationOrOff.prefault('2m'),
     ACK_MAX_PER_SENDER_PER_HOUR: int(0).prefault(3),
     BREAKER_PER_TICKET: int(1).prefault(10),
     BREAKER_PER_RECIPIENT: int(1).prefault(30),
@@ -176,6 +190,9 @@ const schema = z
     PENDING_SOLVE_AFTER: durationOrOff.prefault('7d'),
     /** How often the scheduled lifecycle job runs (one run per interval across all workers). */
     LIFECYCLE_INTERVAL_MS: int(1000).prefault(60_000),
+    /** The satisfaction survey (CSAT): "on" or "off", and how long after a ticket is solved it is mailed. */
+    CSAT: bool.prefault('on'),
+    CSAT_AFTER: duration.prefault('24h'),
     /** Local time of the daily staff digest ("HH:MM"), or "off". */
     STAFF_DIGEST_AT: z
       .string()
@@ -207,6 +224,11 @@ const schema = z
     PORTAL_RESPONSE_FLOOR_MS: int(0, 10_000).prefault(400),
     // Behind a reverse proxy: take the client IP from the right-most X-Forwarded-For entry.
     TRUST_PROXY: bool.prefault('false'),
+    // Slowloris: Node's defaults let a client dribble headers for 60 s and a body for 5 min.
+    /** The whole request head must arrive within this. */
+    HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).prefault(10_000),
+    /** The whole request, body (uploads) included, must arrive within this. */
+    HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000).prefault(120_000),
     PORTAL_TIME_ZONE: timeZone.prefault('UTC'),
     // How long a signed-out visitor's request waits for its confirmation link before it is discarded.
     REQUEST_CONFIRM_TTL: duration.prefault('24h'),
@@ -221,6 +243,9 @@ const schema = z
         path: ['PENDING_REMINDER_AFTER'],
         message: 'must be shorter than PENDING_SOLVE_AFTER (the reminder comes first)',
       });
+    }
+    if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not be longer than HTTP_REQUEST_TIMEOUT_MS' });
     }
     if (Boolean(c.SMTP_TLS_KEY) !== Boolean(c.SMTP_TLS_CERT)) {
       ctx.addIssue({ code: 'custom', path: ['SMTP_TLS_CERT'], message: 'SMTP_TLS_KEY and SMTP_TLS_CERT go together' });

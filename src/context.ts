@@ -57,7 +57,7 @@ export function createContext(config: Config, log: Logger = createLogger(config.
     log,
     redis,
     queues,
-    metrics: createMetrics({ db, queues }),
+    metrics: createMetrics({ db, queues, countCacheMs: config.METRICS_CACHE_MS }),
     installationId: '',
     parsePool,
     dns: createDnsResolver(config),

@@ -32,6 +32,7 @@ export const ERRORS = {
   RATE_LIMITED: 'Rate limited',
   TICKET_CLOSED: 'Ticket closed',
   UPLOAD_TOO_LARGE: 'Attachment too large',
+  UPLOAD_QUOTA: 'Upload quota exceeded',
 
   // Jobs: a payload that fails its schema when enqueued (in the worker it is an UnrecoverableError).
   JOB_PAYLOAD_INVALID: 'Invalid job payload',

@@ -9,9 +9,6 @@ import type { Db } from './db/database.js';
  * collide. Gauges that describe durable state are read from PostgreSQL and
  * Redis at scrape time, so every process reports the same truth.
  */
-/** How long the table counts behind /metrics are reused (a scrape every 15 s is typical). */
-export const COUNT_CACHE_MS = 10_000;
-
 export interface Metrics {
   registry: Registry;
   smtpConnections: Counter<string>;
@@ -22,7 +19,8 @@ export interface Metrics {
   inboundProcessed: Counter<'path'>;
 }
 
-export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): Metrics {
+/** `countCacheMs`: how long the table counts behind /metrics are reused (METRICS_CACHE_MS). */
+export function createMetrics(deps: { db: Db; queues: Record<string, Queue>; countCacheMs: number }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'replyline_process_' });
   const smtpConnections = new Counter({
@@ -80,12 +78,12 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     },
   });
   // Only the small, indexed slices of the tables: rows waiting or held, not the history.
-  // /metrics may be open to anyone: the counts are reused for COUNT_CACHE_MS, and
+  // /metrics may be open to anyone: the counts are reused for countCacheMs, and
   // concurrent scrapes share one query, so scraping in a loop cannot load the database.
   const countGauge = (name: string, help: string, query: RawBuilder<{ label: string | null; n: string }>, label?: string) => {
     let cached: { at: number; rows: Promise<Array<{ label: string | null; n: string }>> } | null = null;
     const rows = () => {
-      if (!cached || Date.now() - cached.at > COUNT_CACHE_MS) {
+      if (!cached || Date.now() - cached.at > deps.countCacheMs) {
         const fresh = { at: Date.now(), rows: query.execute(deps.db).then((r) => r.rows) };
         // A failed query is not cached: the next scrape tries again.
         fresh.rows.catch(() => {
@@ -123,6 +121,12 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue> }): 
     'replyline_outbound_queued',
     'Outbox rows waiting to be sent',
     sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`,
+  );
+  countGauge(
+    'replyline_csat_ratings',
+    'Satisfaction ratings of tickets, by rating (good, bad): the latest rating of each rated ticket',
+    sql`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`,
+    'rating',
   );
   countGauge(
     'replyline_outbound_failed',

@@ -134,3 +134,14 @@ describe('lifecycle durations', () => {
     expect(() => loadConfig({ PENDING_REMINDER_AFTER: '8d' })).toThrow(/PENDING_REMINDER_AFTER: must be shorter than PENDING_SOLVE_AFTER/);
   });
 });
+
+describe('collision window and satisfaction survey', () => {
+  it('default to 2 minutes and a survey 24 h after solving; accept "off" and units', () => {
+    const d = loadConfig({});
+    expect([d.COLLISION_WINDOW, d.CSAT, d.CSAT_AFTER]).toEqual([2 * 60_000, true, 24 * 3_600_000]);
+    const c = loadConfig({ COLLISION_WINDOW: 'off', CSAT: 'off', CSAT_AFTER: '90m' });
+    expect([c.COLLISION_WINDOW, c.CSAT, c.CSAT_AFTER]).toEqual([null, false, 90 * 60_000]);
+    expect(() => loadConfig({ CSAT_AFTER: 'off' })).toThrow(/CSAT_AFTER/);
+    expect(() => loadConfig({ CSAT: 'maybe' })).toThrow(/CSAT/);
+  });
+});

@@ -33,6 +33,8 @@ export const OUTBOUND_KINDS = [
 ] as const;
 export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
+export type CsatRating = 'good' | 'bad';
+
 export interface UsersTable {
   id: Generated<number>;
   email: string;
@@ -62,6 +64,11 @@ export interface TicketsTable {
   status_changed_at: Generated<Date>;
   /** Set when the one reminder of the current pending spell was queued; cleared by any status change. */
   pending_reminded_at: NullableTimestamp;
+  /** When the satisfaction survey was queued (once per ticket; migration 0011). */
+  csat_sent_at: NullableTimestamp;
+  csat_rating: CsatRating | null;
+  csat_comment: string | null;
+  csat_rated_at: NullableTimestamp;
 }
 
 export interface TicketParticipantsTable {

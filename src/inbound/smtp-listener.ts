@@ -4,7 +4,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMT
 import type { Config } from '../config.js';
 import type { AppContext } from '../context.js';
 import { AcceptBatcher, enqueueInboundBatch } from './accept-batcher.js';
-import { parseReplyAddress } from '../mail/tokens.js';
+import { parseBounceAddress, parseReplyAddress } from '../mail/tokens.js';
 import { ipKey } from '../net/ip-key.js';
 import { smtpReply as smtpError, toSmtpReply } from './smtp-replies.js';
 
@@ -48,10 +48,12 @@ function limiter(points: number) {
   };
 }
 
+/** A support address, a signed reply address, or a signed return path (bounces of our mail come back to it). */
 export function isOurRecipient(ctx: AppContext, address: string): boolean {
   const lower = address.trim().toLowerCase();
+  const { SECRET_KEY, MAIL_DOMAIN } = ctx.config;
   if (ctx.config.SUPPORT_ADDRESSES.includes(lower)) return true;
-  return parseReplyAddress(ctx.config.SECRET_KEY, ctx.config.MAIL_DOMAIN, lower) !== null;
+  return parseReplyAddress(SECRET_KEY, MAIL_DOMAIN, lower) !== null || parseBounceAddress(SECRET_KEY, MAIL_DOMAIN, lower) !== null;
 }
 
 /** Reads the DATA stream into one Buffer, never decoding it: the stored bytes are exactly what arrived. */

@@ -1,4 +1,4 @@
-import type { Job, JobsOptions } from 'bullmq';
+import type { Job, JobsOptions, Queue } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { z } from 'zod';
 import type { AppContext } from '../context.js';
@@ -71,4 +71,22 @@ export async function enqueueBulk<S extends z.ZodType>(
 ): Promise<void> {
   const jobs = items.map((i) => ({ name: def.name, data: parsePayload(def, i.data, false), opts: { ...def.options, ...i.options } }));
   await guarded(ctx, `enqueue ${items.length} × ${def.name}`, () => ctx.queues[def.queue].addBulk(jobs));
+}
+
+/**
+ * A row still pending whose job already *finished* would never run again:
+ * BullMQ ignores add() for an existing job id. That happens when a job
+ * stalled more often than maxStalledCount (repeated kill -9) and was failed
+ * by BullMQ, or ran out of attempts during an outage. Such a job is retried
+ * (failed) or removed (completed) so the enqueue that follows takes effect.
+ */
+export async function reviveFinishedJob(ctx: AppContext, queue: Queue, jobId: string): Promise<void> {
+  const revive = async () => {
+    const job = await queue.getJob(jobId);
+    if (!job) return;
+    const state = await job.getState();
+    if (state === 'failed') await job.retry('failed');
+    else if (state === 'completed') await job.remove();
+  };
+  await guarded(ctx, `checking job ${jobId}`, revive);
 }

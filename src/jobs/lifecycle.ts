@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { AppContext } from '../context.js';
 import type { Db } from '../db/database.js';
 import { latestPublicMessageIds, lockDueTickets, markPendingReminded, setTicketsStatus, type DueTicket } from '../db/queries/tickets.js';
+import { lockDueSurveys, markSurveysSent } from '../db/queries/tickets-csat.js';
 import { findUserRefs } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail } from '../mail/address.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
@@ -14,7 +15,9 @@ import { enqueueOutboundAll } from './send-mail.js';
  *    (silently; a later reply opens a linked follow-up ticket);
  *  - pending (waiting for the customer) for PENDING_REMINDER_AFTER → one
  *    reminder to the requester;
- *  - pending for PENDING_SOLVE_AFTER → solved, with a note to the requester.
+ *  - pending for PENDING_SOLVE_AFTER → solved, with a note to the requester;
+ *  - solved for CSAT_AFTER → the satisfaction survey to the requester, once
+ *    per ticket (tickets.csat_sent_at), unless CSAT=off.
  * A customer reply reopens a solved or pending ticket, which restarts the
  * clock (status_changed_at). One run is one transaction; each transition is
  * decided by the row itself under a lock, so a run repeated after a crash, or
@@ -28,9 +31,10 @@ export interface LifecycleCounts {
   closed: number;
   autoSolved: number;
   reminded: number;
+  surveyed: number;
 }
 
-type LifecycleEvent = 'pending_reminder' | 'auto_solved';
+type LifecycleEvent = 'pending_reminder' | 'auto_solved' | 'csat';
 
 const ago = (now: Date, ms: number) => new Date(now.getTime() - ms);
 
@@ -104,14 +108,26 @@ export async function runLifecycle(ctx: AppContext, now: Date = new Date()): Pro
       now,
     );
 
+    // After closing: a ticket closed in this run is past rating, so it is not surveyed.
+    const surveyed = cfg.CSAT ? await lockDueSurveys(trx, { before: ago(now, cfg.CSAT_AFTER), limit: BATCH }) : [];
+    await markSurveysSent(
+      trx,
+      surveyed.map((t) => t.id),
+      now,
+    );
+
     const ids = await lifecycleMails(trx, ctx, [
       ...solved.map((ticket) => ({ ticket, event: 'auto_solved' as const })),
       ...reminded.map((ticket) => ({ ticket, event: 'pending_reminder' as const })),
+      ...surveyed.map((ticket) => ({ ticket, event: 'csat' as const })),
     ]);
-    return { counts: { closed: closed.length, autoSolved: solved.length, reminded: reminded.length }, outboxIds: ids };
+    return {
+      counts: { closed: closed.length, autoSolved: solved.length, reminded: reminded.length, surveyed: surveyed.length },
+      outboxIds: ids,
+    };
   });
   await enqueueOutboundAll(ctx, outboxIds);
-  if (counts.closed + counts.autoSolved + counts.reminded > 0) ctx.log.info(counts, 'ticket lifecycle applied');
+  if (counts.closed + counts.autoSolved + counts.reminded + counts.surveyed > 0) ctx.log.info(counts, 'ticket lifecycle applied');
   return counts;
 }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { AppContext } from '../context.js';
 import { listOpenTicketsByAssignee, type DigestTicket } from '../db/queries/tickets.js';
 import { isOurAddress, isValidEmail } from '../mail/address.js';
+import { countRatingsSince } from '../db/queries/tickets-csat.js';
 import { listStaffRecipients } from '../mail/notify.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
@@ -10,7 +11,8 @@ import { enqueueOutboundAll } from './send-mail.js';
 /**
  * The daily staff digest: at STAFF_DIGEST_AT in STAFF_DIGEST_TIME_ZONE every
  * staff member gets one mail listing their open tickets and every unassigned
- * one, oldest first, with age, status, priority and a link; nobody gets an
+ * one, oldest first, with age, status, priority and a link (and the day's
+ * satisfaction ratings); nobody gets an
  * empty one. It goes through the outbox like every mail. One mail per staff
  * member and local day is a unique index on the outbox, so a run repeated
  * after a crash, a second worker or a manual run the same day adds nothing.
@@ -37,6 +39,7 @@ const snapshot = (t: DigestTicket, mine: boolean) => ({
   priority: t.priority,
   createdAt: t.createdAt.toISOString(),
   mine,
+  csat: t.csatRating,
 });
 
 /** One digest run at `now` (tests pass a clock); returns how many digests were queued. */
@@ -46,6 +49,7 @@ export async function runStaffDigest(ctx: AppContext, now: Date = new Date()): P
     const open = await listOpenTicketsByAssignee(trx, PER_LIST);
     const unassigned = open.filter((t) => t.assigneeId === null);
     const queueTotal = unassigned[0]?.total ?? 0;
+    const csat = await countRatingsSince(trx, new Date(now.getTime() - 86_400_000));
     const rows: Array<OutboxInsert<'staff_digest'>> = [];
     for (const staff of await listStaffRecipients(trx)) {
       if (!isValidEmail(staff.email) || isOurAddress(ctx.config, staff.email)) continue;
@@ -55,7 +59,13 @@ export async function runStaffDigest(ctx: AppContext, now: Date = new Date()): P
         (a, b) => a.createdAt.localeCompare(b.createdAt) || a.id - b.id,
       );
       const more = (mine[0]?.total ?? 0) - mine.length + queueTotal - unassigned.length;
-      rows.push({ kind: 'staff_digest', recipient: staff.email, userId: staff.id, locale: staff.locale, payload: { date, tickets, more } });
+      rows.push({
+        kind: 'staff_digest',
+        recipient: staff.email,
+        userId: staff.id,
+        locale: staff.locale,
+        payload: { date, tickets, more, csat },
+      });
     }
     return insertOutboundMails(trx, ctx.config, rows, { skipDuplicates: true });
   });

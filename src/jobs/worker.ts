@@ -1,10 +1,10 @@
-import { type Queue, UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
 import { findQueuedOutboundIds } from '../mail/outbox.js';
 import { createWorkerRedis } from '../redis.js';
-import { guarded, parsePayload, type QueueName } from './define-job.js';
+import { parsePayload, reviveFinishedJob, type QueueName } from './define-job.js';
 import { inboundJobId, outboundJobId } from './job-ids.js';
 import { scheduleLifecycle } from './lifecycle.js';
 import { scheduleStaffDigest } from './staff-digest.js';
@@ -45,24 +45,6 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
   );
   worker.on('error', (err) => ctx.log.error({ queue, err: err.message }, 'worker error'));
   return { worker, connection };
-}
-
-/**
- * A row still pending whose job already *finished* would never run again:
- * BullMQ ignores add() for an existing job id. That happens when a job
- * stalled more often than maxStalledCount (repeated kill -9) and was failed
- * by BullMQ, or ran out of attempts during an outage. Such a job is retried
- * (failed) or removed (completed) so the enqueue that follows takes effect.
- */
-async function reviveFinishedJob(ctx: AppContext, queue: Queue, jobId: string): Promise<void> {
-  const revive = async () => {
-    const job = await queue.getJob(jobId);
-    if (!job) return;
-    const state = await job.getState();
-    if (state === 'failed') await job.retry('failed');
-    else if (state === 'completed') await job.remove();
-  };
-  await guarded(ctx, `checking job ${jobId}`, revive);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { BOUNCE_LOCAL_PART } from './tokens.js';
 
 /**
  * zod's default address grammar, except that the domain may be a single label
@@ -35,8 +36,8 @@ export function domainOf(email: string): string {
 }
 
 /**
- * Our own addresses: the support addresses and their `+token` reply
- * addresses under MAIL_DOMAIN (signed or not). Not "anything @MAIL_DOMAIN":
+ * Our own addresses: the support addresses, their `+token` reply addresses
+ * and our `bounce+…` return paths under MAIL_DOMAIN (signed or not). Not "anything @MAIL_DOMAIN":
  * MAIL_DOMAIN defaults to the support domain, where staff have mailboxes too.
  */
 export function isOurAddress(config: { SUPPORT_ADDRESSES: readonly string[]; MAIL_DOMAIN: string }, raw: string): boolean {
@@ -44,5 +45,6 @@ export function isOurAddress(config: { SUPPORT_ADDRESSES: readonly string[]; MAI
   if (config.SUPPORT_ADDRESSES.includes(email)) return true;
   if (domainOf(email) !== config.MAIL_DOMAIN) return false;
   const local = email.slice(0, email.lastIndexOf('@'));
+  if (local.startsWith(`${BOUNCE_LOCAL_PART}+`)) return true;
   return config.SUPPORT_ADDRESSES.some((s) => local.startsWith(`${s.slice(0, s.lastIndexOf('@'))}+`));
 }

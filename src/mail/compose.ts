@@ -2,7 +2,7 @@ import { timeZoneFor } from '../time-zones.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
+import type { CsatRating, Db, Locale, OutboundMailRow, TicketPriority, TicketStatus } from '../db/database.js';
 import { unseal } from '../auth/secrets.js';
 import { AppError } from '../errors.js';
 import { staffAuthNoticeView } from '../inbound/staff-auth-notice.js';
@@ -11,7 +11,7 @@ import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
 import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
 import { buildThreadHeaders } from './threading.js';
-import { makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
+import { makeBounceAddress, makeCsatToken, makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
 import { SAFE_CONTENT_TYPE } from './content-type.js';
 
 /**
@@ -26,6 +26,7 @@ export type ComposeConfig = Pick<
   | 'SECRET_KEY'
   | 'MAIL_DOMAIN'
   | 'MAIL_FROM'
+  | 'VERP'
   | 'PUBLIC_URL'
   | 'SUPPORT_ADDRESSES'
   | 'MAIL_ATTACH_MAX_BYTES'
@@ -82,6 +83,10 @@ const STATUS_LABELS: Record<Locale, Record<TicketStatus, string>> = {
   ja: { new: '新規', open: '対応中', pending: '保留（お客様の返信待ち）', hold: '対応中', solved: '解決済み', closed: '終了' },
 };
 const STAFF_HOLD_LABEL: Record<Locale, string> = { en: 'On-hold', ja: '保留（第三者待ち）' };
+const CSAT_LABELS: Record<Locale, Record<CsatRating, string>> = {
+  en: { good: 'Good', bad: 'Bad' },
+  ja: { good: '良い', bad: '悪い' },
+};
 const PRIORITY_LABELS: Record<Locale, Record<TicketPriority, string>> = {
   en: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
   ja: { low: '低', normal: '通常', high: '高', urgent: '緊急' },
@@ -141,6 +146,9 @@ function ticketView(config: ComposeConfig, row: OutboundMailRow, c: MailContext,
     priorityShown: c.ticket.priority !== 'normal',
     url: `${config.PUBLIC_URL}/requests/${c.ticket.id}`,
     tag: makeTicketTag(config.SECRET_KEY, c.ticket.id),
+    // The requester's rating is for staff eyes; a CC never sees it.
+    csatLabel: toStaff && c.ticket.csatRating ? CSAT_LABELS[locale][c.ticket.csatRating] : null,
+    csatComment: toStaff && c.ticket.csatRating ? oneLine(c.ticket.csatComment ?? '', 300) || null : null,
   };
 }
 
@@ -151,6 +159,13 @@ function payloadOf<
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(row.payload);
   if (!parsed.success) throw new AppError('VALIDATION', `${kind} mail ${row.id}: invalid payload: ${parsed.error.message}`);
   return parsed.data as z.output<(typeof PAYLOAD_SCHEMAS)[K]>;
+}
+
+/** The survey's Good/Bad links, signed for this ticket and recipient (the requester). */
+function csatLinks(config: ComposeConfig, row: OutboundMailRow, ticketId: number) {
+  if (row.user_id === null) throw new AppError('VALIDATION', `satisfaction mail ${row.id}: no recipient account`);
+  const url = `${config.PUBLIC_URL}/satisfaction/${makeCsatToken(config.SECRET_KEY, { ticketId, userId: row.user_id })}`;
+  return { goodUrl: `${url}/good`, badUrl: `${url}/bad` };
 }
 
 /** A link carrying a sealed one-time token (sign-in, request confirmation): built only now, under PUBLIC_URL. */
@@ -240,6 +255,8 @@ function templateData(
         isNew: event === 'ticket_created',
         isNote: event === 'internal_note',
         isSolved: event === 'customer_solved',
+        isFyi: event === 'staff_reply',
+        isCollision: event === 'collision',
         author: { display: actor ? who(actor) : '' },
         requester: { display: displayName({ name: c.ticket?.requesterName ?? null, email: c.ticket?.requesterEmail ?? '' }, true) },
         message: { text: c.message?.text ?? '' },
@@ -253,7 +270,13 @@ function templateData(
       const url = token ? `${config.PUBLIC_URL}/password/set?token=${encodeURIComponent(token)}` : p.url;
       if (!url) throw new AppError('VALIDATION', `password_setup mail ${row.id}: token cannot be opened (SECRET_KEY changed?)`);
       if (!url.startsWith(`${config.PUBLIC_URL}/`)) throw new AppError('VALIDATION', 'password link is not under PUBLIC_URL');
-      return { ...base, ...NO_LAYOUT, url, isReset: p.purpose === 'password_reset', expiresAt: formatDate(new Date(p.expiresAt), locale, zone) };
+      return {
+        ...base,
+        ...NO_LAYOUT,
+        url,
+        isReset: p.purpose === 'password_reset',
+        expiresAt: formatDate(new Date(p.expiresAt), locale, zone),
+      };
     }
     case 'sign_in_link':
       return { ...base, ...NO_LAYOUT, ...tokenLink(config, row, 'sign_in_link', '/login/link/open') };
@@ -278,6 +301,7 @@ function templateData(
         priorityLabel: PRIORITY_LABELS[locale][t.priority],
         urgent: t.priority === 'urgent' || t.priority === 'high',
         mine: t.mine,
+        csatLabel: t.csat ? CSAT_LABELS[locale][t.csat] : null,
       }));
       return {
         ...base,
@@ -286,6 +310,7 @@ function templateData(
         tickets,
         count: tickets.length + p.more,
         more: p.more,
+        csat: p.csat && p.csat.good + p.csat.bad > 0 ? p.csat : null,
         requestsUrl: `${config.PUBLIC_URL}/requests?filter=all`,
       };
     }
@@ -298,6 +323,8 @@ function templateData(
         ticket,
         isReminder: event === 'pending_reminder',
         isAutoSolved: event === 'auto_solved',
+        isCsat: event === 'csat',
+        ...(event === 'csat' ? csatLinks(config, row, ticket.id) : {}),
       };
     }
     case 'staff_auth_notice':
@@ -334,8 +361,13 @@ export function composeMail(config: ComposeConfig, row: OutboundMailRow, c: Mail
       'X-Auto-Response-Suppress': 'All',
       [LOOP_HEADER]: config.MAIL_DOMAIN,
     },
-    // Bounces go to our support address, where the inbound side matches them to this row.
-    envelope: { from: from.address, to: [to.address] },
+    // Bounces come back to this row's own signed return path (VERP), which the
+    // listener accepts and the inbound side matches to exactly this row; with
+    // VERP=off they go to MAIL_FROM and are matched by our signed Message-ID.
+    envelope: {
+      from: config.VERP === 'on' ? makeBounceAddress(config.SECRET_KEY, config.MAIL_DOMAIN, row.id) : from.address,
+      to: [to.address],
+    },
     files: files.parts,
     linked: files.linked,
   };

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Config } from '../config.js';
-import type { Db, OutboundMailRow, TicketPriority, TicketStatus, UserRole } from '../db/database.js';
+import type { CsatRating, Db, OutboundMailRow, TicketPriority, TicketStatus, UserRole } from '../db/database.js';
 import { preparedName } from '../db/prepared-client.js';
 
 /**
@@ -63,6 +63,9 @@ export interface MailContext {
     priority: TicketPriority;
     requesterName: string | null;
     requesterEmail: string;
+    /** The requester's satisfaction rating and comment (shown to staff only). */
+    csatRating: CsatRating | null;
+    csatComment: string | null;
   } | null;
   message: { id: number; text: string; authorName: string | null; authorEmail: string; authorRole: UserRole } | null;
   attachments: MailAttachment[];
@@ -84,6 +87,8 @@ interface Raw extends OutboundMailRow {
   x_subject: string | null;
   x_status: TicketStatus | null;
   x_priority: TicketPriority | null;
+  x_csat_rating: CsatRating | null;
+  x_csat_comment: string | null;
   x_requester_name: string | null;
   x_requester_email: string | null;
   x_message_id: number | null;
@@ -141,6 +146,7 @@ export function mailContextQuery(config: MailContextConfig, outboundId: number |
     SELECT ${sql.raw(ROW_COLUMNS.map((c) => `o.${c}`).join(', '))},
       u.name AS x_to_name, u.time_zone AS x_to_time_zone,
       t.id AS x_ticket_id, t.subject AS x_subject, t.status AS x_status, t.priority AS x_priority,
+      t.csat_rating AS x_csat_rating, t.csat_comment AS x_csat_comment,
       r.name AS x_requester_name, r.email AS x_requester_email,
       m.id AS x_message_id, m.body_text AS x_text,
       a.name AS x_author_name, a.email AS x_author_email, a.role AS x_author_role,
@@ -219,6 +225,8 @@ function toLoaded(raw: Raw): LoadedMail {
     x_subject,
     x_status,
     x_priority,
+    x_csat_rating,
+    x_csat_comment,
     x_requester_name,
     x_requester_email,
     x_message_id,
@@ -250,6 +258,8 @@ function toLoaded(raw: Raw): LoadedMail {
               priority: x_priority ?? 'normal',
               requesterName: x_requester_name,
               requesterEmail: x_requester_email ?? '',
+              csatRating: x_csat_rating,
+              csatComment: x_csat_comment,
             }
           : null,
       message:

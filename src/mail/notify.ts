@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { UserRef } from '../db/queries/users.js';
@@ -13,7 +14,9 @@ import { insertOutboundMails, type OutboxInsert } from './outbox.js';
  *    to every staff account (or the assignee);
  *  - public message by a customer: staff notified, the other participants
  *    (requester, CCs) get a ticket update;
- *  - public message by staff: the requester and CCs get a ticket update;
+ *  - public message by staff: the requester and CCs get a ticket update; the
+ *    other agents who were notified about the customer message it answers get
+ *    an FYI (threaded under that notification), so nobody answers twice;
  *  - internal note: the other staff accounts, never anyone else;
  *  - a customer marks the request solved (portal): staff notified.
  * Never the author back (except the acknowledgement, which is *for* the
@@ -114,6 +117,36 @@ export function listFollowingStaff(db: Db, ticketId: number, assigneeId: number)
     .execute();
 }
 
+/**
+ * The staff notified about the newest customer message before `beforeMessageId`
+ * (a new ticket or a customer reply): the agents who may be answering it right now.
+ */
+export function listNotifiedStaff(db: Db, ticketId: number, beforeMessageId: number): Promise<Recipient[]> {
+  return db
+    .selectFrom('outbound_mails as o')
+    .innerJoin('users as u', 'u.id', 'o.user_id')
+    .select(['u.id', 'u.email', 'u.role', 'u.locale'])
+    .distinct()
+    .where('o.ticket_id', '=', ticketId)
+    .where('o.kind', '=', 'staff_notification')
+    .where('u.role', '=', 'staff')
+    .where(sql<string>`o.payload ->> 'event'`, 'in', ['ticket_created', 'customer_reply'])
+    .where('o.ticket_message_id', '=', (eb) =>
+      eb
+        .selectFrom('messages as m')
+        .innerJoin('users as a', 'a.id', 'm.author_id')
+        .select('m.id')
+        .where('m.ticket_id', '=', ticketId)
+        .where('m.visibility', '=', 'public')
+        .where('a.role', '!=', 'staff')
+        .where('m.id', '<', beforeMessageId)
+        .orderBy('m.id', 'desc')
+        .limit(1),
+    )
+    .orderBy('u.id')
+    .execute();
+}
+
 export async function queueTicketMails(db: Db, config: NotifyConfig, event: TicketEvent): Promise<number[]> {
   const ticket = await db
     .selectFrom('tickets')
@@ -165,6 +198,9 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
   const planned: Planned[] = [];
   if (author.role !== 'staff') {
     for (const staff of await staffTargets()) planned.push({ kind: 'staff_notification', to: staff, payload: { event: 'customer_reply' } });
+  } else {
+    for (const staff of await listNotifiedStaff(db, ticket.id, event.messageId))
+      planned.push({ kind: 'staff_notification', to: staff, payload: { event: 'staff_reply' } });
   }
   for (const p of await participants()) {
     if (p.role === 'staff') continue; // staff follow tickets through notifications, not customer updates

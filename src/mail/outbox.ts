@@ -13,9 +13,15 @@ import { makeMessageId } from './tokens.js';
 export const PAYLOAD_SCHEMAS = {
   acknowledgement: z.object({}),
   staff_notification: z.object({
-    event: z.enum(['ticket_created', 'customer_reply', 'internal_note', 'customer_solved']),
+    /**
+     * staff_reply: the FYI to the other agents notified about the customer message a colleague just answered;
+     * collision: to an agent whose reply was held because a colleague answered first (the message is that answer).
+     */
+    event: z.enum(['ticket_created', 'customer_reply', 'internal_note', 'customer_solved', 'staff_reply', 'collision']),
     /** Who acted, for events without a message of their own (customer_solved). */
     by: z.object({ name: z.string().max(200).nullable(), email: z.string().max(320) }).optional(),
+    /** collision: the held inbound message (`held show <id>`). */
+    inboundId: z.number().int().positive().optional(),
   }),
   ticket_update: z.object({}),
   password_setup: z.object({
@@ -39,7 +45,8 @@ export const PAYLOAD_SCHEMAS = {
    */
   request_confirmation: z.object({ token: z.string().optional(), expiresAt: z.iso.datetime() }),
   /** A lifecycle automation's word to the requester (src/jobs/lifecycle.ts). */
-  ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved']) }),
+  /** csat: the satisfaction survey to a solved ticket's requester; its links are signed when the mail is composed. */
+  ticket_lifecycle: z.object({ event: z.enum(['pending_reminder', 'auto_solved', 'csat']) }),
   /**
    * A staff member's daily list, as of the digest run (src/jobs/staff-digest.ts): a snapshot, so the
    * mail says what was waiting at that hour even if it is sent later. `date` (in STAFF_DIGEST_TIME_ZONE)
@@ -56,10 +63,14 @@ export const PAYLOAD_SCHEMAS = {
           priority: z.enum(['low', 'normal', 'high', 'urgent']),
           createdAt: z.iso.datetime(),
           mine: z.boolean(),
+          /** The requester's satisfaction rating, if they gave one (a reopened ticket). */
+          csat: z.enum(['good', 'bad']).nullable().optional(),
         }),
       )
       .max(100),
     more: z.number().int().min(0),
+    /** Satisfaction ratings given in the 24 hours before the digest run. */
+    csat: z.object({ good: z.number().int().min(0), bad: z.number().int().min(0) }).optional(),
   }),
   /** Why a staff member's mail was held as auth_failed: fixed verdict strings only, never ticket content. */
   staff_auth_notice: z.object({ mode: z.enum(['dmarc', 'token']), reason: z.string().max(200), inboundId: z.number().int().positive() }),

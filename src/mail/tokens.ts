@@ -6,6 +6,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
  *  - reply address  <local>+<token>@MAIL_DOMAIN  (token binds ticket + user)
  *  - Message-ID     <t<ticket>.<nonce>.<sig>@MAIL_DOMAIN>
  *  - body tag       [RL-<ticket>-<sig>]
+ *  - return path    bounce+<outbound id>.<sig>@MAIL_DOMAIN  (VERP: names one outbox row)
  * Signatures are HMAC-SHA256 with SECRET_KEY, truncated to 80 bits and
  * base32-encoded (case-insensitive: mail systems lower-case local parts).
  */
@@ -86,6 +87,26 @@ export function parseOurMessageId(secret: string, mailDomain: string, messageId:
   return safeEqual(sign(secret, 'mid', `${m[1]}.${m[2]}`), m[3]!) ? { ticketId: Number(m[1]) } : null;
 }
 
+/** The local part of our signed return paths (VERP). */
+export const BOUNCE_LOCAL_PART = 'bounce';
+
+/**
+ * The envelope MAIL FROM of one outbound mail: a bounce comes back to this
+ * address, and its signature alone proves which outbox row it is about —
+ * whatever the bounce's text says (forwarded mailboxes report another
+ * Final-Recipient; some MTAs return no headers at all).
+ */
+export function makeBounceAddress(secret: string, mailDomain: string, outboundId: number): string {
+  return `${BOUNCE_LOCAL_PART}+${outboundId}.${sign(secret, 'verp', String(outboundId))}@${mailDomain}`;
+}
+
+/** The outbox row a return path under our MAIL_DOMAIN names, if its signature is valid. */
+export function parseBounceAddress(secret: string, mailDomain: string, address: string): { outboundId: number } | null {
+  const m = /^([^@]+)\+(\d{1,15})\.([a-z2-7]{16})@([^@\s]+)$/.exec(address.trim().toLowerCase());
+  if (!m || m[1] !== BOUNCE_LOCAL_PART || m[4] !== mailDomain.toLowerCase()) return null;
+  return safeEqual(sign(secret, 'verp', m[2]!), m[3]!) ? { outboundId: Number(m[2]) } : null;
+}
+
 /** The tag we print in every mail body so a reply threads even when clients drop headers. */
 export function makeTicketTag(secret: string, ticketId: number): string {
   return `[RL-${ticketId}-${sign(secret, 'tag', String(ticketId))}]`;
@@ -123,4 +144,26 @@ export function verifyFileToken(secret: string, token: string, now: Date): FileL
   if (!safeEqual(sign(secret, 'file', `${m[1]}.${m[2]}.${m[3]}`), m[4]!)) return null;
   const link = { attachmentId: Number(m[1]), userId: Number(m[2]), expiresAt: Number(m[3]) };
   return link.expiresAt * 1000 > now.getTime() ? link : null;
+}
+
+export interface CsatLink {
+  ticketId: number;
+  /** The requester the survey was sent to: the link works only while they are the ticket's requester. */
+  userId: number;
+}
+
+/**
+ * `<ticket>.<user>.<sig>`: the satisfaction survey's links, for the requester,
+ * without signing in. No expiry in the token: a rating is accepted until the
+ * ticket is closed, which the portal checks against the ticket itself.
+ */
+export function makeCsatToken(secret: string, l: CsatLink): string {
+  const data = `${l.ticketId}.${l.userId}`;
+  return `${data}.${sign(secret, 'csat', data)}`;
+}
+
+export function verifyCsatToken(secret: string, token: string): CsatLink | null {
+  const m = /^(\d{1,15})\.(\d{1,15})\.([a-z2-7]{16})$/.exec(token.toLowerCase());
+  if (!m) return null;
+  return safeEqual(sign(secret, 'csat', `${m[1]}.${m[2]}`), m[3]!) ? { ticketId: Number(m[1]), userId: Number(m[2]) } : null;
 }

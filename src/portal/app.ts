@@ -5,9 +5,10 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { secureHeaders } from 'hono/secure-headers';
 import { createPortalLimiters } from '../auth/rate-limit.js';
 import type { AppContext } from '../context.js';
-import { AppError } from '../errors.js';
+import { AppError, type ErrorCode } from '../errors.js';
 import { httpStatusOf } from './http-errors.js';
 import { formatBytes, loadViews } from './views.js';
+import { UPLOAD_PATH, uploadFormLimit } from './new-request.js';
 import { clientIp, renderPage, type PortalContext, type PortalDeps, type PortalEnv } from './http.js';
 import { canonicalHost } from './middleware/canonical-host.js';
 import { csrfProtection } from './middleware/csrf.js';
@@ -20,21 +21,21 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerLocaleRoutes } from './routes/locale.js';
 import { registerPasswordSetRoutes } from './routes/password-set.js';
 import { registerProfileRoutes } from './routes/profile.js';
-import { commentBodyLimit, registerRequestActionRoutes } from './routes/request-actions.js';
+import { registerRequestActionRoutes } from './routes/request-actions.js';
 import { OPEN_REQUEST_PATHS, registerRequestNewRoutes } from './routes/request-new.js';
 import { registerRequestRoutes } from './routes/requests.js';
+import { registerSatisfactionRoutes } from './routes/satisfaction.js';
 import { registerSignInLinkRoutes } from './routes/sign-in-link.js';
 
 /** Ordinary forms are small; only the comment form (with uploads) gets its own, larger limit. */
 const FORM_LIMIT_BYTES = 256 * 1024;
-/** Forms that carry uploads: a reply, and a new request. */
-const UPLOAD_PATH = /^\/requests\/(?:[^/]+\/comments|new)$/;
 
 /**
- * Uploads are parsed in memory (up to ATTACHMENT_MAX_BYTES per file, several
- * copies while parsing), so how many run at once is what bounds memory: one
- * per user, UPLOADS_IN_FLIGHT per process. A request over either limit is
- * answered 429 before its body is read.
+ * Uploads are streamed, but each file is held in memory until its reply or
+ * request is stored (one copy, up to ATTACHMENT_MAX_BYTES per file and uploadFormLimit
+ * per form), so how many run at once is what bounds memory: one per user,
+ * UPLOADS_IN_FLIGHT per process. A request over either limit is answered 429
+ * before its body is read.
  */
 export const UPLOADS_PER_USER = 1;
 export const UPLOADS_IN_FLIGHT = 4;
@@ -68,6 +69,10 @@ const ERROR_PAGES: Partial<Record<number, { titleKey: string; messageKey: string
   409: { titleKey: 'error.409_title', messageKey: 'request.closed' },
   413: { titleKey: 'error.413_title', messageKey: 'error.413' },
   429: { titleKey: 'error.429_title', messageKey: 'error.429' },
+};
+/** Refusals that share a status with others but need their own explanation. */
+const ERROR_CODE_PAGES: Partial<Record<ErrorCode, { titleKey: string; messageKey: string }>> = {
+  UPLOAD_QUOTA: { titleKey: 'error.upload_quota_title', messageKey: 'error.upload_quota' },
 };
 
 export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
@@ -106,10 +111,15 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
     throw new AppError('UPLOAD_TOO_LARGE');
   };
   const formLimit = bodyLimit({ maxSize: FORM_LIMIT_BYTES, onError: tooLarge });
-  const uploadLimit = bodyLimit({ maxSize: commentBodyLimit(ctx.config.ATTACHMENT_MAX_BYTES), onError: tooLarge });
+  const uploadLimit = uploadFormLimit(ctx.config.ATTACHMENT_MAX_BYTES);
   app.use('*', async (c, next) => {
     if (c.req.method !== 'POST') return next();
-    return (UPLOAD_PATH.test(c.req.path) ? uploadLimit : formLimit)(c, next);
+    if (!UPLOAD_PATH.test(c.req.path)) return formLimit(c, next);
+    // Upload forms are streamed, and the parser counts the body as it reads it (streamed-form.ts):
+    // hono's bodyLimit would buffer a chunked body whole to count it. A declared size over the
+    // limit is refused here, before anything is read.
+    if (Number(c.req.header('content-length') ?? 0) > uploadLimit) tooLarge();
+    return next();
   });
   app.use('*', sessionAndLocale(deps));
   // After /healthz and /metrics (probes and scrapers use any address), before anything that relies on the origin.
@@ -133,6 +143,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   registerRequestActionRoutes(app, deps);
   registerProfileRoutes(app, deps);
   registerFileRoutes(app, deps);
+  registerSatisfactionRoutes(app, deps);
   registerQueueDashboard(app, deps);
 
   app.notFound((c) => renderError(c as PortalContext, deps, 404));
@@ -142,7 +153,7 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
       const status = httpStatusOf(err.code);
       if (status >= 500) ctx.log.error({ err: err.message, code: err.code }, 'portal error');
       else ctx.log.debug({ code: err.code, reason: err.message, path: c.req.path }, 'portal request refused');
-      return renderError(pc, deps, status);
+      return renderError(pc, deps, status, err.code);
     }
     if (err instanceof HTTPException) return err.getResponse();
     ctx.log.error({ err: err instanceof Error ? err.stack : String(err), path: c.req.path }, 'portal request failed');
@@ -151,12 +162,12 @@ export function createPortalApp(ctx: AppContext): Hono<PortalEnv> {
   return app;
 }
 
-function renderError(c: PortalContext, deps: PortalDeps, status: number): Response {
+function renderError(c: PortalContext, deps: PortalDeps, status: number, code?: ErrorCode): Response {
   // The error may have struck before the session middleware ran.
   if (!c.get('locale')) c.set('locale', deps.ctx.config.DEFAULT_LOCALE);
   if (c.get('user') === undefined) c.set('user', null);
   if (c.get('session') === undefined) c.set('session', null);
-  const page = ERROR_PAGES[status] ?? { titleKey: 'error.title', messageKey: 'error.500' };
+  const page = (code && ERROR_CODE_PAGES[code]) || ERROR_PAGES[status] || { titleKey: 'error.title', messageKey: 'error.500' };
   // A refused upload is answered before its body is read: close the connection rather
   // than leave the unread rest of the body where the client's next request would go.
   if (status === 413) c.header('Connection', 'close');
@@ -165,7 +176,7 @@ function renderError(c: PortalContext, deps: PortalDeps, status: number): Respon
       c,
       deps,
       'error',
-      { ...page, size: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES) },
+      { ...page, size: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES), quota: formatBytes(deps.ctx.config.UPLOAD_DAILY_BYTES) },
       status as ContentfulStatusCode,
     );
   } catch {

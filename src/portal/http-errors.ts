@@ -14,6 +14,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   RATE_LIMITED: 429,
   TICKET_CLOSED: 409,
   UPLOAD_TOO_LARGE: 413,
+  UPLOAD_QUOTA: 413,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -4,7 +4,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { PortalLimiters } from '../auth/rate-limit.js';
-import { hmac, randomSecret } from '../auth/secrets.js';
+import { hmac, randomSecret, safeEqual } from '../auth/secrets.js';
 import type { Session } from '../auth/sessions.js';
 import type { AppContext } from '../context.js';
 import type { Locale, UserRow } from '../db/database.js';
@@ -23,6 +23,7 @@ const PAGE_TITLES: Record<string, string> = {
   'password-set-invalid': 'password_set.invalid_title',
   profile: 'profile.title',
   requests: 'requests.title',
+  satisfaction: 'csat.title',
   'login-link': 'login_link.title',
   'login-link-open': 'login_link.open_title',
   'login-link-invalid': 'password_set.invalid_title',
@@ -99,6 +100,12 @@ export function expectedCsrfToken(c: PortalContext, deps: PortalDeps): string | 
   if (session) return session.csrfToken;
   const anon = readCookie(c, deps, COOKIE.csrf);
   return anon ? hmac(deps.ctx.config.SECRET_KEY, 'csrf', anon) : null;
+}
+
+/** Whether a submitted `_csrf` value is this session's (or pre-session's) token. */
+export function csrfTokenMatches(c: PortalContext, deps: PortalDeps, submitted: unknown): boolean {
+  const expected = expectedCsrfToken(c, deps);
+  return typeof submitted === 'string' && expected !== null && safeEqual(submitted, expected);
 }
 
 /**

@@ -1,12 +1,16 @@
-import { createHash } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import type { Config } from '../config.js';
 import type { Db, UserRow } from '../db/database.js';
+import { lockUploadQuota, portalUploadBytesToday } from '../db/queries/attachments.js';
+import type { Viewer } from '../db/queries/portal-requests.js';
 import { addAttachment, addMessage, addParticipant, createTicket } from '../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../mail/address.js';
 import { SAFE_CONTENT_TYPE } from '../mail/content-type.js';
 import { queueTicketMails } from '../mail/notify.js';
+import { AppError } from '../errors.js';
+import { csrfTokenMatches, type PortalContext, type PortalDeps } from './http.js';
+import { readStreamedForm, type StreamedForm } from './streamed-form.js';
 
 /**
  * What a new portal request and a portal reply share: reading uploads, the
@@ -42,25 +46,72 @@ export function sanitizeFilename(name: string): string {
   return clean || 'attachment';
 }
 
-/** The files of a multipart form field (an empty file input still submits one nameless, empty part). */
-export function filesOf(body: Record<string, unknown>, name = 'files'): File[] {
-  const raw = body[name];
-  const list = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
-  return list.filter((f): f is File => f instanceof File && (f.size > 0 || f.name !== ''));
+/** Forms that carry uploads (a reply, and a new request): streamed by their routes, which check the CSRF token. */
+export const UPLOAD_PATH = /^\/requests\/(?:[^/]+\/comments|new)$/;
+
+export const MAX_FILES = 10;
+/** A reply, or a new request's description. */
+export const MAX_COMMENT_CHARS = 64 * 1024;
+
+/**
+ * The whole upload form: each file may reach ATTACHMENT_MAX_BYTES, but all of
+ * them together at most three times that (each file is held in memory until
+ * its reply or request is stored), plus room for the text and the framing.
+ */
+export function uploadFormLimit(attachmentMaxBytes: number): number {
+  return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
 }
 
-export async function readUploads(files: File[]): Promise<Upload[]> {
-  return Promise.all(
-    files.map(async (f) => {
-      const content = Buffer.from(await f.arrayBuffer());
-      return {
-        filename: sanitizeFilename(f.name),
-        contentType: SAFE_CONTENT_TYPE.test(f.type) ? f.type.toLowerCase() : 'application/octet-stream',
-        content,
-        sha256: createHash('sha256').update(content).digest('hex'),
-      };
-    }),
-  );
+/**
+ * Reads an upload form as a stream (streamed-form.ts) with the portal's limits:
+ * uploadFormLimit for the whole body, ATTACHMENT_MAX_BYTES per file, MAX_FILES,
+ * and `allowance` file bytes in all (null: no quota). The CSRF token field is
+ * checked as it arrives.
+ */
+export function readUploadForm(c: PortalContext, deps: PortalDeps, allowance: number | null): Promise<StreamedForm> {
+  return readStreamedForm(c.req.raw, {
+    maxBodyBytes: uploadFormLimit(deps.ctx.config.ATTACHMENT_MAX_BYTES),
+    maxFileBytes: deps.ctx.config.ATTACHMENT_MAX_BYTES,
+    maxFiles: MAX_FILES,
+    maxFieldBytes: 4 * MAX_COMMENT_CHARS,
+    quotaBytes: allowance ?? Infinity,
+    tokenValid: (token) => csrfTokenMatches(c, deps, token),
+  });
+}
+
+/** The streamed files as stored uploads: name and type made safe. */
+export function uploadsOf(form: StreamedForm): Upload[] {
+  return form.files.map((f) => ({
+    filename: sanitizeFilename(f.filename),
+    contentType: SAFE_CONTENT_TYPE.test(f.mimeType) ? f.mimeType.toLowerCase() : 'application/octet-stream',
+    content: f.content,
+    sha256: f.sha256,
+  }));
+}
+
+/** File bytes this user may still upload through the portal now (UPLOAD_DAILY_BYTES); null for staff, who have no quota. */
+export async function uploadAllowance(db: Db, config: Pick<Config, 'UPLOAD_DAILY_BYTES'>, user: Viewer): Promise<number | null> {
+  if (user.role === 'staff') return null;
+  return Math.max(0, config.UPLOAD_DAILY_BYTES - (await portalUploadBytesToday(db, user.id)));
+}
+
+/**
+ * The quota again, in the transaction that stores the uploads and under a
+ * per-user lock: another portal process may have stored an upload since the
+ * allowance was read. Throws UPLOAD_QUOTA (the transaction rolls back).
+ */
+export async function recheckUploadQuota(
+  trx: Db,
+  config: Pick<Config, 'UPLOAD_DAILY_BYTES'>,
+  userId: number,
+  allowance: number | null,
+  uploads: Upload[],
+): Promise<void> {
+  const bytes = uploads.reduce((n, u) => n + u.content.length, 0);
+  if (allowance === null || bytes === 0) return;
+  await lockUploadQuota(trx, userId);
+  if ((await portalUploadBytesToday(trx, userId)) + bytes > config.UPLOAD_DAILY_BYTES)
+    throw new AppError('UPLOAD_QUOTA', 'upload quota exceeded');
 }
 
 /** "a@x, b@y; c@z" or one per line → normalised, de-duplicated addresses (validity is checked by the caller). */

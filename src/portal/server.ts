@@ -3,10 +3,6 @@ import type { AddressInfo } from 'node:net';
 import type { AppContext } from '../context.js';
 import { createPortalApp } from './app.js';
 
-/** Whole request head within 10 s; whole request (uploads included) within 2 min. */
-export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
-export const HTTP_REQUEST_TIMEOUT_MS = 120_000;
-
 export interface PortalServer {
   server: ServerType;
   port: number;
@@ -20,14 +16,19 @@ export async function startPortal(
 ): Promise<PortalServer> {
   const app = createPortalApp(ctx);
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+    const { HTTP_HEADERS_TIMEOUT_MS: headersTimeout, HTTP_REQUEST_TIMEOUT_MS: requestTimeout } = ctx.config;
+    const serverOptions = {
+      // Slowloris: the whole request head within HTTP_HEADERS_TIMEOUT_MS, the whole request within
+      // HTTP_REQUEST_TIMEOUT_MS. Node checks them only every connectionsCheckingInterval (30 s by
+      // default, which would let a slow client hold its socket that much longer), so check often.
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    };
+    const s = serve({ fetch: app.fetch, hostname: host, port, serverOptions }, () => resolve(s));
     s.once('error', reject);
   });
-  // Slowloris: Node's defaults let a client dribble headers for 60 s and a body for 5 min.
-  const http = server as unknown as { headersTimeout: number; requestTimeout: number; keepAliveTimeout: number };
-  http.headersTimeout = HTTP_HEADERS_TIMEOUT_MS;
-  http.requestTimeout = HTTP_REQUEST_TIMEOUT_MS;
-  http.keepAliveTimeout = 5_000;
+  (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = 5_000;
   const boundPort = (server.address() as AddressInfo).port;
   ctx.log.info({ host, port: boundPort }, 'portal listening');
   return {

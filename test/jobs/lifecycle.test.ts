@@ -70,11 +70,14 @@ describe('solved → closed', () => {
     // Just before the 4 days (the default) nothing happens; just after, it is closed.
     await runLifecycle(app.ctx, later(4 * DAY - MINUTE));
     expect((await ticket(ticketId)).status).toBe('solved');
+    const kinds = async () =>
+      (await app.ctx.db.selectFrom('outbound_mails').select('kind').where('ticket_id', '=', ticketId).execute()).map((m) => m.kind).sort();
+    // By then the satisfaction survey went out (CSAT_AFTER, 24 h by default).
+    expect(await kinds()).toEqual(['acknowledgement', 'staff_notification', 'ticket_lifecycle', 'ticket_update']);
     await runLifecycle(app.ctx, later(4 * DAY + MINUTE));
     expect((await ticket(ticketId)).status).toBe('closed');
     // Closing mails nobody (Zendesk's default).
-    const mails = await app.ctx.db.selectFrom('outbound_mails').select('kind').where('ticket_id', '=', ticketId).execute();
-    expect(mails.map((m) => m.kind).sort()).toEqual(['acknowledgement', 'staff_notification', 'ticket_update']);
+    expect(await kinds()).toEqual(['acknowledgement', 'staff_notification', 'ticket_lifecycle', 'ticket_update']);
 
     // The customer answers the old update: a new ticket, linked to the closed one, acknowledged.
     const inbound = await customerAnswers(customer, update!, 'It is burning again.');

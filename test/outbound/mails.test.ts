@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
+import { composeOutboundMail } from '../../src/mail/compose.js';
+import { parseBounceAddress, parseOurMessageId, parseReplyAddress, findTicketTags } from '../../src/mail/tokens.js';
 import { OUTBOUND_KINDS } from '../../src/db/database.js';
 import { REPLY_DELIMITER, preloadTemplates, renderMail } from '../../src/mail/render.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -39,7 +40,12 @@ describe('templates', () => {
       statusLabel: 'Open',
       priorityLabel: 'High',
       priorityShown: true,
+      csatLabel: 'Bad',
+      csatComment: 'slow',
     },
+    goodUrl: 'https://help.example/satisfaction/1.2.x/good',
+    badUrl: 'https://help.example/satisfaction/1.2.x/bad',
+    csat: { good: 1, bad: 2 },
     author: { display: 'Alice' },
     requester: { display: 'Carol (carol@example.com)' },
     message: { text: 'MESSAGE-BODY' },
@@ -90,6 +96,22 @@ describe('templates', () => {
       }
     }
   });
+
+  it('the satisfaction survey (a lifecycle mail) asks the question with both links, in both languages', () => {
+    for (const locale of ['en', 'ja'] as const) {
+      const m = renderMail('ticket_lifecycle', locale, { ...data, isReminder: false, isCsat: true });
+      expect(m.subject).toBe(
+        locale === 'en'
+          ? 'How would you rate the support you received? (#4711 Printer)'
+          : 'サポートの評価をお聞かせください（#4711 Printer）',
+      );
+      for (const part of [m.text, m.html]) {
+        expect(part, locale).toContain(data.goodUrl);
+        expect(part, locale).toContain(data.badUrl);
+        expect(part, locale).not.toMatch(/undefined|\[object Object\]|still waiting|お待ちしております/);
+      }
+    }
+  });
 });
 
 describe('acknowledgement', () => {
@@ -99,7 +121,23 @@ describe('acknowledgement', () => {
     const [m] = await sink.waitFor(to(t.customer.email));
     const parsed = await parse(m!);
 
-    expect(m!.mailFrom).toBe('support@help.test');
+    // The envelope sender is this mail's own signed return path (VERP): a bounce names the outbox row.
+    const row = await app.ctx.db
+      .selectFrom('outbound_mails')
+      .select('id')
+      .where('message_id', '=', bare(header(m!, 'Message-ID')))
+      .executeTakeFirstOrThrow();
+    expect(m!.mailFrom).toMatch(/^bounce\+\d+\.[a-z2-7]{16}@help\.test$/);
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom)).toEqual({ outboundId: row.id });
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/\.[a-z2-7]{16}@/, `.${'a'.repeat(16)}@`))).toBeNull();
+    // Mail systems may change the case; another row's id, another domain or another local part never verifies.
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.toUpperCase())).toEqual({ outboundId: row.id });
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(`+${row.id}.`, `+${row.id + 1}.`))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace('@help.test', '@other.test'))).toBeNull();
+    expect(parseBounceAddress(SECRET, 'help.test', m!.mailFrom.replace(/^bounce\+/, 'support+'))).toBeNull();
+    // VERP=off, for relays that accept only a fixed sender: the envelope sender is MAIL_FROM's address.
+    const fixed = await composeOutboundMail(app.ctx.db, { ...app.ctx.config, VERP: 'off' }, row);
+    expect(fixed.envelope.from).toBe('support@help.test');
     expect(parsed.from?.value[0]).toMatchObject({ address: 'support@help.test', name: 'Help Desk' });
     expect(parsed.subject).toBe('Re: Printer on fire');
     // Our Message-ID: under MAIL_DOMAIN and verifiably ours, naming the ticket.
@@ -233,9 +271,14 @@ describe('ticket update', () => {
       visibility: 'public',
     });
     const rows = await app.ctx.db.selectFrom('outbound_mails').select(['kind', 'recipient']).where('id', 'in', ids).execute();
-    expect(rows.map((r) => `${r.kind}:${r.recipient}`).sort()).toEqual(
-      [`ticket_update:${cc.email}`, `ticket_update:${t.customer.email}`].sort(),
-    );
+    // The other agents notified about the ticket get an FYI (staff_notification); customers get the reply.
+    expect(
+      rows
+        .filter((r) => r.kind === 'ticket_update')
+        .map((r) => r.recipient)
+        .sort(),
+    ).toEqual([cc.email, t.customer.email].sort());
+    expect(rows.filter((r) => r.kind === 'staff_notification').map((r) => r.recipient)).not.toContain(staff.email);
 
     const [m] = await sink.waitFor((x) => to(t.customer.email)(x) && header(x, 'Auto-Submitted') === 'auto-generated');
     const parsed = await parse(m!);

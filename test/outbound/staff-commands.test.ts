@@ -11,6 +11,7 @@ describe('parseStaffCommands', () => {
     expect(c).toEqual({
       status: 'solved',
       note: false,
+      send: false,
       ccAdd: ['new.person@example.com'],
       ccRemove: ['old@example.com'],
       body: 'Thanks, fixed!\nBye',
@@ -24,12 +25,12 @@ describe('parseStaffCommands', () => {
 
   it('ignores commands after the first line of text: a #status further down is just text', () => {
     const c = parseStaffCommands('Hello,\n#status solved\nplease see above');
-    expect(c).toEqual({ note: false, ccAdd: [], ccRemove: [], body: 'Hello,\n#status solved\nplease see above' });
+    expect(c).toEqual({ note: false, send: false, ccAdd: [], ccRemove: [], body: 'Hello,\n#status solved\nplease see above' });
   });
 
   it('consumes a mistyped command instead of publishing it, and ignores invalid addresses', () => {
     const c = parseStaffCommands('#status done\n#cc add not-an-address\nBody');
-    expect(c).toEqual({ note: false, ccAdd: [], ccRemove: [], body: 'Body' });
+    expect(c).toEqual({ note: false, send: false, ccAdd: [], ccRemove: [], body: 'Body' });
     expect(parseStaffCommands('#1 priority for us').body).toBe('#1 priority for us');
   });
 
@@ -123,5 +124,11 @@ describe('queue commands', () => {
     expect(typo).toMatchObject({ body: 'Body' });
     expect(typo.priority).toBeUndefined();
     expect(typo.assign).toBeUndefined();
+  });
+
+  it('parses #send (force a reply held as a collision) only in the leading block', () => {
+    expect(parseStaffCommands('#send\n\n> quoted notice')).toMatchObject({ send: true, body: '> quoted notice' });
+    expect(parseStaffCommands('#SEND\nSending anyway.')).toMatchObject({ send: true, body: 'Sending anyway.' });
+    expect(parseStaffCommands('Please #send it\n#send').send).toBe(false);
   });
 });

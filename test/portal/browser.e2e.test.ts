@@ -3,6 +3,8 @@ import nodemailer from 'nodemailer';
 import type { ParsedMail } from 'mailparser';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTicketStatus } from '../../src/db/queries/tickets.js';
+import { runLifecycle } from '../../src/jobs/lifecycle.js';
 import { parse, startRelaySink, type RelaySink } from '../outbound/support/relay-sink.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { trustedSenderDns } from '../support/sender-dns.js';
@@ -172,10 +174,13 @@ describe('customer journey in Chromium', () => {
     expect(await page.getByText('Our printer is on fire.').isVisible()).toBe(true);
 
     await page.getByLabel('Your reply').fill('The fire is out, but it smells odd.');
+    // The plain HTML form (no script) with a file: streamed on the server, its CSRF field read first.
+    await page.locator('#files').setInputFiles({ name: 'smell-report.txt', mimeType: 'text/plain', buffer: Buffer.from('burnt toner') });
     await page.getByRole('button', { name: 'Send reply' }).click();
     await page.waitForURL(new RegExp(`/requests/${ticketId}\\?notice=commented`));
     expect(await page.getByText('Your reply was added.').isVisible()).toBe(true);
     expect(await page.getByText('The fire is out, but it smells odd.').isVisible()).toBe(true);
+    expect(await page.getByRole('link', { name: /smell-report\.txt/ }).count()).toBe(1);
     await page.screenshot({ path: new URL('portal-request.png', ARTIFACTS).pathname, fullPage: true });
 
     await page.getByRole('button', { name: 'Mark as solved' }).click();
@@ -201,6 +206,34 @@ describe('customer journey in Chromium', () => {
     await page.screenshot({ path: new URL('portal-request-ja.png', ARTIFACTS).pathname, fullPage: true });
     await context.close();
   }, 120_000);
+
+  it('rates a solved request from the satisfaction mail without signing in, and adds a comment', async () => {
+    const customer = uniqueEmail('csat');
+    const subject = `Toner ${Date.now()}`;
+    await sendToSupport({ from: `Carol <${customer}>`, subject, text: 'Out of toner.' });
+    const ticketId = await ticketOfSubject(subject);
+    await setTicketStatus(app.ctx.db, ticketId, 'solved');
+    expect((await runLifecycle(app.ctx, new Date(Date.now() + 25 * 3_600_000))).surveyed).toBeGreaterThanOrEqual(1);
+    const survey = await waitForMail(customer, (m) => (m.subject ?? '').startsWith('How would you rate the support you received?'));
+
+    // A fresh browser: no session, no cookies; the signed link is enough.
+    const context = await browser.newContext({ locale: 'en-US', viewport: { width: 800, height: 700 } });
+    const page = await context.newPage();
+    await page.goto(linkIn(survey, '/satisfaction/').replace(/\/(good|bad)$/, '') + '/good');
+    await page.getByRole('heading', { name: 'Thank you for your feedback' }).waitFor();
+    expect(await page.locator('#csat-recorded').getAttribute('data-rating')).toBe('good');
+    await page.getByLabel('Would you like to tell us more? (optional)').fill('Quick and friendly.');
+    await page.getByRole('button', { name: 'Send comment' }).click();
+    await page.locator('#csat-saved').waitFor();
+    await page.screenshot({ path: new URL('portal-satisfaction.png', ARTIFACTS).pathname, fullPage: true });
+    const row = await app.ctx.db
+      .selectFrom('tickets')
+      .select(['csat_rating', 'csat_comment'])
+      .where('id', '=', ticketId)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ csat_rating: 'good', csat_comment: 'Quick and friendly.' });
+    await context.close();
+  }, 60_000);
 
   it('shows an XSS-laden email without running any script', async () => {
     const customer = uniqueEmail('mallory');

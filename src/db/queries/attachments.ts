@@ -46,3 +46,21 @@ export async function findAttachmentForLink(db: Db, attachmentId: number, userId
     .executeTakeFirst();
   return row ? { filename: row.filename, contentType: row.content_type, content: row.content } : undefined;
 }
+
+/** Bytes of files the user attached to portal comments in the last 24 hours (the UPLOAD_DAILY_BYTES window). */
+export async function portalUploadBytesToday(db: Db, userId: number): Promise<number> {
+  const row = await db
+    .selectFrom('messages as m')
+    .innerJoin('attachments as a', 'a.message_id', 'm.id')
+    .select(sql<string>`coalesce(sum(a.size), 0)`.as('bytes'))
+    .where('m.author_id', '=', userId)
+    .where('m.via', '=', 'portal')
+    .where('m.created_at', '>', sql<Date>`now() - interval '24 hours'`)
+    .executeTakeFirstOrThrow();
+  return Number(row.bytes);
+}
+
+/** One user's uploads are checked against the quota one at a time, across portal processes (until commit). */
+export async function lockUploadQuota(trx: Db, userId: number): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`rl-upload:${userId}`}, 0))`.execute(trx);
+}

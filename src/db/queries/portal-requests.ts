@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db, ParticipantRole, TicketStatus, UserRole } from '../database.js';
+import type { CsatRating, Db, ParticipantRole, TicketStatus, UserRole } from '../database.js';
 import { sharesOrganizationWith } from './request-lists.js';
 
 /**
@@ -23,6 +23,9 @@ export interface ViewableTicket {
   updatedAt: Date;
   /** The viewer's own role on the ticket; null for staff or organization peers who are not a participant. */
   viewerRole: ParticipantRole | null;
+  /** The requester's satisfaction rating (the page shows it to staff and the requester only). */
+  csatRating: CsatRating | null;
+  csatComment: string | null;
   /** Seen through a shared organization only: shown, but no reply, CC or solve. */
   readOnly: boolean;
 }
@@ -32,7 +35,17 @@ export async function findTicketForViewer(db: Db, ticketId: number, viewer: View
   const row = await db
     .selectFrom('tickets as t')
     .leftJoin('ticket_participants as p', (j) => j.onRef('p.ticket_id', '=', 't.id').on('p.user_id', '=', viewer.id))
-    .select(['t.id', 't.subject', 't.status', 't.requester_id', 't.created_at', 't.updated_at', 'p.role'])
+    .select([
+      't.id',
+      't.subject',
+      't.status',
+      't.requester_id',
+      't.created_at',
+      't.updated_at',
+      'p.role',
+      't.csat_rating',
+      't.csat_comment',
+    ])
     .where('t.id', '=', ticketId)
     .executeTakeFirst();
   if (!row) return undefined;
@@ -46,6 +59,8 @@ export async function findTicketForViewer(db: Db, ticketId: number, viewer: View
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     viewerRole: row.role,
+    csatRating: row.csat_rating,
+    csatComment: row.csat_comment,
     readOnly: throughOrg,
   };
 }

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { normalizeMessageId } from '../../mail/message-id.js';
-import type { Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
+import type { CsatRating, Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
 
 /**
  * Ticket, participant and message writes shared by the inbound job, staff
@@ -154,6 +154,7 @@ export interface DigestTicket {
   priority: TicketPriority;
   createdAt: Date;
   assigneeId: number | null;
+  csatRating: CsatRating | null;
   /** How many open tickets this assignee (or, for null, the queue) has in all. */
   total: number;
 }
@@ -171,10 +172,11 @@ export async function listOpenTicketsByAssignee(db: Db, perList: number): Promis
     priority: TicketPriority;
     created_at: Date;
     assignee_id: number | null;
+    csat_rating: CsatRating | null;
     total: string;
   }>`
-    SELECT id, subject, status, priority, created_at, assignee_id, total
-      FROM (SELECT t.id, t.subject, t.status, t.priority, t.created_at, t.assignee_id,
+    SELECT id, subject, status, priority, created_at, assignee_id, csat_rating, total
+      FROM (SELECT t.id, t.subject, t.status, t.priority, t.created_at, t.assignee_id, t.csat_rating,
                    row_number() OVER (PARTITION BY t.assignee_id ORDER BY t.created_at, t.id) AS rn,
                    count(*) OVER (PARTITION BY t.assignee_id) AS total
               FROM tickets t
@@ -189,6 +191,7 @@ export async function listOpenTicketsByAssignee(db: Db, perList: number): Promis
     priority: r.priority,
     createdAt: r.created_at,
     assigneeId: r.assignee_id === null ? null : Number(r.assignee_id),
+    csatRating: r.csat_rating,
     total: Number(r.total),
   }));
 }

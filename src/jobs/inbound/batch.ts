@@ -1,5 +1,6 @@
 import type { AppContext } from '../../context.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
+import { requeueInbound } from '../process-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
 import { ParseFailedError } from './parse-pool.js';
@@ -26,6 +27,7 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
   const parsed = await Promise.all(rows.map(async (row) => ({ row, parsed: await parseInbound(ctx, row) })));
 
   const outboxIds: number[] = [];
+  const requeue: number[] = [];
   let bulkCount = 0;
   if (parsed.length > 0) {
     await ctx.db.transaction().execute(async (trx) => {
@@ -57,6 +59,7 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
         if (results.has(p.row.id)) continue;
         const outcome = await decideLocked(ctx, trx, p.row, p.parsed);
         outboxIds.push(...(outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds));
+        if (outcome.status === 'processed') requeue.push(...(outcome.requeue ?? []));
         results.set(p.row.id, result(p.row.id, outcome));
       }
     });
@@ -65,6 +68,7 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
   ctx.metrics.inboundProcessed.inc({ path: 'bulk' }, bulkCount);
   ctx.metrics.inboundProcessed.inc({ path: 'rules' }, results.size - bulkCount);
   await enqueueOutboundAll(ctx, outboxIds);
+  if (requeue.length) await requeueInbound(ctx, requeue);
   for (const id of ids) if (!results.has(id)) results.set(id, result(id, null));
   return results;
 }

@@ -2,29 +2,82 @@ import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import { normalizeMessageId } from '../../mail/message-id.js';
-import { parseOurMessageId } from '../../mail/tokens.js';
+import { parseBounceAddress, parseOurMessageId } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
-import { isPermanentFailure } from './classify.js';
+import { isPermanentFailure, type DsnRecipient, type MachineVerdict } from './classify.js';
 
 /**
  * A bounce of our own mail marks the outbound mail it concerns as failed,
  * so nobody waits for an answer that never arrives. Anyone can write a DSN,
- * so it counts only when it proves which mail it is about: it must carry the
- * signed Message-ID we gave that very mail (in the returned headers, the
- * DSN's own In-Reply-To/References or its text), and only a mail already
- * `sent` to a recipient the DSN reports as failed is marked. A queued mail is
- * never touched (a forged bounce used to cancel a victim's queued
- * set-password link by naming the recipient alone).
+ * so it counts only when it proves which mail it is about, in one of two ways:
+ *  - it was delivered to that mail's signed return path (VERP,
+ *    `bounce+<id>.<sig>@MAIL_DOMAIN`, our envelope MAIL FROM): the signature
+ *    names exactly one outbox row, whatever the DSN's text says (a forwarded
+ *    mailbox reports another Final-Recipient; some MTAs return no headers);
+ *  - otherwise, it carries the signed Message-ID we gave that very mail (in
+ *    the returned headers, the DSN's own In-Reply-To/References or its text),
+ *    and only for a recipient the DSN reports as failed.
+ * Only a mail already `sent` is marked. A queued mail is never touched (a
+ * forged bounce used to cancel a victim's queued set-password link by naming
+ * the recipient alone).
  */
 type BounceConfig = Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>;
 
 const OUR_ID_IN_TEXT = /<?(rl\.\d{1,15}\.[a-z2-7]{16}\.[a-z2-7]{16}@[a-z0-9.-]+)>?/gi;
 
-export async function attachBounce(db: Db, config: BounceConfig, inboundId: number, a: AnalyzedMessage): Promise<number[]> {
-  const failed = (a.dsn?.recipients ?? []).filter(isPermanentFailure);
-  const failedAddresses = new Set(failed.flatMap((r) => [r.finalRecipient, r.originalRecipient]).filter((x): x is string => Boolean(x)));
-  const diagnostic = (failed[0]?.diagnosticCode || failed[0]?.status || a.subject || 'bounced').slice(0, 1000);
+/** The outbox rows named by validly signed return paths among the envelope recipients. */
+export function returnPathIds(config: BounceConfig, rcptTo: readonly string[]): number[] {
+  const ids = rcptTo.map((r) => parseBounceAddress(config.SECRET_KEY, config.MAIL_DOMAIN, r)?.outboundId);
+  return [...new Set(ids.filter((id): id is number => id !== undefined))];
+}
 
+/**
+ * Mail addressed only to our return paths is machine mail by definition (RFC
+ * 5321: the return path is for delivery notifications): whatever the
+ * classifier made of it, it never becomes a ticket.
+ */
+export function returnPathVerdict(config: BounceConfig, rcptTo: readonly string[]): MachineVerdict | null {
+  if (rcptTo.length === 0 || returnPathIds(config, rcptTo).length === 0) return null;
+  if (!rcptTo.every((r) => parseBounceAddress(config.SECRET_KEY, config.MAIL_DOMAIN, r))) return null;
+  return { kind: 'auto_reply', rule: 'sent to our return path (bounce address) but not a delivery failure report' };
+}
+
+/** Marks the proven rows failed; returns their ids. */
+export async function attachBounce(
+  db: Db,
+  config: BounceConfig,
+  inboundId: number,
+  a: AnalyzedMessage,
+  rcptTo: readonly string[],
+): Promise<number[]> {
+  const failed = (a.dsn?.recipients ?? []).filter(isPermanentFailure);
+  const diagnostic = (failed[0]?.diagnosticCode || failed[0]?.status || a.subject || 'bounced').slice(0, 1000);
+  const verp = returnPathIds(config, rcptTo);
+  const ids = verp.length ? await sentById(db, verp) : await sentByMessageId(db, config, a, failed);
+  if (ids.length === 0) return [];
+  await db
+    .updateTable('outbound_mails')
+    .set({ status: 'failed', bounced_at: sql`now()` as never, bounce_inbound_id: inboundId, last_error: diagnostic })
+    .where('id', 'in', ids)
+    .where('status', '=', 'sent')
+    .execute();
+  return ids;
+}
+
+/** Sent, not yet bounced rows with these ids. */
+async function sentById(db: Db, ids: number[]): Promise<number[]> {
+  const rows = await db
+    .selectFrom('outbound_mails')
+    .select('id')
+    .where('id', 'in', ids)
+    .where('status', '=', 'sent')
+    .where('bounced_at', 'is', null)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/** Sent, not yet bounced rows whose signed Message-ID the DSN carries, to a recipient it reports as failed. */
+async function sentByMessageId(db: Db, config: BounceConfig, a: AnalyzedMessage, failed: DsnRecipient[]): Promise<number[]> {
   const candidates = [
     ...(a.dsn?.originalMessageIds ?? []),
     ...a.inReplyTo,
@@ -33,7 +86,6 @@ export async function attachBounce(db: Db, config: BounceConfig, inboundId: numb
   ].map(normalizeMessageId);
   const ours = [...new Set(candidates.filter((id) => parseOurMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, id)))];
   if (ours.length === 0) return [];
-
   let rows = await db
     .selectFrom('outbound_mails')
     .select(['id', 'recipient'])
@@ -42,14 +94,7 @@ export async function attachBounce(db: Db, config: BounceConfig, inboundId: numb
     .where('bounced_at', 'is', null)
     .execute();
   // One DSN may list several recipients; a mail to someone who did not fail is untouched.
+  const failedAddresses = new Set(failed.flatMap((r) => [r.finalRecipient, r.originalRecipient]).filter((x): x is string => Boolean(x)));
   if (failedAddresses.size) rows = rows.filter((r) => failedAddresses.has(r.recipient.toLowerCase()));
-  if (rows.length === 0) return [];
-  const ids = rows.map((r) => r.id);
-  await db
-    .updateTable('outbound_mails')
-    .set({ status: 'failed', bounced_at: sql`now()` as never, bounce_inbound_id: inboundId, last_error: diagnostic })
-    .where('id', 'in', ids)
-    .where('status', '=', 'sent')
-    .execute();
-  return ids;
+  return rows.map((r) => r.id);
 }

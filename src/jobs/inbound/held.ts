@@ -19,6 +19,7 @@ export const HELD_REASONS = {
   unknown_cc: 'REGISTRATION=closed and a CC address has no account',
   unbound_evidence: 'a reply matched only by a reply address or Message-ID issued to someone other than the sender',
   ticket_closed: 'a staff reply to a closed ticket',
+  collision: 'a staff reply to a customer message another agent answered within COLLISION_WINDOW (the agent can force it with #send)',
   processing_error: 'processing failed repeatedly; see the error text',
 } as const;
 

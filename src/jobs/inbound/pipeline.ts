@@ -3,8 +3,10 @@ import type { AppContext } from '../../context.js';
 import { authenticateSender } from '../../inbound/staff-auth.js';
 import { ipKey } from '../../net/ip-key.js';
 import { LOOP_HEADER } from '../../mail/compose.js';
+import { requeueInbound } from '../process-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
+import { returnPathVerdict } from './bounce.js';
 import { Held } from './held.js';
 import { ParseFailedError } from './parse-pool.js';
 import { routeMessage, type InboundRow, type Outcome } from './route.js';
@@ -62,6 +64,7 @@ export function result(inboundId: number, outcome: Outcome | null): InboundResul
 /** Parses off-thread; a message the parser cannot handle within its limits comes back as the ParseFailedError. */
 export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
   const parsed = await analyzeInbound(ctx, row);
+  if (!(parsed instanceof ParseFailedError) && !parsed.machine) parsed.machine = returnPathVerdict(ctx.config, row.rcpt_to);
   // DNS for SPF/DKIM/DMARC happens here, before any transaction: never network I/O while holding locks.
   // Machine mail and mail without a From gain nothing from a verdict.
   if (!(parsed instanceof ParseFailedError) && parsed.from && !parsed.machine) {
@@ -76,7 +79,7 @@ export async function parseInbound(ctx: AppContext, row: ParseRow): Promise<Anal
   return parsed;
 }
 
-type ParseRow = Pick<InboundRow, 'raw' | 'mail_from' | 'release_overrides' | 'client_address' | 'helo'>;
+type ParseRow = Pick<InboundRow, 'raw' | 'mail_from' | 'rcpt_to' | 'release_overrides' | 'client_address' | 'helo'>;
 
 async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedMessage | ParseFailedError> {
   // "No single message may hold a CPU core for more than 2 s" (INBOUND_PARSE_TIMEOUT_MS).
@@ -174,6 +177,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
 
   if (outcome) ctx.metrics.inboundProcessed.inc({ path: 'rules' });
   if (outcome) await enqueueOutboundAll(ctx, outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds);
+  if (outcome?.status === 'processed' && outcome.requeue?.length) await requeueInbound(ctx, outcome.requeue);
   const r = result(inboundId, outcome);
   ctx.log.debug(r, 'inbound message processed');
   return r;

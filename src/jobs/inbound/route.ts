@@ -3,12 +3,14 @@ import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
 import { staffVerdict } from '../../inbound/staff-auth.js';
 import { noticeStaffAuthFailure } from '../../inbound/staff-auth-notice.js';
+import { releaseHeldCollisions } from '../../db/queries/inbound-messages.js';
 import { emailsWithoutAccount } from '../../db/queries/users.js';
 import { isOurAddress } from '../../mail/address.js';
 import { directRecipients, queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { attachBounce } from './bounce.js';
+import { findCollision, holdCollision } from './collision.js';
 import { createSender, gatherFacts, type Sender } from './facts.js';
 import { Held, type HeldReason } from './held.js';
 import { applyStaffCommands, parseStaffCommands } from './staff-commands.js';
@@ -24,7 +26,15 @@ import { findThread } from './thread.js';
 export type InboundRow = Pick<InboundMessageRow, 'id' | 'raw' | 'mail_from' | 'rcpt_to' | 'client_address' | 'helo' | 'release_overrides'>;
 
 export type Outcome =
-  { status: 'held'; held: Held } | { status: 'processed'; ticketId: number | null; reason: string | null; outboxIds: number[] };
+  | { status: 'held'; held: Held }
+  | {
+      status: 'processed';
+      ticketId: number | null;
+      reason: string | null;
+      outboxIds: number[];
+      /** Held messages this one released (`#send`): processed again after commit. */
+      requeue?: number[];
+    };
 
 const held = (reason: HeldReason, detail: string | null = null, ticketId: number | null = null): Outcome => ({
   status: 'held',
@@ -166,12 +176,24 @@ async function staffReply(
   if (refused) return refused;
   if (ticket.status === 'closed' && !skip.has('ticket_closed')) return held('ticket_closed', `ticket ${ticket.id} is closed`, ticket.id);
   const cmds = parseStaffCommands(a.visibleText);
+  const publicReply = !cmds.note && (cmds.body !== '' || a.attachments.length > 0);
+  if (publicReply && !cmds.send && cfg.COLLISION_WINDOW !== null && !skip.has('collision')) {
+    const other = await findCollision(trx, cfg.COLLISION_WINDOW, ticket.id, user.id, a);
+    if (other !== null)
+      return {
+        status: 'held',
+        held: await holdCollision(trx, cfg, { inboundId: row.id, ticketId: ticket.id, author: user, otherMessageId: other }),
+      };
+  }
+  // Back to `received` in this transaction; processed (waived from `collision`) once it commits.
+  const requeue = cmds.send ? await releaseHeldCollisions(trx, ticket.id, user.email) : [];
   let outboxIds: number[] = [];
   if (cmds.body !== '' || a.attachments.length > 0) {
     const visibility = cmds.note ? 'internal' : 'public';
     // Command lines were removed from the text; the HTML still has them, so it is dropped when they were used.
     const usedCommands =
       cmds.note ||
+      cmds.send ||
       cmds.status !== undefined ||
       cmds.priority !== undefined ||
       cmds.assign !== undefined ||
@@ -197,7 +219,7 @@ async function staffReply(
   } else {
     await applyStaffCommands(trx, cfg, ticket.id, cmds, { id: user.id, publicReply: false });
   }
-  return { status: 'processed', ticketId: ticket.id, reason: null, outboxIds };
+  return { status: 'processed', ticketId: ticket.id, reason: requeue.length ? `released:${requeue.join(',')}` : null, outboxIds, requeue };
 }
 
 export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a: AnalyzedMessage): Promise<Outcome> {
@@ -209,7 +231,7 @@ export async function routeMessage(ctx: AppContext, trx: Db, row: InboundRow, a:
 
   if (a.machine && !skip.has(a.machine.kind)) {
     if (a.machine.kind === 'bounce') {
-      const ids = await attachBounce(trx, cfg, row.id, a);
+      const ids = await attachBounce(trx, cfg, row.id, a, row.rcpt_to);
       return held(
         'bounce',
         `${a.machine.rule}; ${ids.length ? `outbound mail ${ids.join(', ')} marked failed` : 'no outbound mail of ours matched'}`,

@@ -23,6 +23,7 @@ import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.j
  *   #assign me   /   #assign <staff address>   /   #unassign
  *   #note                         (the reply becomes an internal note)
  *   #cc add <address>   /   #cc remove <address>
+ *   #send                         (force out this agent's replies held as `collision`)
  */
 export interface StaffCommands {
   status?: 'solved' | 'pending' | 'open' | 'hold';
@@ -30,6 +31,8 @@ export interface StaffCommands {
   /** 'me': the author; an address: that staff account; null: nobody. */
   assign?: 'me' | string | null;
   note: boolean;
+  /** Release this agent's replies on the ticket that were held as a collision, and never hold this one. */
+  send: boolean;
   ccAdd: string[];
   ccRemove: string[];
   body: string;
@@ -45,10 +48,10 @@ const STATUSES: Record<string, NonNullable<StaffCommands['status']>> = {
   hold: 'hold',
 };
 const PRIORITIES = new Set<string>(['low', 'normal', 'high', 'urgent']);
-const COMMAND_RE = /^#(status|note|cc|assign|unassign|priority)\b:?\s*(.*)$/i;
+const COMMAND_RE = /^#(status|note|cc|assign|unassign|priority|send)\b:?\s*(.*)$/i;
 
 export function parseStaffCommands(visibleText: string): StaffCommands {
-  const cmds: StaffCommands = { note: false, ccAdd: [], ccRemove: [], body: '' };
+  const cmds: StaffCommands = { note: false, send: false, ccAdd: [], ccRemove: [], body: '' };
   const lines = visibleText.replace(/\r\n?/g, '\n').split('\n');
   let i = 0;
   for (; i < lines.length; i++) {
@@ -65,6 +68,8 @@ export function parseStaffCommands(visibleText: string): StaffCommands {
     // A mistyped value is consumed, not published: the line was meant for us, not the customer.
     if (keyword === 'note') {
       cmds.note = true;
+    } else if (keyword === 'send') {
+      cmds.send = true;
     } else if (keyword === 'status') {
       if (value && Object.hasOwn(STATUSES, value)) cmds.status = STATUSES[value];
     } else if (keyword === 'priority') {

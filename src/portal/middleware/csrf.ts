@@ -1,8 +1,8 @@
 import type { MiddlewareHandler } from 'hono';
-import { safeEqual } from '../../auth/secrets.js';
 import { AppError } from '../../errors.js';
-import { expectedCsrfToken, type PortalDeps, type PortalEnv } from '../http.js';
+import { csrfTokenMatches, type PortalDeps, type PortalEnv } from '../http.js';
 import { QUEUE_DASHBOARD_PATH } from '../routes/admin.js';
+import { UPLOAD_PATH } from '../new-request.js';
 
 /**
  * Every state-changing request must (1) carry an Origin header equal to
@@ -19,6 +19,10 @@ export function csrfProtection(deps: PortalDeps): MiddlewareHandler<PortalEnv> {
     // The queue dashboard's own script sends JSON, not our forms: for it the Origin
     // check stands with the staff-only session and its SameSite=Lax cookie.
     if (c.req.path.startsWith(`${QUEUE_DASHBOARD_PATH}/api/`)) return next();
+    // The upload forms (a reply, a new request) are parsed as a stream by their
+    // routes, which check the token field the moment it arrives (streamed-form.ts):
+    // buffering the whole form here to find the token is what this avoids.
+    if (UPLOAD_PATH.test(c.req.path)) return next();
     // Non-form bodies parse to {} and so fail the token check below.
     let body: Record<string, unknown>;
     try {
@@ -26,11 +30,7 @@ export function csrfProtection(deps: PortalDeps): MiddlewareHandler<PortalEnv> {
     } catch (err) {
       throw new AppError('CSRF', 'unparseable form body', { cause: err });
     }
-    const submitted = body['_csrf'];
-    const expected = expectedCsrfToken(c, deps);
-    if (typeof submitted !== 'string' || expected === null || !safeEqual(submitted, expected)) {
-      throw new AppError('CSRF', 'missing or wrong CSRF token');
-    }
+    if (!csrfTokenMatches(c, deps, body['_csrf'])) throw new AppError('CSRF', 'missing or wrong CSRF token');
     await next();
   };
 }

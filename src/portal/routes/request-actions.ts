@@ -16,20 +16,19 @@ import { normalizeEmail } from '../../mail/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
 import { enqueueAfterCommit } from '../after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
-import { ccAccountRefusal, ccAddressRefusal, filesOf, readUploads } from '../new-request.js';
+import {
+  ccAccountRefusal,
+  ccAddressRefusal,
+  MAX_COMMENT_CHARS,
+  MAX_FILES,
+  readUploadForm,
+  recheckUploadQuota,
+  uploadAllowance,
+  uploadsOf,
+} from '../new-request.js';
 import { parseId, participantTicketOr404, renderThread, ticketOr404, viewerOf } from './requests.js';
 
-export const MAX_FILES = 10;
-export const MAX_COMMENT_CHARS = 64 * 1024;
-
-/**
- * The whole comment form: each file may reach ATTACHMENT_MAX_BYTES, but all of
- * them together at most three times that (the form is buffered in memory to
- * be parsed), plus room for the text and the multipart framing.
- */
-export function commentBodyLimit(attachmentMaxBytes: number): number {
-  return 3 * attachmentMaxBytes + 4 * MAX_COMMENT_CHARS + 64 * 1024;
-}
+export { MAX_COMMENT_CHARS, MAX_FILES };
 
 /** Locks the ticket and refuses writes to a closed one (checked under the lock, not before it). */
 async function lockWritable(trx: Db, ticketId: number): Promise<TicketRow> {
@@ -45,30 +44,32 @@ function closedPage(c: PortalContext, deps: PortalDeps, ticketId: number): Promi
 
 export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void {
   const { ctx } = deps;
-  // The request size is capped in app.ts (commentBodyLimit) before anything parses the body.
+  // The form is read as a stream (streamed-form.ts): the whole form is cut off at uploadFormLimit, each
+  // file at ATTACHMENT_MAX_BYTES, all files at the user's quota.
   app.post('/requests/:id/comments', async (c) => {
     const viewer = viewerOf(c);
     const ticket = await participantTicketOr404(deps, parseId(c.req.param('id')), viewer);
     if (ticket.status === 'closed') return closedPage(c, deps, ticket.id);
-    const body = await c.req.parseBody({ all: true });
-    const text = field(body, 'body');
-    const files = filesOf(body);
+    const allowance = await uploadAllowance(ctx.db, ctx.config, viewer);
+    const form = await readUploadForm(c, deps, allowance);
+    const text = field(form.fields, 'body');
     const errorKey = !text
       ? 'request.comment_required'
-      : text.length > MAX_COMMENT_CHARS
+      : form.truncated.has('body') || text.length > MAX_COMMENT_CHARS
         ? 'request.comment_too_long'
-        : files.length > MAX_FILES
+        : form.tooManyFiles
           ? 'request.too_many_files'
           : null;
     if (errorKey) return renderThread(c, deps, ticket, { errorKey, errorN: MAX_FILES, commentDraft: text }, 422);
-    if (files.some((f) => f.size > ctx.config.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
-    const uploads = await readUploads(files);
+    const uploads = uploadsOf(form);
 
     let outboxIds: number[];
     let messageId: number;
     try {
       ({ outboxIds, messageId } = await ctx.db.transaction().execute(async (trx) => {
         const locked = await lockWritable(trx, ticket.id);
+        // Checked again under a per-user lock: another portal process may have stored an upload meanwhile.
+        await recheckUploadQuota(trx, ctx.config, viewer.id, allowance, uploads);
         const message = await addMessage(trx, {
           ticketId: ticket.id,
           authorId: viewer.id,

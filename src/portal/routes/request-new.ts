@@ -3,7 +3,6 @@ import { sql } from 'kysely';
 import { isSecretShaped, randomSecret, seal, sha256 } from '../../auth/secrets.js';
 import { insertSubmission, submissionExists, takeSubmission } from '../../db/queries/portal-submissions.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
-import { AppError } from '../../errors.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
 import { insertOutboundMail } from '../../mail/outbox.js';
 import { enqueueAfterCommit } from '../after-commit.js';
@@ -13,13 +12,16 @@ import {
   ccAddressRefusal,
   ccRefusal,
   createRequestTicket,
-  filesOf,
+  MAX_COMMENT_CHARS,
+  MAX_FILES,
   parseAddressList,
-  readUploads,
+  readUploadForm,
+  recheckUploadQuota,
+  uploadAllowance,
+  uploadsOf,
   type Upload,
 } from '../new-request.js';
 import { startSession, tooMany } from './auth.js';
-import { MAX_COMMENT_CHARS, MAX_FILES } from './request-actions.js';
 
 /**
  * "Submit a request" (Zendesk's 「リクエストを送信」). Signed in, the form
@@ -43,7 +45,7 @@ interface Draft {
   ccs: string;
 }
 
-function draftOf(body: Record<string, unknown>): Draft {
+function draftOf(body: Record<string, string>): Draft {
   return {
     name: field(body, 'name'),
     email: normalizeEmail(field(body, 'email')),
@@ -83,9 +85,10 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
     if (!user && cfg.REGISTRATION === 'closed') return signInFirst(c, deps);
     // A client already over its limit is turned away before its uploads are parsed.
     if (!user && (await deps.limiters.blocked('password', { ip: clientIp(c, deps) }))) return tooMany(c, deps);
-    const body = await c.req.parseBody({ all: true });
-    const draft = draftOf(body);
-    const files = filesOf(body);
+    // Streamed (streamed-form.ts): files cut off at ATTACHMENT_MAX_BYTES and, signed in, at the upload quota.
+    const allowance = user ? await uploadAllowance(ctx.db, cfg, user) : null;
+    const form = await readUploadForm(c, deps, allowance);
+    const draft = draftOf(form.fields);
     const ccs = parseAddressList(draft.ccs);
     const errors: string[] = [];
     if (!user) {
@@ -96,23 +99,27 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
     if (!draft.subject || draft.subject.length > MAX_SUBJECT_CHARS || /\p{Cc}/u.test(draft.subject))
       errors.push('request_new.subject_required');
     if (!draft.description) errors.push('request_new.description_required');
-    else if (draft.description.length > MAX_COMMENT_CHARS) errors.push('request.comment_too_long');
+    else if (form.truncated.has('description') || draft.description.length > MAX_COMMENT_CHARS) errors.push('request.comment_too_long');
     if (ccs.length > cfg.MAX_CCS) errors.push('request.too_many_ccs');
-    if (files.length > MAX_FILES) errors.push('request.too_many_files');
+    if (form.tooManyFiles) errors.push('request.too_many_files');
     // Signed out, only the rules that need no account lookup: the form must not tell strangers
     // which addresses are staff accounts. Those CCs are dropped at confirmation instead.
     const refusals = await Promise.all(ccs.map((e) => (user ? ccRefusal(ctx, e) : Promise.resolve(ccAddressRefusal(cfg, e)))));
     if (refusals.some(Boolean)) errors.push('request_new.cc_not_allowed');
     if (errors.length) return formPage(c, deps, draft, [...new Set(errors)], 422);
-    if (files.some((f) => f.size > cfg.ATTACHMENT_MAX_BYTES)) throw new AppError('UPLOAD_TOO_LARGE');
-    const uploads = await readUploads(files);
+    const uploads = uploadsOf(form);
 
     if (user) {
-      const created = await ctx.db
-        .transaction()
-        .execute((trx) =>
-          createRequestTicket(trx, cfg, { requesterId: user.id, subject: draft.subject, body: draft.description, uploads, ccEmails: ccs }),
-        );
+      const created = await ctx.db.transaction().execute(async (trx) => {
+        await recheckUploadQuota(trx, cfg, user.id, allowance, uploads);
+        return createRequestTicket(trx, cfg, {
+          requesterId: user.id,
+          subject: draft.subject,
+          body: draft.description,
+          uploads,
+          ccEmails: ccs,
+        });
+      });
       await enqueueAfterCommit(ctx, created.outboxIds);
       return redirectTo(c, deps, `/requests/${created.ticketId}?notice=created`);
     }

@@ -115,6 +115,11 @@ export async function renderThread(
       readOnly: ticket.readOnly,
       canSolve: writable && ticket.status !== 'solved' && (ticket.viewerRole !== null || viewer.role === 'staff'),
       isSolved: ticket.status === 'solved',
+      // The requester's own rating, for them and for staff; CCs do not see it.
+      csat:
+        ticket.csatRating && (viewer.role === 'staff' || ticket.requesterId === viewer.id)
+          ? { key: `request.csat_${ticket.csatRating}`, rating: ticket.csatRating, comment: ticket.csatComment }
+          : null,
       maxAttachment: formatBytes(deps.ctx.config.ATTACHMENT_MAX_BYTES),
       noticeKey: notice && NOTICES.has(notice) ? `request.notice_${notice}` : null,
       ...extra,
