@@ -95,7 +95,12 @@ export async function setPasswordWithToken(
   const result = await ctx.db.transaction().execute(async (trx) => {
     const used = await consumeAuthToken(trx, token);
     if (!used) return null;
-    const before = await trx.selectFrom('users').select('password_hash').where('id', '=', used.userId).forUpdate().executeTakeFirstOrThrow();
+    const before = await trx
+      .selectFrom('users')
+      .select('password_hash')
+      .where('id', '=', used.userId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
     const user = await storePasswordHash(trx, used.userId, passwordHash);
     await invalidateUserTokens(trx, user.id);
     await revokeUserSessions(trx, user.id);

@@ -212,11 +212,15 @@ describe('GET/POST /password/set', () => {
     const first = await tokenFor(user.email);
     const client = new Client(app.base);
     await client.get(`/password/set?token=${first}`);
-    expect((await client.post(`/password/set?token=${first}`, { password: 'First-Pass-123', password_confirm: 'First-Pass-123' })).status).toBe(303);
+    expect(
+      (await client.post(`/password/set?token=${first}`, { password: 'First-Pass-123', password_confirm: 'First-Pass-123' })).status,
+    ).toBe(303);
     expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(0);
     const reset = await tokenFor(user.email);
     await client.get(`/password/set?token=${reset}`);
-    expect((await client.post(`/password/set?token=${reset}`, { password: 'Second-Pass-123', password_confirm: 'Second-Pass-123' })).status).toBe(303);
+    expect(
+      (await client.post(`/password/set?token=${reset}`, { password: 'Second-Pass-123', password_confirm: 'Second-Pass-123' })).status,
+    ).toBe(303);
     expect(await outboxFor(app.ctx.db, user.email, 'password_changed')).toHaveLength(1);
   });
 

@@ -35,9 +35,17 @@ describe('/profile', () => {
    */
   it('saves name, language and time zone, and shows every time in that zone', async () => {
     const { user, client } = await signedIn();
-    await app.ctx.db.updateTable('users').set({ created_at: new Date('2026-01-15T00:30:00Z') }).where('id', '=', user.id).execute();
+    await app.ctx.db
+      .updateTable('users')
+      .set({ created_at: new Date('2026-01-15T00:30:00Z') })
+      .where('id', '=', user.id)
+      .execute();
     const { ticket } = await seedTicket(app.ctx.db, { requesterId: user.id, subject: 'Timed' });
-    await app.ctx.db.updateTable('tickets').set({ updated_at: new Date('2026-01-15T00:30:00Z') }).where('id', '=', ticket.id).execute();
+    await app.ctx.db
+      .updateTable('tickets')
+      .set({ updated_at: new Date('2026-01-15T00:30:00Z') })
+      .where('id', '=', ticket.id)
+      .execute();
 
     const before = await client.get('/requests');
     expect(before.html).toContain('15 Jan 2026, 00:30'); // Europe/London in winter = UTC
@@ -72,7 +80,9 @@ describe('/profile', () => {
   it('offers the browser zone until the user answers, then never again', async () => {
     const { user, client } = await signedIn();
     const page = await client.get('/requests');
-    expect(page.html).toMatch(/<form method="post" action="[^"]+\/profile\/time-zone"[^>]*id="time-zone-offer" data-current="Europe\/London" hidden>/);
+    expect(page.html).toMatch(
+      /<form method="post" action="[^"]+\/profile\/time-zone"[^>]*id="time-zone-offer" data-current="Europe\/London" hidden>/,
+    );
     expect(page.html).toMatch(/<script src="[^"]+\/assets\/time-zone\.js\?v(?:=|&#x3D;)[0-9a-f]{12}" defer><\/script>/);
     const js = await client.get('/assets/time-zone.js');
     expect(js.headers.get('content-type')).toContain('text/javascript');
@@ -108,7 +118,11 @@ describe('/profile', () => {
     expect((await elsewhere.get('/requests')).status).toBe(200);
     await client.get('/profile');
 
-    const wrong = await client.post('/profile/password', { current_password: 'nope', password: 'Brand-New-Pass-7', password_confirm: 'Brand-New-Pass-7' });
+    const wrong = await client.post('/profile/password', {
+      current_password: 'nope',
+      password: 'Brand-New-Pass-7',
+      password_confirm: 'Brand-New-Pass-7',
+    });
     expect(wrong.status).toBe(422);
     expect(wrong.html).toContain('The current password is incorrect.');
     const weak = await client.post('/profile/password', { current_password: GOOD_PASSWORD, password: 'short', password_confirm: 'other' });
@@ -132,7 +146,9 @@ describe('/profile', () => {
     const [notice] = await outboxFor(app.ctx.db, user.email, 'password_changed');
     expect(notice).toBeDefined();
     const mail = await composeOutboundMail(app.ctx.db, app.ctx.config, notice!);
-    const tokyo = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'Asia/Tokyo' }).format(notice!.created_at);
+    const tokyo = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'Asia/Tokyo' }).format(
+      notice!.created_at,
+    );
     expect(mail.text).toContain(`was changed at ${tokyo} Asia/Tokyo`);
   });
 
