@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, type PortalTestApp } from './support.js';
+import { addOrganizationMember, createOrganization } from '../../src/db/queries/organizations.js';
+import { GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, uniqueEmail, type PortalTestApp } from './support.js';
 
 /**
  * Profile, time zone and search in a real Chromium (desktop and 390 px wide):
@@ -8,6 +11,15 @@ import { GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, type PortalTestApp
  * zone, the profile pre-selects it, and the search box finds Japanese text.
  */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** axe-core's serious and critical findings on the page (evaluated through DevTools, so the page's CSP does not apply). */
+async function axeFindings(page: Page): Promise<string[]> {
+  await page.evaluate(AXE);
+  return page.evaluate<string[]>(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', ')))`);
+}
 
 let app: PortalTestApp;
 let browser: Browser;
@@ -34,7 +46,7 @@ async function signIn(width: number, email: string): Promise<{ page: Page; viola
   await page.getByLabel('Email address').fill(email);
   await page.getByLabel('Password').fill(GOOD_PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'My activity' }).waitFor();
+  await page.waitForURL(/\/requests$/);
   return { page, violations };
 }
 
@@ -96,4 +108,48 @@ describe('profile and search in Chromium', () => {
     expect(violations).toEqual([]);
     await page.context().close();
   });
+
+  /**
+   * axe-core over the new pages (search results, the organization tab, a
+   * request read through the organization, a request with CC remove buttons,
+   * the profile with form errors), in English and Japanese, desktop and 390 px:
+   * no serious or critical finding.
+   */
+  it('has no serious or critical axe-core finding on the new pages', async () => {
+    const user = await seedUser(app.ctx.db, { name: 'Hanako Tanaka' });
+    const peer = await seedUser(app.ctx.db);
+    const org = await createOrganization(app.ctx.db, { name: `Axe ${uniqueEmail('org')}`, shared: true, domains: [] });
+    for (const u of [user, peer]) await addOrganizationMember(app.ctx.db, org.id, u.id);
+    const cc = await seedUser(app.ctx.db);
+    const own = await seedTicket(app.ctx.db, { requesterId: user.id, subject: '請求書について', ccIds: [cc.id] });
+    const peers = await seedTicket(app.ctx.db, { requesterId: peer.id, subject: '見積書の依頼' });
+    const findings: string[] = [];
+    for (const width of [1200, 390]) {
+      for (const locale of ['en', 'ja'] as const) {
+        await app.ctx.db.updateTable('users').set({ locale, time_zone: null }).where('id', '=', user.id).execute();
+        const { page } = await signIn(width, user.email);
+        const pages = [
+          `/requests?q=${encodeURIComponent('請求書')}`,
+          '/requests?filter=org&sort=created',
+          `/requests/${peers.ticket.id}`,
+          `/requests/${own.ticket.id}`,
+          '/profile',
+        ];
+        for (const path of pages) {
+          await page.goto(app.base + path);
+          for (const f of await axeFindings(page)) findings.push(`${width}px ${locale} ${path}: ${f}`);
+        }
+        // The profile showing password errors.
+        await page.goto(`${app.base}/profile`);
+        await page.locator('#current_password').fill('wrong');
+        await page.locator('#password').fill('short');
+        await page.locator('#password_confirm').fill('short');
+        await page.locator('#password-heading ~ form button[type=submit]').click();
+        await page.locator('#password-errors').waitFor();
+        for (const f of await axeFindings(page)) findings.push(`${width}px ${locale} /profile (errors): ${f}`);
+        await page.context().close();
+      }
+    }
+    expect(findings).toEqual([]);
+  }, 120_000);
 });
