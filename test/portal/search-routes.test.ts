@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SEARCH_CANDIDATE_CAP } from '../../src/db/queries/request-lists.js';
+import { SEARCH_CANDIDATE_CAP, WALK_LIMIT } from '../../src/db/queries/request-lists.js';
 import { Client, GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, type PortalTestApp } from './support.js';
 
 let app: PortalTestApp;
@@ -70,20 +70,38 @@ describe('search in My activity', () => {
   });
 
   /**
-   * A term more common than SEARCH_CANDIDATE_CAP skips the index narrowing and
-   * walks the tab's own rows: the answer is the same, still scoped to the viewer.
+   * Every search path gives the same scoped answer: a tab of at most WALK_LIMIT
+   * requests is walked; a larger one is narrowed through the trigram index;
+   * a term more common than SEARCH_CANDIDATE_CAP, or shorter than three
+   * characters, falls back to the walk.
    */
-  it('gives the same scoped answer when a term is too common for the index to narrow', async () => {
+  it('gives the same scoped answer on every path: walk, index narrowing, and a term too common to narrow', async () => {
     const { user, client } = await signedIn();
+    const { client: staffClient } = await signedIn({ role: 'staff' });
     const other = await seedUser(app.ctx.db);
-    await app.ctx.db
-      .insertInto('tickets')
-      .columns(['subject', 'requester_id'])
-      .expression(sql`SELECT 'Popular widget ' || g, ${other.id} FROM generate_series(1, ${SEARCH_CANDIDATE_CAP + 5}) g`)
-      .execute();
+    const bulk = (requester: number, subject: string, n: number) =>
+      app.ctx.db
+        .insertInto('tickets')
+        .columns(['subject', 'requester_id'])
+        .expression(sql`SELECT ${subject} || ' ' || g, ${requester} FROM generate_series(1, ${n}) g`)
+        .execute();
+    await bulk(other.id, 'Popular widget', SEARCH_CANDIDATE_CAP + 5);
     const mine = await seedTicket(app.ctx.db, { requesterId: user.id, subject: 'My popular widget' });
+    const kiwi = await seedTicket(app.ctx.db, { requesterId: user.id, subject: 'Order', messages: [{ text: 'A rare kiwi fruit' }] });
+    await seedTicket(app.ctx.db, { requesterId: other.id, subject: 'Their kiwi' });
+    // A small tab: walked.
+    expect(await search(client, 'popular widget')).toEqual([mine.ticket.id]);
+    expect(await search(client, 'kiwi')).toEqual([kiwi.ticket.id]);
+    // A large tab: narrowed by the index, or walked when the term is too common or too short.
+    await bulk(user.id, 'Bulk', WALK_LIMIT + 5);
+    expect(await search(client, 'kiwi')).toEqual([kiwi.ticket.id]);
     expect(await search(client, 'popular widget')).toEqual([mine.ticket.id]);
     expect(await search(client, 'Popular')).toEqual([mine.ticket.id]);
+    expect(await search(client, 'wi')).toEqual([mine.ticket.id, kiwi.ticket.id]);
+    // Staff, every request: narrowed by the index.
+    const staffKiwi = await search(staffClient, 'kiwi', '&filter=all');
+    expect(staffKiwi).toHaveLength(2);
+    expect(staffKiwi).toContain(kiwi.ticket.id);
   });
 
   /** Staff search the "All requests" tab; customers asking for it get nothing. */

@@ -1,5 +1,5 @@
-import { sql, type Expression, type SqlBool } from 'kysely';
-import type { Db, TicketStatus } from '../database.js';
+import { sql, type Expression, type SelectQueryBuilder, type SqlBool } from 'kysely';
+import type { Database, Db, TicketsTable, TicketStatus } from '../database.js';
 import type { Viewer } from './portal-requests.js';
 
 /**
@@ -40,6 +40,24 @@ export const MAX_SEARCH_CHARS = 200;
  */
 export const SEARCH_CANDIDATE_CAP = 2000;
 
+/** Tabs with at most this many requests are searched without the index (see listRequests). */
+export const WALK_LIMIT = 1000;
+
+/** How many rows the tab has, counting no further than `cap` (an index-only scan for the customer tabs). */
+async function countUpTo(db: Db, q: SelectQueryBuilder<Database & { t: TicketsTable }, 't', object>, cap: number): Promise<number> {
+  const row = await db
+    .selectFrom(
+      q
+        .clearSelect()
+        .select(sql`1`.as('one'))
+        .limit(cap)
+        .as('s'),
+    )
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
 /** The query as terms: split on any whitespace (ideographic space included), de-duplicated, bounded. */
 export function searchTerms(q: string | undefined): string[] {
   const text = (q ?? '').normalize('NFC').slice(0, MAX_SEARCH_CHARS).trim();
@@ -60,8 +78,10 @@ export function indexableTerm(terms: string[]): string | null {
 
 /** The subject or a public message contains the term (internal notes are never searched). */
 function matchesTerm(pattern: string): Expression<SqlBool> {
-  return sql<SqlBool>`(t.subject ILIKE ${pattern} OR EXISTS (
-    SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.visibility = 'public' AND m.body_text ILIKE ${pattern}))`;
+  // A correlated scalar subquery, not EXISTS: PostgreSQL would turn EXISTS into a semi-join and may then collect
+  // every match in the installation through the trigram index; this stays a check of the tab's own rows.
+  return sql<SqlBool>`(t.subject ILIKE ${pattern} OR (
+    SELECT true FROM messages m WHERE m.ticket_id = t.id AND m.visibility = 'public' AND m.body_text ILIKE ${pattern} LIMIT 1) IS NOT NULL)`;
 }
 
 /**
@@ -131,7 +151,10 @@ export async function listRequests(
 
   const terms = searchTerms(opts.q);
   if (terms.length > 0) {
-    const indexed = indexableTerm(terms);
+    // A customer's tab of at most WALK_LIMIT requests is checked row by row: that costs the same at any
+    // table size, while the index probe grows with every ticket in the installation that contains the term.
+    const small = opts.tab !== 'all' && (await countUpTo(db, q, WALK_LIMIT + 1)) <= WALK_LIMIT;
+    const indexed = small ? null : indexableTerm(terms);
     const candidates = indexed ? await searchCandidates(db, indexed) : null;
     if (candidates !== null) {
       if (candidates.length === 0) return { items: [], hasNext: false };

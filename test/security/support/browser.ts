@@ -89,7 +89,8 @@ export async function signIn(page: Page, base: string, email: string, password: 
  */
 export const ACTIVE_CONTENT_PROBE = `(() => {
   const found = [];
-  for (const el of document.querySelectorAll('script, iframe, frame, object, embed, applet, base, meta[http-equiv], form[action^="javascript" i], svg script, math')) {
+  // The portal's own script is a file from its origin (/assets/time-zone.js); anything else is active content.
+  for (const el of document.querySelectorAll('script:not([src*="/assets/time-zone.js?v="]), iframe, frame, object, embed, applet, base, meta[http-equiv], form[action^="javascript" i], svg script, math')) {
     found.push('<' + el.tagName.toLowerCase() + '>');
   }
   for (const el of document.querySelectorAll('*')) {
