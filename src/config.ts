@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isValidEmail } from './mail/address.js';
+import { isValidEmail } from './core/address.js';
 
 /**
  * Every setting replyline reads from the environment, parsed once.

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/database.js';
 import { ensureInstallationId } from './db/queries/installation.js';
-import { createDnsResolver } from './inbound/staff-auth.js';
+import { createDnsResolver } from './mail/sender-auth.js';
 import { ParsePool } from './jobs/inbound/parse-pool.js';
 import type { QueueName } from './jobs/define-job.js';
 import { createLogger, type Logger } from './log.js';

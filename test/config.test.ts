@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEV_SECRET_KEY, loadConfig } from '../src/config.js';
-import { isValidEmail } from '../src/mail/address.js';
+import { isValidEmail } from '../src/core/address.js';
 
 describe('config', () => {
   it('applies the documented defaults to an empty environment', () => {

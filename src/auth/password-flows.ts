@@ -2,9 +2,9 @@ import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db, UserRow } from '../db/database.js';
 import { insertOutboundMail, type OutboxInsert } from '../mail/outbox.js';
-import { enqueueAfterCommit } from '../portal/after-commit.js';
+import { enqueueAfterCommit } from '../jobs/after-commit.js';
 import { hashPassword } from './password.js';
-import { seal } from './secrets.js';
+import { seal } from '../core/secrets.js';
 import { revokeOtherSessions, revokeUserSessions } from './sessions.js';
 import { consumeAuthToken, invalidateUserTokens, issueAuthToken, SIGN_IN_PURPOSES, type TokenPurpose } from './tokens.js';
 

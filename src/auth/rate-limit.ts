@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config } from '../config.js';
-import { sha256 } from './secrets.js';
+import { sha256 } from '../core/secrets.js';
 
 /**
  * Brute-force limits for the portal's unauthenticated forms, per client IP

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { migrations } from '../../migrations/index.js';
 import type { Config } from '../config.js';
 import { createDb } from '../db/database.js';
-import { domainOf } from '../mail/address.js';
+import { domainOf } from '../core/address.js';
 import { createProducerRedis, waitForReady } from '../redis.js';
 
 /**

@@ -1,5 +1,5 @@
 import { ConfigError, type Config } from '../config.js';
-import { domainOf } from '../mail/address.js';
+import { domainOf } from '../core/address.js';
 import { parseCliArgs } from './args.js';
 import {
   checkPostgres,

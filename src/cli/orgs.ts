@@ -8,7 +8,7 @@ import {
 } from '../db/queries/organizations.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { AppError } from '../errors.js';
-import { parseEmail } from '../mail/address.js';
+import { parseEmail } from '../core/address.js';
 import { parseCliArgs } from './args.js';
 import { CliUsageError, type CliCommand, type CliEnv } from './types.js';
 

@@ -1,7 +1,7 @@
 import { migrateToLatest } from '../db/migrate.js';
 import { createUser, findUserByEmail, listUsers, setUserRole } from '../db/queries/users.js';
 import type { UserRole } from '../db/database.js';
-import { parseEmail } from '../mail/address.js';
+import { parseEmail } from '../core/address.js';
 import { parseCliArgs } from './args.js';
 import { CliUsageError, type CliCommand, type CliEnv } from './types.js';
 

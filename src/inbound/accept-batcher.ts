@@ -4,7 +4,7 @@ import type { Db } from '../db/database.js';
 import type { InboundEnvelope } from '../db/queries/inbound-messages.js';
 import { enqueueBulk } from '../jobs/define-job.js';
 import { inboundJobId } from '../jobs/job-ids.js';
-import { processInboundJob } from '../jobs/process-inbound.js';
+import { processInboundContract } from '../jobs/enqueue-inbound.js';
 
 /**
  * Group commit for the SMTP accept path. Every DATA still waits for the
@@ -101,7 +101,7 @@ export async function enqueueInboundBatch(
   ids: number[],
 ): Promise<void> {
   const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(ctx, inboundId) } }));
-  await enqueueBulk(ctx, processInboundJob, items).catch((err) =>
+  await enqueueBulk(ctx, processInboundContract, items).catch((err) =>
     ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry'),
   );
 }

@@ -7,12 +7,20 @@ import { withTimeout } from '../timeout.js';
 
 export type QueueName = 'inbound' | 'outbound';
 
-/** One job = one name, one payload schema, one handler (the Documenso jobs pattern). */
-export interface JobDefinition<S extends z.ZodType = z.ZodType> {
+/**
+ * What producers need of a job: its name, queue and payload schema. Kept
+ * apart from the handler so that enqueueing a job never imports the code
+ * that runs it (the SMTP edge does not load the processing pipeline).
+ */
+export interface JobContract<S extends z.ZodType = z.ZodType> {
   name: string;
   queue: QueueName;
   schema: S;
   options?: JobsOptions;
+}
+
+/** One job = one name, one payload schema, one handler (the Documenso jobs pattern). */
+export interface JobDefinition<S extends z.ZodType = z.ZodType> extends JobContract<S> {
   handler(ctx: AppContext, data: z.output<S>, job: Job): Promise<unknown>;
 }
 
@@ -30,7 +38,7 @@ export class RetryLaterError extends Error {
 }
 
 /** Validates a payload; in the worker an invalid one is permanent, retrying cannot fix it. */
-export function parsePayload<S extends z.ZodType>(def: JobDefinition<S>, data: unknown, inWorker: boolean): z.output<S> {
+export function parsePayload<S extends z.ZodType>(def: JobContract<S>, data: unknown, inWorker: boolean): z.output<S> {
   const result = def.schema.safeParse(data);
   if (result.success) return result.data;
   const message = `invalid payload for job ${def.name}: ${result.error.message}`;
@@ -55,7 +63,7 @@ export function guarded<T>(ctx: Pick<AppContext, 'redis'>, what: string, run: ()
 /** Enqueues a job after validating its payload. Throws while Redis is unreachable (producers never buffer). */
 export async function enqueue<S extends z.ZodType>(
   ctx: Pick<AppContext, 'queues' | 'redis'>,
-  def: JobDefinition<S>,
+  def: JobContract<S>,
   data: z.input<S>,
   options: JobsOptions = {},
 ): Promise<void> {
@@ -66,7 +74,7 @@ export async function enqueue<S extends z.ZodType>(
 /** Several jobs of one definition in one Redis round trip (the accept path's group commit). */
 export async function enqueueBulk<S extends z.ZodType>(
   ctx: Pick<AppContext, 'queues' | 'redis'>,
-  def: JobDefinition<S>,
+  def: JobContract<S>,
   items: Array<{ data: z.input<S>; options?: JobsOptions }>,
 ): Promise<void> {
   const jobs = items.map((i) => ({ name: def.name, data: parsePayload(def, i.data, false), opts: { ...def.options, ...i.options } }));

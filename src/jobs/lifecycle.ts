@@ -4,7 +4,7 @@ import type { Db } from '../db/database.js';
 import { latestPublicMessageIds, lockDueTickets, markPendingReminded, setTicketsStatus, type DueTicket } from '../db/queries/tickets.js';
 import { lockDueSurveys, markSurveysSent } from '../db/queries/tickets-csat.js';
 import { findUserRefs } from '../db/queries/users.js';
-import { isOurAddress, isValidEmail } from '../mail/address.js';
+import { isOurAddress, isValidEmail } from '../core/address.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
 import { enqueueOutboundAll } from './send-mail.js';

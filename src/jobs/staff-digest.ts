@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
 import { listOpenTicketsByAssignee, type DigestTicket } from '../db/queries/tickets.js';
-import { isOurAddress, isValidEmail } from '../mail/address.js';
+import { isOurAddress, isValidEmail } from '../core/address.js';
 import { countRatingsSince } from '../db/queries/tickets-csat.js';
 import { listStaffRecipients } from '../mail/notify.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';

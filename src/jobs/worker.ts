@@ -8,7 +8,7 @@ import { parsePayload, reviveFinishedJob, type QueueName } from './define-job.js
 import { inboundJobId, outboundJobId } from './job-ids.js';
 import { scheduleLifecycle } from './lifecycle.js';
 import { scheduleStaffDigest } from './staff-digest.js';
-import { enqueueInbound } from './process-inbound.js';
+import { enqueueInbound } from './enqueue-inbound.js';
 import { OUTBOUND_BATCHES_IN_FLIGHT } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
 import { enqueueOutbound } from './send-mail.js';

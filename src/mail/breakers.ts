@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { OutboundKind, OutboundMailRow } from '../db/database.js';
 import type { BreakerCounts } from './mail-context.js';
-import { isOurAddress } from './address.js';
+import { isOurAddress } from '../core/address.js';
 
 /**
  * Loop breakers, checked right before a mail goes out (so every suppressed

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { UserRef } from '../db/queries/users.js';
-import { isOurAddress, isValidEmail } from './address.js';
+import { isOurAddress, isValidEmail } from '../core/address.js';
 import { insertOutboundMails, type OutboxInsert } from './outbox.js';
 
 /**

@@ -26,7 +26,7 @@ export const PAYLOAD_SCHEMAS = {
   ticket_update: z.object({}),
   password_setup: z.object({
     /**
-     * The set-password token, sealed with SECRET_KEY (auth/secrets.ts), never
+     * The set-password token, sealed with SECRET_KEY (core/secrets.ts), never
      * raw; dropped from the row once the mail is sent. The link is built when
      * the mail is composed.
      */

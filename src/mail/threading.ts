@@ -1,4 +1,4 @@
-import { bareMessageId } from './message-id.js';
+import { bareMessageId } from '../core/message-id.js';
 import type { ThreadEntry } from './mail-context.js';
 
 /**

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { BOUNCE_LOCAL_PART } from '../core/address.js';
 
 /**
  * Signed identifiers we put in outgoing mail so replies can be threaded back
@@ -88,7 +89,6 @@ export function parseOurMessageId(secret: string, mailDomain: string, messageId:
 }
 
 /** The local part of our signed return paths (VERP). */
-export const BOUNCE_LOCAL_PART = 'bounce';
 
 /**
  * The envelope MAIL FROM of one outbound mail: a bounce comes back to this

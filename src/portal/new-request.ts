@@ -6,7 +6,7 @@ import type { Viewer } from '../db/queries/portal-requests.js';
 import { addAttachment, addMessage, addParticipant, createTicket } from '../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../db/queries/users.js';
 import { sanitizeFilename } from '../mail/filename.js';
-import { isOurAddress, isValidEmail, normalizeEmail } from '../mail/address.js';
+import { isOurAddress, isValidEmail, normalizeEmail } from '../core/address.js';
 import { SAFE_CONTENT_TYPE } from '../mail/content-type.js';
 import { queueTicketMails } from '../mail/notify.js';
 import { AppError } from '../errors.js';
@@ -110,7 +110,7 @@ type CcConfig = Pick<Config, 'SUPPORT_ADDRESSES' | 'MAIL_DOMAIN' | 'REGISTRATION
 /** The rules that need no account lookup: a valid address, and never one of ours (every update would mail our own inbox). */
 export function ccAddressRefusal(config: CcConfig, email: string): string | null {
   if (!isValidEmail(email)) return 'form.invalid_email';
-  // Copying ourselves in would make every update a mail to our own inbox (the one rule, mail/address.ts).
+  // Copying ourselves in would make every update a mail to our own inbox (the one rule, core/address.ts).
   if (isOurAddress(config, email)) return 'request.cc_not_allowed';
   return null;
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthenticateResult } from 'mailauth';
 import { createUser } from '../../src/db/queries/users.js';
-import { authenticateStaff, judgeAuthentication, type StaffAuthInput } from '../../src/inbound/staff-auth.js';
+import { authenticateStaff, judgeAuthentication, type StaffAuthInput } from '../../src/mail/sender-auth.js';
 import { makeReplyToken, verifyReplyToken } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { startDnsServer, type TestDnsServer } from './support/dns-server.js';

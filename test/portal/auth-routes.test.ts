@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/auth/secrets.js';
+import { sha256 } from '../../src/core/secrets.js';
 import { Client, GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, uniqueEmail, type PortalTestApp } from './support.js';
 
 let app: PortalTestApp;

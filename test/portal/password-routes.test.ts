@@ -1,7 +1,7 @@
-import { unseal } from '../../src/auth/secrets.js';
+import { unseal } from '../../src/core/secrets.js';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/auth/secrets.js';
+import { sha256 } from '../../src/core/secrets.js';
 import {
   Client,
   GOOD_PASSWORD,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256, unseal } from '../../src/auth/secrets.js';
+import { sha256, unseal } from '../../src/core/secrets.js';
 import { composeOutboundMail } from '../../src/mail/compose.js';
 import {
   Client,

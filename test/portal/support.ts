@@ -1,4 +1,4 @@
-import { unseal } from '../../src/auth/secrets.js';
+import { unseal } from '../../src/core/secrets.js';
 import { sql } from 'kysely';
 import { hashPassword } from '../../src/auth/password.js';
 import type { Db, TicketStatus, UserRole, Visibility } from '../../src/db/database.js';

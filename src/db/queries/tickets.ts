@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { normalizeMessageId } from '../../mail/message-id.js';
+import { normalizeMessageId } from '../../core/message-id.js';
 import type { CsatRating, Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
 
 /**

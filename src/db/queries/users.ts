@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db, Locale, UserRole, UserRow } from '../database.js';
 import { AppError } from '../../errors.js';
-import { normalizeEmail } from '../../mail/address.js';
+import { normalizeEmail } from '../../core/address.js';
 
 export async function findUserByEmail(db: Db, email: string): Promise<UserRow | undefined> {
   return db

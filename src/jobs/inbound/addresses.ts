@@ -1,5 +1,5 @@
 import type { AddressObject } from 'mailparser';
-import { isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { isValidEmail, normalizeEmail } from '../../core/address.js';
 import { decodeHeaderWords } from './charset.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { simpleParser, type Attachment, type ParsedMail } from 'mailparser';
-import type { SenderAuth } from '../../inbound/staff-auth.js';
-import { bareMessageId } from '../../mail/message-id.js';
+import type { SenderAuth } from '../../mail/sender-auth.js';
+import { bareMessageId } from '../../core/message-id.js';
 import { checkedMailboxes, firstWrittenAddress, type Mailbox } from './addresses.js';
 import { sanitizeFilename } from '../../mail/filename.js';
 import { repairCharsets } from './charset-repair.js';

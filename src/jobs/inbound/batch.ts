@@ -1,6 +1,6 @@
 import type { AppContext } from '../../context.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
-import { requeueInbound } from '../process-inbound.js';
+import { requeueInbound } from '../enqueue-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
 import { ParseFailedError } from './parse-pool.js';

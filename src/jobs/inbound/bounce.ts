@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
-import { normalizeMessageId } from '../../mail/message-id.js';
+import { normalizeMessageId } from '../../core/message-id.js';
 import { parseBounceAddress, parseOurMessageId } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { isPermanentFailure, type DsnRecipient, type MachineVerdict } from './classify.js';

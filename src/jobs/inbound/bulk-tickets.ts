@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
 import type { Db, UserRow } from '../../db/database.js';
 import { ensureUsers, type UserRef } from '../../db/queries/users.js';
-import { isOurAddress } from '../../mail/address.js';
+import { isOurAddress } from '../../core/address.js';
 import { directRecipients, listStaffRecipients, ticketCreatedMails } from '../../mail/notify.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { findTicketTags } from '../../mail/tokens.js';

@@ -2,7 +2,7 @@ import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import { latestCustomerMessageId, otherStaffReplySince, referencedMessageId } from '../../db/queries/messages.js';
 import { findUserRefs } from '../../db/queries/users.js';
-import { isOurAddress, isValidEmail } from '../../mail/address.js';
+import { isOurAddress, isValidEmail } from '../../core/address.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import type { AnalyzedMessage } from './analyze.js';
 import type { Sender } from './facts.js';

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow, UserRow } from '../../db/database.js';
 import { ensureUser } from '../../db/queries/users.js';
-import { normalizeMessageId } from '../../mail/message-id.js';
+import { normalizeMessageId } from '../../core/message-id.js';
 import type { AnalyzedMessage } from './analyze.js';
 
 /**

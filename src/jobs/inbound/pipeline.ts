@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
-import { authenticateSender } from '../../inbound/staff-auth.js';
+import { authenticateSender } from '../../mail/sender-auth.js';
 import { ipKey } from '../../net/ip-key.js';
 import { LOOP_HEADER } from '../../mail/compose.js';
-import { requeueInbound } from '../process-inbound.js';
+import { requeueInbound } from '../enqueue-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
 import type { AnalyzedMessage } from './analyze.js';
 import { returnPathVerdict } from './bounce.js';

@@ -1,11 +1,11 @@
 import type { AppContext } from '../../context.js';
 import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
 import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
-import { staffVerdict } from '../../inbound/staff-auth.js';
-import { noticeStaffAuthFailure } from '../../inbound/staff-auth-notice.js';
+import { staffVerdict } from '../../mail/sender-auth.js';
+import { noticeStaffAuthFailure } from '../../mail/staff-auth-notice.js';
 import { releaseHeldCollisions } from '../../db/queries/inbound-messages.js';
 import { emailsWithoutAccount } from '../../db/queries/users.js';
-import { isOurAddress } from '../../mail/address.js';
+import { isOurAddress } from '../../core/address.js';
 import { directRecipients, queueTicketMails, type TicketEvent } from '../../mail/notify.js';
 import type { ReplyToken } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';

@@ -10,7 +10,7 @@ import {
   setTicketStatus,
 } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
-import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { isOurAddress, isValidEmail, normalizeEmail } from '../../core/address.js';
 
 /**
  * Staff reply commands, in the spirit of Zendesk's Mail API: lines at the

@@ -4,7 +4,7 @@ import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow } from '../../db/database.js';
 import { addAttachment, addMessage, addParticipant, storedMessageId } from '../../db/queries/tickets.js';
 import { ensureUser } from '../../db/queries/users.js';
-import { isOurAddress } from '../../mail/address.js';
+import { isOurAddress } from '../../core/address.js';
 import type { AnalyzedMessage } from './analyze.js';
 
 /**
@@ -22,7 +22,7 @@ export function ccCandidates(cfg: Cfg, a: AnalyzedMessage, senderEmail: string):
     if (seen.has(m.address)) continue;
     seen.add(m.address);
     // Our own addresses never become participants: they would mail themselves.
-    // A colleague's mailbox on MAIL_DOMAIN is not ours (the one rule, mail/address.ts).
+    // A colleague's mailbox on MAIL_DOMAIN is not ours (the one rule, core/address.ts).
     if (isOurAddress(cfg, m.address)) continue;
     out.push({ email: m.address, name: m.name });
   }

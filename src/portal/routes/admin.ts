@@ -5,7 +5,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Hono } from 'hono';
-import { safeEqual } from '../../auth/secrets.js';
+import { safeEqual } from '../../core/secrets.js';
 import type { PortalDeps, PortalEnv } from '../http.js';
 import { requireUser } from '../middleware/session.js';
 

@@ -3,7 +3,7 @@ import { hashPassword, needsRehash, verifyPassword } from '../../auth/password.j
 import { sendPasswordLink } from '../../auth/password-flows.js';
 import { createSession, destroySession } from '../../auth/sessions.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
-import { isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { isValidEmail, normalizeEmail } from '../../core/address.js';
 import {
   COOKIE,
   clearCookie,

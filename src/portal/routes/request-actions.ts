@@ -12,9 +12,9 @@ import {
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { normalizeEmail } from '../../mail/address.js';
+import { normalizeEmail } from '../../core/address.js';
 import { queueTicketMails } from '../../mail/notify.js';
-import { enqueueAfterCommit } from '../after-commit.js';
+import { enqueueAfterCommit } from '../../jobs/after-commit.js';
 import { field, redirectTo, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
 import {
   ccAccountRefusal,

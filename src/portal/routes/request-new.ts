@@ -1,11 +1,11 @@
 import type { Hono } from 'hono';
 import { sql } from 'kysely';
-import { isSecretShaped, randomSecret, seal, sha256 } from '../../auth/secrets.js';
+import { isSecretShaped, randomSecret, seal, sha256 } from '../../core/secrets.js';
 import { insertSubmission, submissionExists, takeSubmission } from '../../db/queries/portal-submissions.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
-import { isOurAddress, isValidEmail, normalizeEmail } from '../../mail/address.js';
+import { isOurAddress, isValidEmail, normalizeEmail } from '../../core/address.js';
 import { insertOutboundMail } from '../../mail/outbox.js';
-import { enqueueAfterCommit } from '../after-commit.js';
+import { enqueueAfterCommit } from '../../jobs/after-commit.js';
 import { clientIp, field, redirectTo, renderPage, type PortalContext, type PortalDeps, type PortalEnv } from '../http.js';
 import {
   ccAccountRefusal,

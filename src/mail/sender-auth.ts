@@ -5,8 +5,8 @@ import { getDomain } from 'tldts';
 import type { AppContext } from '../context.js';
 import type { Config } from '../config.js';
 import { findUserById } from '../db/queries/users.js';
-import { domainOf, normalizeEmail } from '../mail/address.js';
-import type { ReplyToken } from '../mail/tokens.js';
+import { domainOf, normalizeEmail } from '../core/address.js';
+import type { ReplyToken } from './tokens.js';
 
 /**
  * Decides whether a message claiming to come from a staff account really

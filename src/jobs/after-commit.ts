@@ -1,5 +1,5 @@
 import type { AppContext } from '../context.js';
-import { enqueueOutboundAll } from '../jobs/send-mail.js';
+import { enqueueOutboundAll } from './send-mail.js';
 import { withTimeout } from '../timeout.js';
 
 /** How long a page waits for Redis to take the jobs before answering anyway. */

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db, Locale } from '../db/database.js';
-import { countRecentOutbound, insertOutboundMail, PAYLOAD_SCHEMAS } from '../mail/outbox.js';
-import { domainOf } from '../mail/address.js';
-import type { StaffAuthResult } from './staff-auth.js';
+import { countRecentOutbound, insertOutboundMail, PAYLOAD_SCHEMAS } from './outbox.js';
+import { domainOf } from '../core/address.js';
+import type { StaffAuthResult } from './sender-auth.js';
 
 /**
  * A staff reply held as `auth_failed` must not vanish: the operator sees it at

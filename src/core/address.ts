@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { AppError } from '../errors.js';
-import { BOUNCE_LOCAL_PART } from './tokens.js';
 
 /**
  * zod's default address grammar, except that the domain may be a single label
@@ -34,6 +33,9 @@ export function parseEmail(raw: string): string {
 export function domainOf(email: string): string {
   return email.slice(email.lastIndexOf('@') + 1).toLowerCase();
 }
+
+/** The local part of our signed return paths (`bounce+<id>.<sig>@MAIL_DOMAIN`, src/mail/tokens.ts). */
+export const BOUNCE_LOCAL_PART = 'bounce';
 
 /**
  * Our own addresses: the support addresses, their `+token` reply addresses
