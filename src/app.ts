@@ -6,7 +6,6 @@ import { startSmtpListener, type SmtpListener } from './inbound/smtp-listener.js
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
 import type { Logger } from './log.js';
 import { preloadTemplates } from './mail/render.js';
-import { closeTransports } from './mail/transport.js';
 import { startPortal, type PortalServer } from './portal/server.js';
 import { assertNoEviction, waitForReady } from './redis.js';
 
@@ -59,6 +58,5 @@ async function stopApp(app: RunningApp): Promise<void> {
   // then close the pools they were using.
   await Promise.allSettled([app.smtp?.close(), app.portal?.close()]);
   await app.workers?.close();
-  closeTransports(app.ctx.config);
   await closeContext(app.ctx);
 }

@@ -7,6 +7,7 @@ import { createDnsResolver } from './mail/sender-auth.js';
 import { ParsePool } from './jobs/inbound/parse-pool.js';
 import type { QueueName } from './jobs/define-job.js';
 import { createLogger, type Logger } from './log.js';
+import { createTransport, type Transport } from './mail/transport.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProducerRedis } from './redis.js';
 import type { DnsResolver } from 'mailauth';
@@ -27,6 +28,8 @@ export interface AppContext {
   parsePool: ParsePool;
   /** DNS for SPF/DKIM/DMARC: the system's resolver, or DNS_SERVERS. */
   dns: DnsResolver;
+  /** The pooled SMTP client to OUTBOUND_SMTP_URL; connects on the first mail. */
+  transport: Transport;
 }
 
 const DEFAULT_JOB_OPTIONS = {
@@ -61,6 +64,7 @@ export function createContext(config: Config, log: Logger = createLogger(config.
     installationId: '',
     parsePool,
     dns: createDnsResolver(config),
+    transport: createTransport(config),
   };
 }
 
@@ -71,6 +75,7 @@ export async function loadInstallation(ctx: AppContext): Promise<void> {
 
 export async function closeContext(ctx: AppContext): Promise<void> {
   await ctx.parsePool.close();
+  ctx.transport.close();
   await Promise.allSettled([ctx.queues.inbound.close(), ctx.queues.outbound.close()]);
   ctx.redis.disconnect();
   await ctx.db.destroy();

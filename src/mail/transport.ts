@@ -3,14 +3,15 @@ import type { Config } from '../config.js';
 import type { ComposedMail } from './compose.js';
 
 /**
- * One pooled SMTP transport per process and relay URL: connections to the
- * relay are reused across jobs (a TCP + EHLO (+ TLS) handshake per mail
- * would dominate the cost of sending).
+ * One pooled SMTP transport per app context (src/context.ts), closed with
+ * it: connections to the relay are reused across jobs (a TCP + EHLO (+ TLS)
+ * handshake per mail would dominate the cost of sending). Creating it opens
+ * nothing; the first mail does.
  */
 
 type TransportConfig = Pick<Config, 'OUTBOUND_SMTP_URL' | 'OUTBOUND_CONCURRENCY' | 'MAIL_DOMAIN'>;
 
-function createPooled(config: TransportConfig) {
+export function createTransport(config: TransportConfig) {
   return nodemailer.createTransport({
     url: config.OUTBOUND_SMTP_URL,
     pool: true,
@@ -27,20 +28,7 @@ function createPooled(config: TransportConfig) {
   });
 }
 
-type Transport = ReturnType<typeof createPooled>;
-
-const transports = new Map<string, Transport>();
-const transportKey = (c: TransportConfig) => `${c.OUTBOUND_SMTP_URL}|${c.MAIL_DOMAIN}|${c.OUTBOUND_CONCURRENCY}`;
-
-export function getTransport(config: TransportConfig): Transport {
-  const key = transportKey(config);
-  let t = transports.get(key);
-  if (!t) {
-    t = createPooled(config);
-    transports.set(key, t);
-  }
-  return t;
-}
+export type Transport = ReturnType<typeof createTransport>;
 
 export interface SendResult {
   accepted: string[];
@@ -50,7 +38,7 @@ export interface SendResult {
 
 /** Sends a composed mail; `contents` holds the bytes of its files (a file whose row vanished is left out). */
 export async function sendComposed(
-  config: TransportConfig,
+  transport: Transport,
   mail: ComposedMail,
   contents: ReadonlyMap<number, Buffer> = new Map(),
 ): Promise<SendResult> {
@@ -66,7 +54,7 @@ export async function sendComposed(
       },
     ];
   });
-  const info = await getTransport(config).sendMail({
+  const info = await transport.sendMail({
     from: mail.from,
     to: mail.to,
     replyTo: mail.replyTo,
@@ -86,13 +74,4 @@ export async function sendComposed(
   const asStrings = (list: unknown[] | undefined) =>
     (list ?? []).map((a) => (typeof a === 'string' ? a : String((a as { address?: string }).address)));
   return { accepted: asStrings(info.accepted), rejected: asStrings(info.rejected), response: String(info.response ?? '') };
-}
-
-/** Closes this config's pooled connections (graceful stop); without a config, every transport. */
-export function closeTransports(config?: TransportConfig): void {
-  for (const [key, t] of transports) {
-    if (config && key !== transportKey(config)) continue;
-    t.close();
-    transports.delete(key);
-  }
 }

@@ -1,5 +1,4 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { closeTransports } from '../../src/mail/transport.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { deliverRaw, waitInbound } from './support/smtp-client.js';
 import { buildMail } from './support/staff-mail.js';
@@ -14,10 +13,11 @@ import { startStrippingRelay } from '../support/stripping-relay.js';
  * after at most two mails.
  */
 const started: Array<{ teardown(): Promise<void> }> = [];
+const apps: TestApp[] = [];
 afterAll(async () => {
   // Each instance's pooled client holds a session open on the other's listener;
   // drop the pools first so neither listener waits out its close timeout.
-  closeTransports();
+  for (const app of apps) app.ctx.transport.close();
   for (const s of started.reverse()) await s.teardown();
 });
 
@@ -35,6 +35,7 @@ async function pair(opts: { strip: boolean }) {
     OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${relayToB?.port ?? portB}`,
   });
   started.push(a);
+  apps.push(a);
   const b = await startTestApp({
     SUPPORT_ADDRESSES: 'support@b.test',
     MAIL_DOMAIN: 'b.test',
@@ -42,6 +43,7 @@ async function pair(opts: { strip: boolean }) {
     OUTBOUND_SMTP_URL: `smtp://127.0.0.1:${relayToA?.port ?? portA}`,
   });
   started.push(b);
+  apps.push(b);
   return { a, b };
 }
 

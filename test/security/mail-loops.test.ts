@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeTransports } from '../../src/mail/transport.js';
 import { freePort, uniqueEmail } from '../portal/support.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { autoRespond, startStrippingRelay, type ResponderMode } from './support/loops.js';
@@ -215,8 +214,8 @@ describe('a loop with a second replyline instance', () => {
       expect(ca.sent + cb.sent).toBeLessThanOrEqual(2);
       expect(ca.inbound + cb.inbound).toBeLessThanOrEqual(3);
       // Pooled clients keep a session open on the other listener; drop them before teardown.
-      closeTransports(a.ctx.config);
-      closeTransports(b.ctx.config);
+      a.ctx.transport.close();
+      b.ctx.transport.close();
     }, 90_000);
   }
 });

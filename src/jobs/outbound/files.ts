@@ -29,10 +29,10 @@ export async function sendWithFiles(ctx: AppContext, loaded: LoadedMail, mail: C
       )
     : NONE;
   try {
-    return await sendComposed(ctx.config, mail, contents);
+    return await sendComposed(ctx.transport, mail, contents);
   } catch (err) {
     if (mail.files.length === 0 || mail.linked || !isSizeRefusal(err)) throw err;
     ctx.log.info({ outboundId: loaded.row.id, err: String(err) }, 'relay refused the mail with its files; sending links instead');
-    return sendComposed(ctx.config, composeMail(ctx.config, loaded.row, loaded.context, { links: true }));
+    return sendComposed(ctx.transport, composeMail(ctx.config, loaded.row, loaded.context, { links: true }));
   }
 }
