@@ -7,6 +7,7 @@ import { findUserRefs } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail } from '../core/address.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
+import { deleteExpiredSubmissions } from '../db/queries/portal-submissions.js';
 import { enqueueOutboundAll } from './send-mail.js';
 
 /**
@@ -127,6 +128,9 @@ export async function runLifecycle(ctx: AppContext, now: Date = new Date()): Pro
     };
   });
   await enqueueOutboundAll(ctx, outboxIds);
+  // A visitor's unconfirmed request (and its files) must not outlive its link, even when nobody submits again.
+  const expired = await deleteExpiredSubmissions(ctx.db, now);
+  if (expired > 0) ctx.log.info({ expired }, 'expired unconfirmed portal requests deleted');
   if (counts.closed + counts.autoSolved + counts.reminded + counts.surveyed > 0) ctx.log.info(counts, 'ticket lifecycle applied');
   return counts;
 }

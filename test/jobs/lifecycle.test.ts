@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { insertSubmission } from '../../src/db/queries/portal-submissions.js';
 import { createUser } from '../../src/db/queries/users.js';
 import { runLifecycle } from '../../src/jobs/lifecycle.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -198,5 +199,37 @@ describe('the schedule', () => {
     expect(status).toBe('closed');
     const schedulers = await fast.ctx.queues.outbound.getJobSchedulers();
     expect(schedulers.map((s) => s.key)).toContain('ticket-lifecycle');
+  });
+});
+
+describe('unconfirmed portal requests', () => {
+  it("a lifecycle run deletes a visitor's submission (and its files) once its link has expired, and keeps a live one", async () => {
+    const submission = (email: string, ttlMs: number) =>
+      insertSubmission(app.ctx.db, {
+        email,
+        name: 'Visitor',
+        locale: 'en',
+        subject: 'pending',
+        body: 'typed by a visitor',
+        ccs: [],
+        files: [{ filename: 'a.txt', contentType: 'text/plain', content: Buffer.from('file'), sha256: 'x'.repeat(64) }],
+        tokenHash: Buffer.from(`${email}-hash`),
+        ttlMs,
+      });
+    const stale = await submission(`stale-${Date.now()}@visitor.test`, 60 * MINUTE);
+    const live = await submission(`live-${Date.now()}@visitor.test`, 3 * DAY);
+    const ids = async (table: 'portal_submissions' | 'portal_submission_files') =>
+      table === 'portal_submissions'
+        ? (await app.ctx.db.selectFrom('portal_submissions').select('id').where('id', 'in', [stale.id, live.id]).execute()).map((r) => r.id)
+        : (
+            await app.ctx.db
+              .selectFrom('portal_submission_files')
+              .select('submission_id')
+              .where('submission_id', 'in', [stale.id, live.id])
+              .execute()
+          ).map((r) => r.submission_id);
+    await runLifecycle(app.ctx, later(2 * 60 * MINUTE));
+    expect(await ids('portal_submissions')).toEqual([live.id]);
+    expect(await ids('portal_submission_files')).toEqual([live.id]);
   });
 });

@@ -24,14 +24,17 @@ export interface PendingSubmission {
   files: PendingFile[];
 }
 
+/** Submissions whose confirmation link expired, with their files (ON DELETE CASCADE); returns how many. */
+export async function deleteExpiredSubmissions(db: Db, now: Date = new Date()): Promise<number> {
+  const r = await db.deleteFrom('portal_submissions').where('expires_at', '<=', now).executeTakeFirst();
+  return Number(r.numDeletedRows);
+}
+
 export async function insertSubmission(
   db: Db,
   s: Omit<PendingSubmission, 'id'> & { tokenHash: Buffer; ttlMs: number },
 ): Promise<{ id: number; expiresAt: Date }> {
-  await db
-    .deleteFrom('portal_submissions')
-    .where('expires_at', '<=', sql<Date>`now()`)
-    .execute();
+  await deleteExpiredSubmissions(db);
   const row = await db
     .insertInto('portal_submissions')
     .values({
