@@ -87,6 +87,15 @@ export async function setTicketStatus(db: Db, ticketId: number, status: TicketSt
 }
 
 /**
+ * The one reopen rule, for mail and portal alike: a customer answering is the
+ * signal Zendesk reopens on, so a solved or pending ticket is open again.
+ * Staff replies leave the status to staff (#status).
+ */
+export async function reopenOnCustomerReply(db: Db, ticket: { id: number; status: TicketStatus }): Promise<void> {
+  if (ticket.status === 'solved' || ticket.status === 'pending') await setTicketStatus(db, ticket.id, 'open');
+}
+
+/**
  * Sets the status of several tickets; `at` is the moment of the change (null:
  * the database's now()), passed in by the lifecycle automations so tests can
  * move the clock instead of waiting.

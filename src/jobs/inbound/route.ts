@@ -1,6 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Db, InboundMessageRow, TicketRow } from '../../db/database.js';
-import { countCcs, lockTicket, participantRole, setTicketStatus } from '../../db/queries/tickets.js';
+import { countCcs, lockTicket, participantRole, reopenOnCustomerReply } from '../../db/queries/tickets.js';
 import { staffVerdict } from '../../mail/sender-auth.js';
 import { noticeStaffAuthFailure } from '../../mail/staff-auth-notice.js';
 import { releaseHeldCollisions } from '../../db/queries/inbound-messages.js';
@@ -120,8 +120,7 @@ async function customerReply(
   if (refused) return refused;
   await addCcs(trx, cfg, ticket.id, ccs);
   const message = await storeMessage(trx, row, a, { ticketId: ticket.id, authorId: user.id, visibility: 'public' });
-  // A customer answering is the signal Zendesk reopens on; staff decide everything else.
-  if (ticket.status === 'solved' || ticket.status === 'pending') await setTicketStatus(trx, ticket.id, 'open');
+  await reopenOnCustomerReply(trx, ticket);
   const event: TicketEvent = {
     type: 'message_added',
     ticketId: ticket.id,

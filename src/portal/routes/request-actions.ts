@@ -7,6 +7,7 @@ import {
   lockTicket,
   participantRole,
   removeCc,
+  reopenOnCustomerReply,
   setTicketStatus,
 } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
@@ -78,10 +79,7 @@ export function registerRequestActionRoutes(app: Hono<PortalEnv>, deps: PortalDe
           bodyText: text,
         });
         for (const u of uploads) await addAttachment(trx, { messageId: message.id, ...u });
-        // A customer's reply puts the ball back in support's court; staff replies leave status to staff.
-        if (viewer.role !== 'staff' && (locked.status === 'solved' || locked.status === 'pending')) {
-          await setTicketStatus(trx, ticket.id, 'open');
-        }
+        if (viewer.role !== 'staff') await reopenOnCustomerReply(trx, { id: ticket.id, status: locked.status });
         const ids = await queueTicketMails(trx, ctx.config, {
           type: 'message_added',
           ticketId: ticket.id,
