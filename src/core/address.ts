@@ -50,3 +50,9 @@ export function isOurAddress(config: { SUPPORT_ADDRESSES: readonly string[]; MAI
   if (local.startsWith(`${BOUNCE_LOCAL_PART}+`)) return true;
   return config.SUPPORT_ADDRESSES.some((s) => local.startsWith(`${s.slice(0, s.lastIndexOf('@'))}+`));
 }
+
+/** A display name and an address: a From, a To, a CC (one type for inbound and outbound mail). */
+export interface Mailbox {
+  name: string;
+  address: string;
+}

@@ -6,7 +6,7 @@ import type { CsatRating, Db, Locale, OutboundMailRow, TicketPriority, TicketSta
 import { unseal } from '../core/secrets.js';
 import { AppError } from '../errors.js';
 import { staffAuthNoticeView } from './staff-auth-notice.js';
-import { isValidEmail, normalizeEmail } from '../core/address.js';
+import { isValidEmail, normalizeEmail, type Mailbox } from '../core/address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
 import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
@@ -49,11 +49,6 @@ export interface ComposeOptions {
   links?: boolean;
   /** When the links are made (their expiry counts from here). */
   now?: Date;
-}
-
-export interface Mailbox {
-  name: string;
-  address: string;
 }
 
 export interface ComposedMail {

@@ -1,5 +1,5 @@
 import type { AddressObject } from 'mailparser';
-import { isValidEmail, normalizeEmail } from '../../core/address.js';
+import { isValidEmail, normalizeEmail, type Mailbox } from '../../core/address.js';
 import { decodeHeaderWords } from './charset.js';
 
 /**
@@ -11,11 +11,6 @@ import { decodeHeaderWords } from './charset.js';
  * content of an angle bracket, or a bare token), so a reply can never go to
  * an address the sender did not write.
  */
-
-export interface Mailbox {
-  address: string;
-  name: string;
-}
 
 /** An address as written: an angle bracket's content or a bare token, and the display phrase written before it. */
 interface Written {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { simpleParser, type Attachment, type ParsedMail } from 'mailparser';
 import type { SenderAuth } from '../../mail/sender-auth.js';
 import { bareMessageId } from '../../core/message-id.js';
-import { checkedMailboxes, firstWrittenAddress, type Mailbox } from './addresses.js';
+import type { Mailbox } from '../../core/address.js';
+import { checkedMailboxes, firstWrittenAddress } from './addresses.js';
 import { sanitizeFilename } from '../../mail/filename.js';
 import { repairCharsets } from './charset-repair.js';
 import {
@@ -23,8 +24,6 @@ import { visibleReplyText } from './text-content.js';
  * CPU-heavy, attacker-controlled part, so it must never touch the database
  * and its result must survive structured cloning.
  */
-
-export type { Mailbox } from './addresses.js';
 
 export interface AnalyzedAttachment {
   filename: string;

@@ -40,7 +40,7 @@ export function listingFacts(a: AnalyzedMessage) {
 }
 
 /** The listing facts plus the outcome, in one UPDATE at the end of the transaction. */
-async function finish(trx: AppContext['db'], id: number, outcome: Outcome, a: AnalyzedMessage | null): Promise<void> {
+async function markDecided(trx: AppContext['db'], id: number, outcome: Outcome, a: AnalyzedMessage | null): Promise<void> {
   const facts = a ? listingFacts(a) : {};
   const status =
     outcome.status === 'held'
@@ -112,11 +112,11 @@ export async function decideLocked(
   if (parsed instanceof ParseFailedError) {
     ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
     const outcome: Outcome = { status: 'held', held: held('parse_failed', parsed.message) };
-    await finish(trx, row.id, outcome, null);
+    await markDecided(trx, row.id, outcome, null);
     return outcome;
   }
   const outcome = await routeMessage(ctx, trx, row, parsed);
-  await finish(trx, row.id, outcome, parsed);
+  await markDecided(trx, row.id, outcome, parsed);
   return outcome;
 }
 
@@ -170,7 +170,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
       const locked = await trx.selectFrom('inbound_messages').select('status').where('id', '=', inboundId).forUpdate().executeTakeFirst();
       if (locked?.status !== 'received') return null;
       const failed: Outcome = { status: 'held', held: held('processing_error', message) };
-      await finish(trx, inboundId, failed, null);
+      await markDecided(trx, inboundId, failed, null);
       return failed;
     });
   }

@@ -12,7 +12,7 @@ import {
   recordSendFailure,
   settleOutcome,
   transact,
-  type Outcome,
+  type DeliveryOutcome,
 } from './deliver.js';
 
 /**
@@ -31,14 +31,14 @@ import {
  */
 
 interface BatchResult {
-  outcomes: Map<number, Outcome>;
+  outcomes: Map<number, DeliveryOutcome>;
   /** Same recipient as an earlier row of the batch: delivered alone after the commit. */
   deferred: number[];
 }
 
 async function attemptBatch(ctx: AppContext, ids: number[], sending: { started: boolean }): Promise<BatchResult> {
   return transact(ctx, lockRecipientsSql(ids), async (conn) => {
-    const outcomes = new Map<number, Outcome>();
+    const outcomes = new Map<number, DeliveryOutcome>();
     const deferred: number[] = [];
     const loaded = await loadMailContexts(conn, ctx.config, ids, { lock: true });
     for (const id of ids) if (!loaded.has(id)) outcomes.set(id, await notLoaded(conn, id));

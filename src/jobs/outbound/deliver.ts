@@ -29,7 +29,7 @@ import { sendWithFiles } from './files.js';
 /** After this many temporary failures the row is marked failed (matches the send-mail job's attempts). */
 export const OUTBOUND_MAX_ATTEMPTS = 12;
 
-export type Outcome =
+export type DeliveryOutcome =
   | { type: 'skipped'; status: string }
   | { type: 'locked' }
   | { type: 'sent'; response: string }
@@ -58,7 +58,7 @@ export function describeSendError(err: unknown): { permanent: boolean; text: str
 }
 
 /** Records a failed attempt; returns the row's attempt count. */
-async function finish(trx: Db, id: number, set: { status: OutboundMailRow['status']; last_error: string }): Promise<number> {
+async function recordAttempt(trx: Db, id: number, set: { status: OutboundMailRow['status']; last_error: string }): Promise<number> {
   const row = await trx
     .updateTable('outbound_mails')
     .set({ status: set.status, last_error: set.last_error, attempts: sql`attempts + 1` })
@@ -69,7 +69,7 @@ async function finish(trx: Db, id: number, set: { status: OutboundMailRow['statu
 }
 
 /** A row the locked context query did not return: another worker holds it, or it is gone. */
-export async function notLoaded(conn: Db, outboundId: number): Promise<Outcome> {
+export async function notLoaded(conn: Db, outboundId: number): Promise<DeliveryOutcome> {
   const other = await conn.selectFrom('outbound_mails').select('status').where('id', '=', outboundId).executeTakeFirst();
   if (other?.status === 'queued') return { type: 'locked' };
   return { type: 'skipped', status: other?.status ?? 'missing' };
@@ -80,7 +80,7 @@ export async function prepare(
   conn: Db,
   config: AppContext['config'],
   { row, context }: LoadedMail,
-): Promise<{ outcome: Outcome } | { mail: ComposedMail }> {
+): Promise<{ outcome: DeliveryOutcome } | { mail: ComposedMail }> {
   if (row.status !== 'queued') return { outcome: { type: 'skipped', status: row.status } };
   const reason = breakerReason(config, row, context.counts);
   if (reason) {
@@ -92,19 +92,19 @@ export async function prepare(
   } catch (err) {
     if (!isAppError(err)) throw err;
     const error = `${err.code}: ${err.message}`;
-    await finish(conn, row.id, { status: 'failed', last_error: error });
+    await recordAttempt(conn, row.id, { status: 'failed', last_error: error });
     return { outcome: { type: 'permanent', error } };
   }
 }
 
 /** A send the relay refused or that never reached it: 5xx is final, anything else is retried until the attempts run out. */
-export async function recordSendFailure(conn: Db, outboundId: number, err: unknown): Promise<Outcome> {
+export async function recordSendFailure(conn: Db, outboundId: number, err: unknown): Promise<DeliveryOutcome> {
   const { permanent, text } = describeSendError(err);
   if (permanent) {
-    await finish(conn, outboundId, { status: 'failed', last_error: text });
+    await recordAttempt(conn, outboundId, { status: 'failed', last_error: text });
     return { type: 'permanent', error: text };
   }
-  const attempts = await finish(conn, outboundId, { status: 'queued', last_error: text });
+  const attempts = await recordAttempt(conn, outboundId, { status: 'queued', last_error: text });
   if (attempts >= OUTBOUND_MAX_ATTEMPTS) {
     const error = `gave up after ${attempts} attempts: ${text}`;
     await conn.updateTable('outbound_mails').set({ status: 'failed', last_error: error }).where('id', '=', outboundId).execute();
@@ -148,10 +148,10 @@ export async function transact<T>(ctx: AppContext, first: string, body: (conn: D
   });
 }
 
-async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
+async function attempt(ctx: AppContext, outboundId: number): Promise<DeliveryOutcome> {
   if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
   return transact(ctx, lockRecipientSql(outboundId), async (conn) => {
-    const done = (value: Outcome) => ({ value, last: '' });
+    const done = (value: DeliveryOutcome) => ({ value, last: '' });
     const loaded = await loadMailContext(conn, ctx.config, outboundId, { lock: true });
     if (!loaded) return done(await notLoaded(conn, outboundId));
     const p = await prepare(conn, ctx.config, loaded);
@@ -166,7 +166,7 @@ async function attempt(ctx: AppContext, outboundId: number): Promise<Outcome> {
 }
 
 /** Logs the outcome; throws what BullMQ must see (retry later, or a permanent failure). */
-export function settleOutcome(ctx: AppContext, outboundId: number, outcome: Outcome): void {
+export function settleOutcome(ctx: AppContext, outboundId: number, outcome: DeliveryOutcome): void {
   const log = ctx.log;
   switch (outcome.type) {
     case 'sent':
