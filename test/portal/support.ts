@@ -201,11 +201,16 @@ export function outboxFor(db: Db, recipient: string, kind?: string) {
   return q.orderBy('id', 'desc').execute();
 }
 
-/** The raw token from the newest set-password mail queued for an address (sealed with SECRET_KEY in the row). */
-export async function latestSetPasswordToken(db: Db, email: string, secret: string): Promise<string> {
-  const [row] = await outboxFor(db, email, 'password_setup');
-  if (!row) throw new Error(`no password_setup mail for ${email}`);
+/** The raw token from the newest mail of a kind queued for an address (sealed with SECRET_KEY in the row). */
+export async function latestMailToken(db: Db, email: string, kind: string, secret: string): Promise<string> {
+  const [row] = await outboxFor(db, email, kind);
+  if (!row) throw new Error(`no ${kind} mail for ${email}`);
   const token = unseal(secret, (row.payload as { token: string }).token);
-  if (!token) throw new Error(`password_setup mail ${row.id} has no sealed token`);
+  if (!token) throw new Error(`${kind} mail ${row.id} has no sealed token`);
   return token;
+}
+
+/** The raw token from the newest set-password mail queued for an address. */
+export function latestSetPasswordToken(db: Db, email: string, secret: string): Promise<string> {
+  return latestMailToken(db, email, 'password_setup', secret);
 }
