@@ -1,17 +1,17 @@
+import { availableParallelism } from 'node:os';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { DnsResolver } from 'mailauth';
 import type { Config } from './config.js';
 import { createDb, type Db } from './db/database.js';
 import { ensureInstallationId } from './db/queries/installation.js';
-import { createDnsResolver } from './mail/sender-auth.js';
-import { ParsePool } from './jobs/inbound/parse-pool.js';
 import type { QueueName } from './jobs/define-job.js';
+import { ParsePool } from './jobs/inbound/parse-pool.js';
 import { createLogger, type Logger } from './log.js';
+import { createDnsResolver } from './mail/sender-auth.js';
 import { createTransport, type Transport } from './mail/transport.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProducerRedis } from './redis.js';
-import type { DnsResolver } from 'mailauth';
-import { availableParallelism } from 'node:os';
 
 /** Everything a handler needs, built once per process and passed explicitly. */
 export interface AppContext {
