@@ -5,8 +5,8 @@ import { insertOutboundMail, type OutboxInsert } from '../mail/outbox.js';
 import { enqueueAfterCommit } from '../jobs/after-commit.js';
 import { hashPassword } from './password.js';
 import { seal } from '../core/secrets.js';
-import { revokeOtherSessions, revokeUserSessions } from './sessions.js';
-import { consumeAuthToken, invalidateUserTokens, issueAuthToken, SIGN_IN_PURPOSES, type TokenPurpose } from './tokens.js';
+import { revokeOtherSessions, revokeUserSessions } from '../db/queries/sessions.js';
+import { consumeAuthToken, invalidateUserTokens, issueAuthToken, SIGN_IN_PURPOSES, type TokenPurpose } from '../db/queries/auth-tokens.js';
 
 /**
  * The two halves of "get a password": mail a set-password link, and use it.

@@ -5,7 +5,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { PortalLimiters } from '../auth/rate-limit.js';
 import { hmac, randomSecret, safeEqual } from '../core/secrets.js';
-import type { Session } from '../auth/sessions.js';
+import type { Session } from '../db/queries/sessions.js';
 import type { AppContext } from '../context.js';
 import type { Locale, UserRow } from '../db/database.js';
 import { CSS_VERSION, JS_VERSION } from './routes/assets.js';

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { loadSession } from '../../auth/sessions.js';
+import { loadSession } from '../../db/queries/sessions.js';
 import { COOKIE, clearCookie, readCookie, type PortalDeps, type PortalEnv } from '../http.js';
 import { isLocale, localeFromHeader } from '../i18n.js';
 

@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import { hashPassword, needsRehash, verifyPassword } from '../../auth/password.js';
 import { sendPasswordLink } from '../../auth/password-flows.js';
-import { createSession, destroySession } from '../../auth/sessions.js';
+import { createSession, destroySession } from '../../db/queries/sessions.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import { isValidEmail, normalizeEmail } from '../../core/address.js';
 import {

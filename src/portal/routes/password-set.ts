@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import { setPasswordWithToken } from '../../auth/password-flows.js';
 import { checkPasswordPolicy } from '../../auth/policy.js';
-import { peekAuthToken } from '../../auth/tokens.js';
+import { peekAuthToken } from '../../db/queries/auth-tokens.js';
 import { findUserById } from '../../db/queries/users.js';
 import { tooMany } from './auth.js';
 import {

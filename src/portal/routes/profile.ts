@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import { verifyPassword } from '../../auth/password.js';
 import { changePassword } from '../../auth/password-flows.js';
 import { checkPasswordPolicy } from '../../auth/policy.js';
-import { revokeUserSessions } from '../../auth/sessions.js';
+import { revokeUserSessions } from '../../db/queries/sessions.js';
 import { updateProfile } from '../../db/queries/users.js';
 import { AppError } from '../../errors.js';
 import {

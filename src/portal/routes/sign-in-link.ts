@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import { sendSignInLink, signInWithToken } from '../../auth/password-flows.js';
-import { peekAuthToken, SIGN_IN_PURPOSES } from '../../auth/tokens.js';
+import { peekAuthToken, SIGN_IN_PURPOSES } from '../../db/queries/auth-tokens.js';
 import { findUserByEmail } from '../../db/queries/users.js';
 import { isValidEmail, normalizeEmail } from '../../core/address.js';
 import { clientIp, field, redirectTo, renderPage, safeReturnPath, type PortalDeps, type PortalEnv } from '../http.js';

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
-import type { Config } from '../config.js';
-import type { Db, UserRow } from '../db/database.js';
-import { isSecretShaped, randomSecret, sha256 } from '../core/secrets.js';
+import type { Config } from '../../config.js';
+import type { Db, UserRow } from '../database.js';
+import { isSecretShaped, randomSecret, sha256 } from '../../core/secrets.js';
 
 /**
  * Server-side sessions. The cookie holds a 128-bit random id; the table holds

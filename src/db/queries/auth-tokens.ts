@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
-import type { Db } from '../db/database.js';
-import { isSecretShaped, randomSecret, sha256 } from '../core/secrets.js';
+import type { Db } from '../database.js';
+import { isSecretShaped, randomSecret, sha256 } from '../../core/secrets.js';
 
 /**
  * Mailed one-time tokens: 128-bit random, only the SHA-256 stored, single
