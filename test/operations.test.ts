@@ -1,9 +1,8 @@
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { launchChromium } from './support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMail, queuedId, sendOnce, waitProcessed } from './inbound/support/smtp.js';
 import { Client, seedUser, startPortalApp, type PortalTestApp } from './portal/support.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe('GET /metrics', () => {
   let app: PortalTestApp;
@@ -60,10 +59,7 @@ describe('queue dashboard at /admin/queues', () => {
   let browser: Browser;
   beforeAll(async () => {
     app = await startPortalApp();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

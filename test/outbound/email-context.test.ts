@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser } from '../../src/db/queries/users.js';
 import { Client } from '../portal/support.js';
@@ -19,16 +20,12 @@ import { buildMail } from './support/staff-mail.js';
  * customer's portal reply and "solved" reaching staff. Then Chromium: the
  * customer never sees an agent's raw mail.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let rig: EmailOnlyRig;
 let browser: Browser;
 
 beforeAll(async () => {
   rig = await startEmailOnlyRig({ MAIL_HISTORY_MESSAGES: '1' });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 }, 120_000);
 afterAll(async () => {
   await browser?.close();

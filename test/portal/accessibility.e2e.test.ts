@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addOrganizationMember, createOrganization } from '../../src/db/queries/organizations.js';
 import { makeCsatToken } from '../../src/mail/tokens.js';
@@ -19,7 +20,6 @@ import { latestMailToken, seedTicket, seedUser, startPortalApp, uniqueEmail, typ
  *
  * With SCREENSHOTS=1 it also writes the desktop screenshots in docs/screenshots/.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS = process.env.SCREENSHOTS === '1' ? new URL('../../docs/screenshots/', import.meta.url) : null;
 const DESKTOP = { width: 1200, height: 800 };
 
@@ -27,10 +27,7 @@ let app: PortalTestApp;
 let browser: Browser;
 beforeAll(async () => {
   app = await startPortalApp({ RATE_LOGIN_PER_IP: '1000', RATE_PASSWORD_PER_IP: '1000', PORTAL_TIME_ZONE: 'UTC', REGISTRATION: 'open' });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
   if (SCREENSHOTS) mkdirSync(SCREENSHOTS, { recursive: true });
 }, 120_000);
 afterAll(async () => {

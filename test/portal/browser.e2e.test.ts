@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import type { ParsedMail } from 'mailparser';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTicketStatus } from '../../src/db/queries/tickets.js';
 import { runLifecycle } from '../../src/jobs/lifecycle.js';
@@ -16,7 +17,6 @@ import { freePort, uniqueEmail } from './support.js';
  * over SMTP, acknowledgement and set-password mail out over SMTP into an
  * in-process relay sink, and every step in between through the browser.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = new URL('../artifacts/', import.meta.url);
 
 let app: TestApp;
@@ -40,10 +40,7 @@ beforeAll(async () => {
     SWEEP_INTERVAL_MS: '3600000',
     DNS_SERVERS: dns.server,
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
   mkdirSync(ARTIFACTS, { recursive: true });
 }, 120_000);
 

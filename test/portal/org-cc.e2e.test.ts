@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
 import { Client, GOOD_PASSWORD, latestSetPasswordToken, startPortalApp, uniqueEmail, type PortalTestApp } from './support.js';
@@ -11,7 +12,6 @@ import { Client, GOOD_PASSWORD, latestSetPasswordToken, startPortalApp, uniqueEm
  * accounts with `cli org add` / `cli user add` (the domain joins them),
  * passwords through the set-password link, requests through POST /requests/new.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = new URL('../artifacts/', import.meta.url);
 const shot = (page: Page, name: string) => page.screenshot({ path: new URL(name, ARTIFACTS).pathname, fullPage: true });
 
@@ -60,10 +60,7 @@ let app: PortalTestApp;
 let browser: Browser;
 beforeAll(async () => {
   app = await startPortalApp({ RATE_LOGIN_PER_IP: '1000', RATE_PASSWORD_PER_IP: '1000' });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
   mkdirSync(ARTIFACTS, { recursive: true });
 }, 120_000);
 afterAll(async () => {

@@ -1,4 +1,5 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addOrganizationMember, createOrganization } from '../../src/db/queries/organizations.js';
 import { axeFindings } from './axe.js';
@@ -9,16 +10,12 @@ import { GOOD_PASSWORD, seedTicket, seedUser, startPortalApp, uniqueEmail, type 
  * the time-zone script runs under the portal's CSP and offers the browser's
  * zone, the profile pre-selects it, and the search box finds Japanese text.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 let app: PortalTestApp;
 let browser: Browser;
 beforeAll(async () => {
   app = await startPortalApp({ RATE_LOGIN_PER_IP: '1000', PORTAL_TIME_ZONE: 'UTC' });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 }, 120_000);
 afterAll(async () => {
   await browser?.close();

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import type { ParsedMail } from 'mailparser';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, startRelaySink, type RelaySink } from '../outbound/support/relay-sink.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -14,7 +15,6 @@ import { freePort, seedTicket, seedUser, uniqueEmail } from './support.js';
  * mailed sign-in link; and the header and the My activity tabs keep their
  * layout at that width (measured from bounding boxes, not eyeballed).
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = new URL('../artifacts/', import.meta.url);
 const PHONE = { width: 390, height: 844 };
 
@@ -34,10 +34,7 @@ beforeAll(async () => {
     PORTAL_RESPONSE_FLOOR_MS: '50',
     SWEEP_INTERVAL_MS: '3600000',
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
   mkdirSync(ARTIFACTS, { recursive: true });
 }, 120_000);
 

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
 
 /**
  * Real Chromium, plus the instruments that tell whether hostile content ran:
@@ -7,14 +7,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
  * request, CSP violation reports, and a "beacon" HTTP server that payloads
  * try to reach (fetch, image, stylesheet). Any of them firing is a finding.
  */
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-}
+export { launchChromium } from '../../support/chromium.js';
 
 export interface Beacon {
   url: string;
