@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
+import { markBounced, sentUnbouncedByIds, sentUnbouncedByMessageIds } from '../../db/queries/outbound-mails.js';
 import { normalizeMessageId } from '../../core/message-id.js';
 import { parseBounceAddress, parseOurMessageId } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -53,27 +53,10 @@ export async function attachBounce(
   const failed = (a.dsn?.recipients ?? []).filter(isPermanentFailure);
   const diagnostic = (failed[0]?.diagnosticCode || failed[0]?.status || a.subject || 'bounced').slice(0, 1000);
   const verp = returnPathIds(config, rcptTo);
-  const ids = verp.length ? await sentById(db, verp) : await sentByMessageId(db, config, a, failed);
+  const ids = verp.length ? await sentUnbouncedByIds(db, verp) : await sentByMessageId(db, config, a, failed);
   if (ids.length === 0) return [];
-  await db
-    .updateTable('outbound_mails')
-    .set({ status: 'failed', bounced_at: sql`now()` as never, bounce_inbound_id: inboundId, last_error: diagnostic })
-    .where('id', 'in', ids)
-    .where('status', '=', 'sent')
-    .execute();
+  await markBounced(db, ids, { inboundId, diagnostic });
   return ids;
-}
-
-/** Sent, not yet bounced rows with these ids. */
-async function sentById(db: Db, ids: number[]): Promise<number[]> {
-  const rows = await db
-    .selectFrom('outbound_mails')
-    .select('id')
-    .where('id', 'in', ids)
-    .where('status', '=', 'sent')
-    .where('bounced_at', 'is', null)
-    .execute();
-  return rows.map((r) => r.id);
 }
 
 /** Sent, not yet bounced rows whose signed Message-ID the DSN carries, to a recipient it reports as failed. */
@@ -86,13 +69,7 @@ async function sentByMessageId(db: Db, config: BounceConfig, a: AnalyzedMessage,
   ].map(normalizeMessageId);
   const ours = [...new Set(candidates.filter((id) => parseOurMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, id)))];
   if (ours.length === 0) return [];
-  let rows = await db
-    .selectFrom('outbound_mails')
-    .select(['id', 'recipient'])
-    .where('message_id', 'in', ours)
-    .where('status', '=', 'sent')
-    .where('bounced_at', 'is', null)
-    .execute();
+  let rows = await sentUnbouncedByMessageIds(db, ours);
   // One DSN may list several recipients; a mail to someone who did not fail is untouched.
   const failedAddresses = new Set(failed.flatMap((r) => [r.finalRecipient, r.originalRecipient]).filter((x): x is string => Boolean(x)));
   if (failedAddresses.size) rows = rows.filter((r) => failedAddresses.has(r.recipient.toLowerCase()));
