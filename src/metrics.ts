@@ -55,7 +55,7 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue>; cou
 
   const inboundProcessed = new Counter({
     name: 'replyline_inbound_processed_total',
-    help: 'Inbound messages processed, by path: bulk (plain first mails written set-wise in a batch) or rules (decided one by one)',
+    help: 'Inbound messages decided, by path: rules (every message, alone or in a batch: decide.ts)',
     labelNames: ['path'] as const,
     registers: [registry],
   });

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
+import type { UserRef } from './users.js';
 
 export interface InboundEnvelope {
   mailFrom: string;
@@ -64,4 +65,166 @@ export async function releaseHeldCollisions(db: Db, ticketId: number, fromAddres
     .returning('id')
     .execute();
   return rows.map((r) => r.id);
+}
+
+/** What the inbound rules need to know about one message before deciding (src/jobs/inbound/gather-facts.ts). */
+export interface InboundClaim {
+  id: number;
+  /** The dedupe ledger's mailbox and key for this message. */
+  box: string;
+  key: string;
+  /** The From address ('' when there is none). */
+  sender: string;
+}
+
+export interface InboundClaimFacts {
+  id: number;
+  /** The row that owns the dedupe entry (this one when it has just been claimed) and its ticket. */
+  ownerId: number | null;
+  ownerTicketId: number | null;
+  /** The breaker's inputs: a recent `loop` hold of the sender, and how many of their messages were decided lately. */
+  paused: number | null;
+  recent: number;
+  /** The sender's processed bytes of the last 24 h, this message included. */
+  bytesToday: number;
+  sender: UserRef | null;
+}
+
+/**
+ * The breaker counts committed rows only, so messages from one sender
+ * processed at the same moment by different workers may overshoot by at most
+ * INBOUND_CONCURRENCY: a breaker against loops does not need to be exact,
+ * and a per-sender lock would serialise every message on the hot path.
+ */
+function senderBreakerColumns(windowMs: number) {
+  return sql`
+      (SELECT m.id FROM inbound_messages m
+        WHERE m.from_address = i.sender AND m.status = 'held' AND m.reason = 'loop' AND m.id <> i.id
+          AND m.processed_at > now() - interval '1 hour' LIMIT 1)::int AS paused,
+      (SELECT count(*) FROM inbound_messages m
+        WHERE m.from_address = i.sender AND m.id <> i.id AND m.status IN ('processed', 'held')
+          AND (m.reason IS NULL OR m.reason <> 'duplicate')
+          AND m.received_at > now() - make_interval(secs => ${windowMs / 1000}))::int AS recent,
+      ((SELECT coalesce(sum(m.size), 0) FROM inbound_messages m
+        WHERE m.from_address = i.sender AND m.id <> i.id AND m.status = 'processed'
+          AND m.received_at > now() - interval '1 day')
+       + (SELECT m.size FROM inbound_messages m WHERE m.id = i.id))::bigint AS bytes_today`;
+}
+
+/**
+ * Claims the dedupe ledger entry of every message and reads, in one
+ * statement, who owns each entry, the sender breaker's and quota's inputs
+ * and the sender's account. The caller passes at most one message per key.
+ */
+export async function claimInboundFacts(db: Db, breakerWindowMs: number, claims: InboundClaim[]): Promise<Map<number, InboundClaimFacts>> {
+  const out = new Map<number, InboundClaimFacts>();
+  if (claims.length === 0) return out;
+  const { rows } = await sql<{
+    id: number;
+    inserted: boolean;
+    owner_id: number | null;
+    owner_ticket_id: number | null;
+    paused: number | null;
+    recent: number;
+    bytes_today: string;
+    sender_id: number | null;
+    sender_email: string | null;
+    sender_role: UserRef['role'] | null;
+    sender_locale: UserRef['locale'] | null;
+  }>`
+    WITH input AS (
+      SELECT * FROM unnest(${claims.map((c) => c.id)}::bigint[], ${claims.map((c) => c.box)}::text[],
+                           ${claims.map((c) => c.key)}::text[], ${claims.map((c) => c.sender)}::text[]) AS i(id, box, key, sender)
+    ), ins AS (
+      INSERT INTO inbound_dedupe (support_address, dedupe_key, inbound_message_id)
+      SELECT box, key, id FROM input
+      ON CONFLICT (support_address, dedupe_key) DO NOTHING
+      RETURNING inbound_message_id
+    )
+    SELECT i.id::int AS id,
+      EXISTS (SELECT 1 FROM ins WHERE ins.inbound_message_id = i.id) AS inserted,
+      d.inbound_message_id::int AS owner_id, om.ticket_id::int AS owner_ticket_id,
+      ${senderBreakerColumns(breakerWindowMs)},
+      u.id::int AS sender_id, u.email AS sender_email, u.role AS sender_role, u.locale AS sender_locale
+    FROM input i
+    LEFT JOIN inbound_dedupe d ON d.support_address = i.box AND d.dedupe_key = i.key
+    LEFT JOIN inbound_messages om ON om.id = d.inbound_message_id
+    LEFT JOIN users u ON lower(u.email) = i.sender AND i.sender <> ''
+  `.execute(db);
+  // The statement's snapshot may predate a concurrent delivery's commit that made an insert a no-op: look again.
+  const lost = rows.filter((r) => !r.inserted && r.owner_id === null).map((r) => claims.find((c) => c.id === Number(r.id))!);
+  const late = new Map<number, { owner: number; ticket: number | null }>();
+  if (lost.length > 0) {
+    const { rows: owners } = await sql<{ id: number; owner_id: number; owner_ticket_id: number | null }>`
+      SELECT i.id::int AS id, d.inbound_message_id::int AS owner_id, m.ticket_id::int AS owner_ticket_id
+      FROM unnest(${lost.map((c) => c.id)}::bigint[], ${lost.map((c) => c.box)}::text[], ${lost.map((c) => c.key)}::text[]) AS i(id, box, key)
+      JOIN inbound_dedupe d ON d.support_address = i.box AND d.dedupe_key = i.key
+      JOIN inbound_messages m ON m.id = d.inbound_message_id
+    `.execute(db);
+    for (const o of owners)
+      late.set(Number(o.id), { owner: Number(o.owner_id), ticket: o.owner_ticket_id === null ? null : Number(o.owner_ticket_id) });
+  }
+  for (const r of rows) {
+    const id = Number(r.id);
+    const owner = r.inserted
+      ? { owner: id, ticket: null }
+      : r.owner_id !== null
+        ? { owner: Number(r.owner_id), ticket: r.owner_ticket_id }
+        : late.get(id);
+    out.set(id, {
+      id,
+      ownerId: owner?.owner ?? null,
+      ownerTicketId: owner?.ticket === null || owner?.ticket === undefined ? null : Number(owner.ticket),
+      paused: r.paused === null ? null : Number(r.paused),
+      recent: Number(r.recent),
+      bytesToday: Number(r.bytes_today),
+      sender:
+        r.sender_id === null ? null : { id: Number(r.sender_id), email: r.sender_email!, role: r.sender_role!, locale: r.sender_locale! },
+    });
+  }
+  return out;
+}
+
+/** The columns of the held listing a parsed message fills in. */
+export interface InboundListing {
+  headerMessageId: string | null;
+  fromAddress: string | null;
+  subject: string | null;
+}
+
+/** How a message was decided: the row's status, reason (processed) or reason and detail (held), ticket and verdicts. */
+export interface InboundDecision {
+  id: number;
+  status: 'processed' | 'held';
+  reason: string | null;
+  /** The held detail (null for processed mail). */
+  error: string | null;
+  ticketId: number | null;
+  /** Null: the message was not parsed, the listing columns stay as they are. */
+  listing?: InboundListing | null;
+  /** The staff rule's verdict: replaces what the row has, it explains the decision. */
+  staffAuth?: unknown;
+  /** The SPF/DKIM/DMARC verdict: stored when the row has none. */
+  senderAuth?: unknown;
+}
+
+/** Marks many inbound rows decided in one statement (listing facts, outcome, verdicts). */
+export async function markInboundDecided(db: Db, decisions: InboundDecision[]): Promise<void> {
+  if (decisions.length === 0) return;
+  const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v));
+  await sql`
+    UPDATE inbound_messages m
+    SET header_message_id = CASE WHEN v.listed THEN v.header_message_id ELSE m.header_message_id END,
+        from_address = CASE WHEN v.listed THEN v.from_address ELSE m.from_address END,
+        subject = CASE WHEN v.listed THEN v.subject ELSE m.subject END,
+        status = v.status, reason = v.reason, error = v.error, ticket_id = v.ticket_id, processed_at = now(),
+        auth = coalesce(v.staff_auth::jsonb, m.auth, v.sender_auth::jsonb)
+    FROM unnest(${decisions.map((d) => d.id)}::bigint[], ${decisions.map((d) => Boolean(d.listing))}::boolean[],
+                ${decisions.map((d) => d.listing?.headerMessageId ?? null)}::text[], ${decisions.map((d) => d.listing?.fromAddress ?? null)}::text[],
+                ${decisions.map((d) => d.listing?.subject ?? null)}::text[], ${decisions.map((d) => d.status)}::text[],
+                ${decisions.map((d) => d.reason)}::text[], ${decisions.map((d) => d.error)}::text[], ${decisions.map((d) => d.ticketId)}::bigint[],
+                ${decisions.map((d) => json(d.staffAuth))}::text[], ${decisions.map((d) => json(d.senderAuth))}::text[])
+      AS v(id, listed, header_message_id, from_address, subject, status, reason, error, ticket_id, staff_auth, sender_auth)
+    WHERE m.id = v.id
+  `.execute(db);
 }

@@ -298,32 +298,167 @@ export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
   return row.id;
 }
 
+/** Several attachments in one statement (the inbound batch's messages). */
+export async function addAttachments(db: Db, rows: NewAttachment[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db
+    .insertInto('attachments')
+    .values(
+      rows.map((a) => ({
+        message_id: a.messageId,
+        filename: a.filename,
+        content_type: a.contentType,
+        size: a.content.length,
+        sha256: a.sha256,
+        content_id: a.contentId ?? null,
+        inline: a.inline ?? false,
+        content: a.content,
+      })),
+    )
+    .execute();
+}
+
+/** Which of these tickets exist. */
+export async function existingTicketIds(db: Db, ids: number[]): Promise<Set<number>> {
+  const wanted = ids.filter((id) => id > 0 && Number.isSafeInteger(id));
+  if (wanted.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('tickets')
+    .select('id')
+    .where('id', '=', sql<number>`ANY(${wanted}::bigint[])`)
+    .execute();
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+/** Locks these tickets for the rest of the transaction, in id order (two batches never deadlock on them). */
+export async function lockTickets(db: Db, ids: number[]): Promise<Map<number, TicketRow>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('tickets')
+    .selectAll()
+    .where('id', '=', sql<number>`ANY(${[...new Set(ids)]}::bigint[])`)
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  return new Map(rows.map((r) => [Number(r.id), r]));
+}
+
+export interface TicketParticipant {
+  ticketId: number;
+  userId: number;
+  role: ParticipantRole;
+  /** Lower-cased. */
+  email: string;
+}
+
+/** Every participant of these tickets, with their address. */
+export async function listTicketParticipants(db: Db, ticketIds: number[]): Promise<TicketParticipant[]> {
+  if (ticketIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('ticket_participants as p')
+    .innerJoin('users as u', 'u.id', 'p.user_id')
+    .select(['p.ticket_id', 'p.user_id', 'p.role', sql<string>`lower(u.email)`.as('email')])
+    .where('p.ticket_id', '=', sql<number>`ANY(${[...new Set(ticketIds)]}::bigint[])`)
+    .execute();
+  return rows.map((r) => ({ ticketId: Number(r.ticket_id), userId: Number(r.user_id), role: r.role, email: r.email }));
+}
+
+/** Adds CCs to tickets in one statement; an existing participant (the requester above all) keeps its role. */
+export async function addCcParticipants(db: Db, ccs: Array<{ ticketId: number; userId: number }>): Promise<void> {
+  if (ccs.length === 0) return;
+  await sql`
+    INSERT INTO ticket_participants (ticket_id, user_id, role)
+    SELECT t, u, 'cc' FROM unnest(${ccs.map((c) => c.ticketId)}::bigint[], ${ccs.map((c) => c.userId)}::bigint[]) AS x(t, u)
+    ON CONFLICT (ticket_id, user_id) DO NOTHING
+  `.execute(db);
+}
+
+/** A ticket opened by an inbound mail, with its requester and first message (attachments are added by the caller). */
+export interface NewEmailTicket {
+  inboundId: number;
+  subject: string;
+  requesterId: number;
+  followUpOf: number | null;
+  bodyText: string;
+  bodyHtml: string | null;
+  originalText: string | null;
+  originalHtml: string | null;
+  messageId: string | null;
+}
+
+/**
+ * Tickets, their requesters and first messages for many inbound mails in one
+ * statement: on a small machine the round trips, not the rows, are what
+ * per-message writing pays for. Returns each inbound id's ticket and message.
+ */
+export async function createEmailTickets(db: Db, items: NewEmailTicket[]): Promise<Map<number, { ticketId: number; messageId: number }>> {
+  const out = new Map<number, { ticketId: number; messageId: number }>();
+  if (items.length === 0) return out;
+  const col = <T>(f: (i: NewEmailTicket) => T) => items.map(f);
+  const { rows } = await sql<{ inbound_id: number; ticket_id: number; message_id: number }>`
+    WITH input AS MATERIALIZED (
+      SELECT i.*, nextval(pg_get_serial_sequence('tickets', 'id')) AS ticket_id, nextval(pg_get_serial_sequence('messages', 'id')) AS message_row_id
+      FROM unnest(${col((i) => i.inboundId)}::bigint[], ${col((i) => i.subject)}::text[], ${col((i) => i.requesterId)}::bigint[],
+                  ${col((i) => i.followUpOf)}::bigint[], ${col((i) => i.bodyText)}::text[], ${col((i) => i.bodyHtml)}::text[],
+                  ${col((i) => i.originalText)}::text[], ${col((i) => i.originalHtml)}::text[],
+                  ${col((i) => (i.messageId ? storedMessageId(i.messageId) : null))}::text[])
+        WITH ORDINALITY AS i(inbound_id, subject, requester_id, follow_up_of, body_text, body_html, original_text, original_html, header_message_id, ord)
+      ORDER BY ord
+    ), t AS (
+      INSERT INTO tickets (id, subject, requester_id, via, follow_up_of, status, updated_at)
+      SELECT ticket_id, subject, requester_id, 'email', follow_up_of, 'new', now() FROM input
+    ), p AS (
+      INSERT INTO ticket_participants (ticket_id, user_id, role) SELECT ticket_id, requester_id, 'requester' FROM input
+    ), m AS (
+      INSERT INTO messages (id, ticket_id, author_id, visibility, via, body_text, body_html, original_text, original_html, message_id, inbound_message_id)
+      SELECT message_row_id, ticket_id, requester_id, 'public', 'email', body_text, body_html, original_text, original_html, header_message_id, inbound_id
+      FROM input
+    )
+    SELECT inbound_id::int, ticket_id::int, message_row_id::int AS message_id FROM input
+  `.execute(db);
+  for (const r of rows) out.set(Number(r.inbound_id), { ticketId: Number(r.ticket_id), messageId: Number(r.message_id) });
+  return out;
+}
+
+/** One message's Message-ID lookup: its In-Reply-To and References, and who sent it. */
+export interface MessageIdLookup {
+  key: number;
+  messageIds: string[];
+  senderId: number | null;
+  senderEmail: string;
+}
+
 /**
  * The ticket a stored RFC Message-ID belongs to (an inbound message's or one
- * of our outbound mails'), and whether that id is evidence *from this sender*:
- * our mail was sent to the sender's address, or the stored message is the
- * sender's own or went to a ticket the sender takes part in. Tied matches
- * first, then the oldest: a later copy of an id (planted by someone else)
- * never wins over the original.
+ * of our outbound mails'), for many messages at once, and whether that id is
+ * evidence *from this sender*: our mail was sent to the sender's address, or
+ * the stored message is the sender's own or went to a ticket the sender takes
+ * part in. Tied matches first, then the oldest: a later copy of an id
+ * (planted by someone else) never wins over the original.
  */
-export async function findTicketByMessageIds(
+export async function findTicketsByMessageIds(
   db: Db,
-  messageIds: string[],
-  sender: { id: number; email: string },
-): Promise<{ ticketId: number; tied: boolean } | null> {
-  if (messageIds.length === 0) return null;
-  const ids = [...new Set(messageIds.map(storedMessageId))];
-  const { rows } = await sql<{ ticket_id: number; tied: boolean }>`
-    SELECT ticket_id, tied FROM (
-      SELECT m.ticket_id, m.id AS ord, 0 AS src,
-             (m.author_id = ${sender.id} OR EXISTS (
-               SELECT 1 FROM ticket_participants p WHERE p.ticket_id = m.ticket_id AND p.user_id = ${sender.id})) AS tied
-        FROM messages m WHERE m.message_id IN (${sql.join(ids)})
+  lookups: MessageIdLookup[],
+): Promise<Map<number, { ticketId: number; tied: boolean }>> {
+  const out = new Map<number, { ticketId: number; tied: boolean }>();
+  const pairs = lookups.flatMap((l) => [...new Set(l.messageIds.map(storedMessageId))].filter(Boolean).map((id) => ({ l, id })));
+  if (pairs.length === 0) return out;
+  const { rows } = await sql<{ k: number; ticket_id: number; tied: boolean }>`
+    WITH input AS (
+      SELECT * FROM unnest(${pairs.map((p) => p.l.key)}::bigint[], ${pairs.map((p) => p.id)}::text[],
+                           ${pairs.map((p) => p.l.senderId)}::bigint[], ${pairs.map((p) => p.l.senderEmail.toLowerCase())}::text[])
+        AS i(k, mid, sender_id, sender_email)
+    )
+    SELECT DISTINCT ON (k) k::int AS k, ticket_id::int AS ticket_id, tied FROM (
+      SELECT i.k, m.ticket_id, m.id AS ord, 0 AS src,
+             coalesce(m.author_id = i.sender_id OR EXISTS (
+               SELECT 1 FROM ticket_participants p WHERE p.ticket_id = m.ticket_id AND p.user_id = i.sender_id), false) AS tied
+        FROM input i JOIN messages m ON m.message_id = i.mid
       UNION ALL
-      SELECT o.ticket_id, o.id, 1, lower(o.recipient) = ${sender.email.toLowerCase()}
-        FROM outbound_mails o WHERE o.message_id IN (${sql.join(ids)}) AND o.ticket_id IS NOT NULL
-    ) x ORDER BY tied DESC, src, ord LIMIT 1
+      SELECT i.k, o.ticket_id, o.id, 1, lower(o.recipient) = i.sender_email
+        FROM input i JOIN outbound_mails o ON o.message_id = i.mid AND o.ticket_id IS NOT NULL
+    ) x ORDER BY k, tied DESC, src, ord
   `.execute(db);
-  const r = rows[0];
-  return r ? { ticketId: Number(r.ticket_id), tied: r.tied } : null;
+  for (const r of rows) out.set(Number(r.k), { ticketId: Number(r.ticket_id), tied: r.tied });
+  return out;
 }

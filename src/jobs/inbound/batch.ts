@@ -2,16 +2,14 @@ import type { AppContext } from '../../context.js';
 import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
 import { requeueInbound } from '../enqueue-inbound.js';
 import { enqueueOutboundAll } from '../send-mail.js';
-import { isPlainFirstMail, writePlainFirstMails, type Candidate } from './bulk-tickets.js';
-import { ParseFailedError } from './parse-pool.js';
-import { decideLocked, parseInbound, processInboundMessage, result, ROW_COLUMNS, type InboundResult } from './pipeline.js';
+import { decideAndApply } from './route-batch.js';
+import { parseInbound, processInboundMessage, result, ROW_COLUMNS, type InboundResult } from './pipeline.js';
 
 /**
  * The inbound side of the job batcher (../job-batcher.ts): the messages of
  * jobs that run together are read in one query, parsed in parallel, and
- * decided in one transaction. Inside it the plain first mails are written
- * set-wise (bulk-tickets.ts) and every other message runs the per-message
- * rules. If a batch fails, its messages are retried one by one
+ * decided in one transaction (route-batch.ts: set-wise facts, pure rules,
+ * set-wise writes). If a batch fails, its messages are retried one by one
  * (processInboundJobs): one bad message never fails its neighbours.
  */
 
@@ -28,7 +26,6 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
 
   const outboxIds: number[] = [];
   const requeue: number[] = [];
-  let bulkCount = 0;
   if (parsed.length > 0) {
     await ctx.db.transaction().execute(async (trx) => {
       // Sorted, so two batches that share a row (a stalled job redelivered) wait for each other instead of deadlocking.
@@ -46,27 +43,15 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
         .execute();
       const lockedIds = new Set(locked.map((r) => r.id));
       const live = parsed.filter((p) => lockedIds.has(p.row.id));
-      const plain: Candidate[] = [];
-      for (const p of live) {
-        if (!(p.parsed instanceof ParseFailedError) && isPlainFirstMail(ctx.config, p.row, p.parsed))
-          plain.push({ row: p.row, a: p.parsed });
-      }
-      const bulk = await writePlainFirstMails(trx, ctx.config, plain);
-      bulkCount = bulk.tickets.size;
-      outboxIds.push(...bulk.outboxIds);
-      for (const [inboundId, ticketId] of bulk.tickets) results.set(inboundId, { inboundId, status: 'processed', reason: null, ticketId });
-      for (const p of live) {
-        if (results.has(p.row.id)) continue;
-        const outcome = await decideLocked(ctx, trx, p.row, p.parsed);
+      for (const [id, outcome] of await decideAndApply(ctx, trx, live)) {
         outboxIds.push(...(outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds));
         if (outcome.status === 'processed') requeue.push(...(outcome.requeue ?? []));
-        results.set(p.row.id, result(p.row.id, outcome));
+        results.set(id, result(id, outcome));
       }
     });
   }
   // Counted once committed: a batch that rolls back is counted by the one-by-one retry instead.
-  ctx.metrics.inboundProcessed.inc({ path: 'bulk' }, bulkCount);
-  ctx.metrics.inboundProcessed.inc({ path: 'rules' }, results.size - bulkCount);
+  ctx.metrics.inboundProcessed.inc({ path: 'rules' }, results.size);
   await enqueueOutboundAll(ctx, outboxIds);
   if (requeue.length) await requeueInbound(ctx, requeue);
   for (const id of ids) if (!results.has(id)) results.set(id, result(id, null));

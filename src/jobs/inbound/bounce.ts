@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
-import { markBounced, sentUnbouncedByIds, sentUnbouncedByMessageIds } from '../../db/queries/outbound-mails.js';
+import { sentUnbouncedByIds, sentUnbouncedByMessageIds } from '../../db/queries/outbound-mails.js';
 import { normalizeMessageId } from '../../core/message-id.js';
 import { parseBounceAddress, parseOurMessageId } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -42,21 +42,18 @@ export function returnPathVerdict(config: BounceConfig, rcptTo: readonly string[
   return { kind: 'auto_reply', rule: 'sent to our return path (bounce address) but not a delivery failure report' };
 }
 
-/** Marks the proven rows failed; returns their ids. */
-export async function attachBounce(
+/** The sent rows a bounce proves failed, and the diagnostic to store on them (apply-plans.ts marks them). */
+export async function findBounced(
   db: Db,
   config: BounceConfig,
-  inboundId: number,
   a: AnalyzedMessage,
   rcptTo: readonly string[],
-): Promise<number[]> {
+): Promise<{ outboundIds: number[]; diagnostic: string }> {
   const failed = (a.dsn?.recipients ?? []).filter(isPermanentFailure);
   const diagnostic = (failed[0]?.diagnosticCode || failed[0]?.status || a.subject || 'bounced').slice(0, 1000);
   const verp = returnPathIds(config, rcptTo);
-  const ids = verp.length ? await sentUnbouncedByIds(db, verp) : await sentByMessageId(db, config, a, failed);
-  if (ids.length === 0) return [];
-  await markBounced(db, ids, { inboundId, diagnostic });
-  return ids;
+  const outboundIds = verp.length ? await sentUnbouncedByIds(db, verp) : await sentByMessageId(db, config, a, failed);
+  return { outboundIds, diagnostic };
 }
 
 /** Sent, not yet bounced rows whose signed Message-ID the DSN carries, to a recipient it reports as failed. */

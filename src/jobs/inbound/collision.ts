@@ -5,8 +5,6 @@ import { findUserRefs } from '../../db/queries/users.js';
 import { isOurAddress, isValidEmail } from '../../core/address.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import type { AnalyzedMessage } from './analyze.js';
-import type { Sender } from './facts.js';
-import { held, type Held } from './held.js';
 
 /**
  * Two agents answering the same customer at once. What an agent answered is
@@ -40,34 +38,31 @@ export async function findCollision(
   return otherStaffReplySince(trx, { ticketId, afterId: answered, authorId, windowMs });
 }
 
+/** The held detail of a colliding reply. */
+export function collisionDetail(ticketId: number, otherMessageId: number): string {
+  return `another agent answered ticket ${ticketId} (message ${otherMessageId}) after the message this reply answers; #send forces it`;
+}
+
 /**
- * The held outcome for a colliding reply, with the notice to its author
- * (a staff notification quoting the colleague's answer, with `#send`).
+ * The notice to the author of a colliding reply (a staff notification
+ * quoting the colleague's answer, with `#send`); returns its outbox ids.
  */
-export async function holdCollision(
+export async function noticeCollision(
   trx: Db,
   config: CollisionConfig,
-  q: { inboundId: number; ticketId: number; author: Sender; otherMessageId: number },
-): Promise<Held> {
-  const [author] = await findUserRefs(trx, [q.author.id]);
-  const outboxIds =
-    author && isValidEmail(author.email) && !isOurAddress(config, author.email)
-      ? await insertOutboundMails(trx, config, [
-          {
-            kind: 'staff_notification',
-            recipient: author.email,
-            userId: author.id,
-            locale: author.locale,
-            ticketId: q.ticketId,
-            ticketMessageId: q.otherMessageId,
-            payload: { event: 'collision', inboundId: q.inboundId },
-          },
-        ])
-      : [];
-  return held(
-    'collision',
-    `another agent answered ticket ${q.ticketId} (message ${q.otherMessageId}) after the message this reply answers; #send forces it`,
-    q.ticketId,
-    outboxIds,
-  );
+  q: { inboundId: number; ticketId: number; authorId: number; otherMessageId: number },
+): Promise<number[]> {
+  const [author] = await findUserRefs(trx, [q.authorId]);
+  if (!author || !isValidEmail(author.email) || isOurAddress(config, author.email)) return [];
+  return insertOutboundMails(trx, config, [
+    {
+      kind: 'staff_notification',
+      recipient: author.email,
+      userId: author.id,
+      locale: author.locale,
+      ticketId: q.ticketId,
+      ticketMessageId: q.otherMessageId,
+      payload: { event: 'collision', inboundId: q.inboundId },
+    },
+  ]);
 }

@@ -9,7 +9,9 @@ import type { AnalyzedMessage } from './analyze.js';
 import { returnPathVerdict } from './bounce.js';
 import { held } from './held.js';
 import { ParseFailedError } from './parse-pool.js';
-import { routeMessage, type InboundRow, type Outcome } from './route.js';
+import { decideAndApply, type InboundRow, type Outcome } from './route-batch.js';
+import { decision } from './apply-plans.js';
+import { markInboundDecided } from '../../db/queries/inbound-messages.js';
 
 /**
  * The process-inbound job: parse off-thread, then decide and write in ONE
@@ -28,31 +30,6 @@ export interface InboundResult {
   status: 'processed' | 'held' | 'skipped';
   reason: string | null;
   ticketId: number | null;
-}
-
-/** The listing facts a parsed message gives its inbound row. */
-export function listingFacts(a: AnalyzedMessage) {
-  return {
-    header_message_id: a.messageId?.slice(0, 998) ?? null,
-    from_address: a.from?.address ?? a.fromHeaderAddress?.toLowerCase() ?? null,
-    subject: a.subject,
-  };
-}
-
-/** The listing facts plus the outcome, in one UPDATE at the end of the transaction. */
-async function markDecided(trx: AppContext['db'], id: number, outcome: Outcome, a: AnalyzedMessage | null): Promise<void> {
-  const facts = a ? listingFacts(a) : {};
-  const status =
-    outcome.status === 'held'
-      ? { status: 'held' as const, reason: outcome.held.reason, error: outcome.held.detail, ticket_id: outcome.held.ticketId }
-      : { status: 'processed' as const, reason: outcome.reason, error: null, ticket_id: outcome.ticketId };
-  // The staff rule may already have stored its own verdict (token mode): that one explains the decision.
-  const auth = a?.senderAuth ? { auth: sql`coalesce(auth, ${JSON.stringify(a.senderAuth)}::jsonb)` as never } : {};
-  await trx
-    .updateTable('inbound_messages')
-    .set({ ...facts, ...status, ...auth, processed_at: sql`now()` as never })
-    .where('id', '=', id)
-    .execute();
 }
 
 export function result(inboundId: number, outcome: Outcome | null): InboundResult {
@@ -102,22 +79,14 @@ async function analyzeInbound(ctx: AppContext, row: ParseRow): Promise<AnalyzedM
   }
 }
 
-/** Rules and writes for one message whose row the caller's transaction has locked and found `received`. */
+/** Rules and writes for one message whose row the caller's transaction has locked and found `received`: a batch of one. */
 export async function decideLocked(
   ctx: AppContext,
   trx: AppContext['db'],
   row: InboundRow,
   parsed: AnalyzedMessage | ParseFailedError,
 ): Promise<Outcome> {
-  if (parsed instanceof ParseFailedError) {
-    ctx.log.warn({ inboundId: row.id, err: parsed.message }, 'inbound message held: parse_failed');
-    const outcome: Outcome = { status: 'held', held: held('parse_failed', parsed.message) };
-    await markDecided(trx, row.id, outcome, null);
-    return outcome;
-  }
-  const outcome = await routeMessage(ctx, trx, row, parsed);
-  await markDecided(trx, row.id, outcome, parsed);
-  return outcome;
+  return (await decideAndApply(ctx, trx, [{ row, parsed }])).get(row.id)!;
 }
 
 export const ROW_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'] as const;
@@ -170,7 +139,7 @@ export async function processInboundMessage(ctx: AppContext, inboundId: number):
       const locked = await trx.selectFrom('inbound_messages').select('status').where('id', '=', inboundId).forUpdate().executeTakeFirst();
       if (locked?.status !== 'received') return null;
       const failed: Outcome = { status: 'held', held: held('processing_error', message) };
-      await markDecided(trx, inboundId, failed, null);
+      await markInboundDecided(trx, [decision(inboundId, failed, null)]);
       return failed;
     });
   }

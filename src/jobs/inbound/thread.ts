@@ -1,6 +1,4 @@
 import type { Config } from '../../config.js';
-import type { Db } from '../../db/database.js';
-import { findTicketByMessageIds } from '../../db/queries/tickets.js';
 import { findTicketTags, parseOurMessageId, parseReplyAddress, type ReplyToken } from '../../mail/tokens.js';
 import type { AnalyzedMessage } from './analyze.js';
 
@@ -33,14 +31,15 @@ export interface ThreadResult {
 }
 
 type ThreadConfig = Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>;
-export interface ThreadSender {
-  id: number;
-  email: string;
-}
 
-async function ticketExists(db: Db, id: number): Promise<boolean> {
-  if (id <= 0) return false;
-  return Boolean(await db.selectFrom('tickets').select('id').where('id', '=', id).executeTakeFirst());
+/** What the database knows about a message's thread evidence (gather-facts.ts reads it for the whole batch). */
+export interface ThreadFacts {
+  /** Which of the evidence's ticket ids exist. */
+  existing: ReadonlySet<number>;
+  /** The evidence's tickets the sender takes part in. */
+  takesPart: ReadonlySet<number>;
+  /** The stored Message-ID match of In-Reply-To/References (tickets.ts findTicketsByMessageIds). */
+  stored: { ticketId: number; tied: boolean } | null;
 }
 
 export function replyTokens(config: ThreadConfig, a: Pick<AnalyzedMessage, 'to' | 'cc'>, rcptTo: string[]): ReplyToken[] {
@@ -53,45 +52,55 @@ export function replyTokens(config: ThreadConfig, a: Pick<AnalyzedMessage, 'to' 
   return tokens;
 }
 
-async function takesPart(db: Db, ticketId: number, userId: number): Promise<boolean> {
-  return Boolean(
-    await db
-      .selectFrom('ticket_participants')
-      .select('user_id')
-      .where('ticket_id', '=', ticketId)
-      .where('user_id', '=', userId)
-      .executeTakeFirst(),
-  );
+/** In-Reply-To names the direct parent; References newest last. */
+export function referencedIds(a: Pick<AnalyzedMessage, 'inReplyTo' | 'references'>): string[] {
+  return [...a.inReplyTo, ...[...a.references].reverse()];
 }
 
-export async function findThread(
-  db: Db,
+/** Every ticket id the message's signed evidence names (reply addresses, our Message-IDs, body tags): whose existence matters. */
+export function evidenceTicketIds(config: ThreadConfig, a: AnalyzedMessage, rcptTo: string[]): number[] {
+  const ids = replyTokens(config, a, rcptTo).map((t) => t.ticketId);
+  for (const id of referencedIds(a)) {
+    const ours = parseOurMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, id);
+    if (ours) ids.push(ours.ticketId);
+  }
+  ids.push(...findTicketTags(config.SECRET_KEY, a.text));
+  return [...new Set(ids)];
+}
+
+/** The body tags' tickets: whether the sender takes part in them ties the evidence. */
+export function tagTicketIds(config: ThreadConfig, a: AnalyzedMessage): number[] {
+  return findTicketTags(config.SECRET_KEY, a.text);
+}
+
+/** The thread a message continues, from the facts: pure, the same answer for gathering (which tickets to lock) and deciding. */
+export function matchThread(
   config: ThreadConfig,
   a: AnalyzedMessage,
   rcptTo: string[],
-  sender: ThreadSender,
-): Promise<ThreadResult> {
+  senderId: number | null,
+  facts: ThreadFacts,
+): ThreadResult {
+  const exists = (id: number) => id > 0 && facts.existing.has(id);
   const tokens = replyTokens(config, a, rcptTo);
   // The sender's own reply address first; another user's only as untied evidence.
-  const ordered = [...tokens.filter((t) => t.userId === sender.id), ...tokens.filter((t) => t.userId !== sender.id)];
+  const ordered = [...tokens.filter((t) => t.userId === senderId), ...tokens.filter((t) => t.userId !== senderId)];
   let untied: ThreadMatch | null = null;
   for (const t of ordered) {
-    if (!(await ticketExists(db, t.ticketId))) continue;
-    if (t.userId === sender.id) return { match: { ticketId: t.ticketId, evidence: 'reply_address', tied: true }, token: t };
+    if (!exists(t.ticketId)) continue;
+    if (t.userId === senderId) return { match: { ticketId: t.ticketId, evidence: 'reply_address', tied: true }, token: t };
     untied ??= { ticketId: t.ticketId, evidence: 'reply_address', tied: false };
     break;
   }
   const token = ordered[0] ?? null;
 
-  // In-Reply-To names the direct parent; References newest last.
-  const ids = [...a.inReplyTo, ...[...a.references].reverse()];
-  const stored = await findTicketByMessageIds(db, ids, sender);
+  const stored = facts.stored;
   if (stored?.tied) return { match: { ticketId: stored.ticketId, evidence: 'message_id', tied: true }, token };
   if (stored) untied ??= { ticketId: stored.ticketId, evidence: 'message_id', tied: false };
-  for (const id of ids) {
+  for (const id of referencedIds(a)) {
     // Our signed id whose outbound row is gone: the ticket is known, the recipient is not.
     const ours = parseOurMessageId(config.SECRET_KEY, config.MAIL_DOMAIN, id);
-    if (ours && (await ticketExists(db, ours.ticketId))) {
+    if (ours && exists(ours.ticketId)) {
       untied ??= { ticketId: ours.ticketId, evidence: 'message_id', tied: false };
       break;
     }
@@ -99,8 +108,8 @@ export async function findThread(
 
   // The tag is per ticket, not per person: it ties only a sender who takes part in that ticket.
   for (const ticketId of findTicketTags(config.SECRET_KEY, a.text)) {
-    if (!(await ticketExists(db, ticketId))) continue;
-    if (await takesPart(db, ticketId, sender.id)) return { match: { ticketId, evidence: 'body_tag', tied: true }, token };
+    if (!exists(ticketId)) continue;
+    if (facts.takesPart.has(ticketId)) return { match: { ticketId, evidence: 'body_tag', tied: true }, token };
     untied ??= { ticketId, evidence: 'body_tag', tied: false };
   }
   return { match: untied, token };
