@@ -134,6 +134,29 @@ function traffic(tag: string, s: { known: string; ticketId: number; requesterId:
       },
     },
     { mail: { from: 'not an address', to: 'support@help.test', subject: 'broken', text: 'x', messageId: `<bad.${tag}@x>` } },
+    // Depends on messages of the same batch: a reply to Ann's first mail, a stranger's reply to Ben's, a mail from Cat's CC.
+    {
+      mail: {
+        from: `Ann <${c('ann')}>`,
+        to: 'support@help.test',
+        subject: 'Re: Printer',
+        text: 'Found the manual.',
+        inReplyTo: `<a.${tag}@x>`,
+        messageId: `<a3.${tag}@x>`,
+      },
+    },
+    // Someone who is not a participant answering Ben's mail of this batch: held, as one by one.
+    {
+      mail: {
+        from: c('fay'),
+        to: 'support@help.test',
+        subject: 'Re: Login',
+        text: 'me?',
+        inReplyTo: `<b.${tag}@x>`,
+        messageId: `<f.${tag}@x>`,
+      },
+    },
+    { mail: { from: `Cecil <${c('cc')}>`, to: 'support@help.test', subject: 'Me too', text: 'same here', messageId: `<cc2.${tag}@x>` } },
     {
       mail: {
         from: c('eve'),
@@ -230,7 +253,7 @@ describe('inbound batch', () => {
     expect(ids2.map((id) => outcome(results2.get(id)!))).toEqual(results1.map(outcome));
     // The mix really exercised both paths: plain first mails, and held / threaded / duplicate ones.
     expect(results1.map(outcome)).toEqual(
-      expect.arrayContaining(['processed:', 'processed:duplicate', 'held:auto_reply', 'held:invalid_sender']),
+      expect.arrayContaining(['processed:', 'processed:duplicate', 'held:auto_reply', 'held:invalid_sender', 'held:not_participant']),
     );
     expect(await observe(bat, tag, ids2)).toEqual(await observe(seq, tag, ids1));
     // Every message of the batch was decided, and counted once.
