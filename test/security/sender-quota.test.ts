@@ -7,7 +7,7 @@ import { startRig, submit, SUPPORT, type Rig } from './support/rig.js';
  * could bring in per day (only a message count per 10 minutes). Past
  * SENDER_DAILY_BYTES of processed mail in 24 h, further mail from that
  * address is held as sender_quota; other senders are unaffected, on the
- * per-message rules path and on the batch fast path alike.
+ * alone and in a batch alike.
  */
 const QUOTA = 60_000;
 let rig: Rig;
