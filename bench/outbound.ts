@@ -6,8 +6,8 @@ import type { RunningApp } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { outboundJobId } from '../src/jobs/job-ids.js';
-import { OUTBOUND_BATCHES_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
+import { enqueueOutbound } from '../src/jobs/send-mail.js';
+import { OUTBOUND_JOBS_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
 import { composeOutboundMail } from '../src/mail/compose.js';
 import { makeMessageId } from '../src/mail/tokens.js';
 import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
@@ -135,12 +135,9 @@ async function seedOutbox(db: Db, config: Config, count: number, tag: string): P
   return ids;
 }
 
+/** The production producer: one send-mail job per OUTBOUND_CONCURRENCY rows of a commit. */
 async function enqueueAll(app: RunningApp, ids: number[]): Promise<void> {
-  for (let i = 0; i < ids.length; i += 1000) {
-    await app.ctx.queues.outbound.addBulk(
-      ids.slice(i, i + 1000).map((id) => ({ name: 'send-mail', data: { outboundId: id }, opts: { jobId: outboundJobId(app.ctx, id) } })),
-    );
-  }
+  for (let i = 0; i < ids.length; i += 1000) await enqueueOutbound(app.ctx, ids.slice(i, i + 1000));
 }
 
 // ---------- part 1: throughput ----------
@@ -261,7 +258,7 @@ async function throughput(result: BenchResult): Promise<void> {
       { label: 'rows marked sent', value: `${Number(sent.n) - WARMUP} / ${N}`, target: 'all', pass: Number(sent.n) - WARMUP === N },
       {
         label: 'SMTP connections (both sides) / sends in flight: bare, replyline',
-        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_BATCHES_IN_FLIGHT} batches of ≤ ${CONCURRENCY}`,
+        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_JOBS_IN_FLIGHT} jobs of ≤ ${CONCURRENCY}`,
       },
       { label: 'interleaved rounds', value: ROUNDS },
     );

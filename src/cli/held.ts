@@ -1,7 +1,7 @@
 import { closeContext, createContext, loadInstallation } from '../context.js';
 import { AppError } from '../errors.js';
 import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
-import { processInboundMessage } from '../jobs/inbound/pipeline.js';
+import { processInboundMessage } from '../jobs/inbound/batch.js';
 import { createLogger } from '../log.js';
 import { parseCliArgs, positiveInt } from './args.js';
 import { CliUsageError, type CliCommand, type CliEnv } from './types.js';

@@ -1,10 +1,5 @@
-import { sql } from 'kysely';
-import type { AppContext } from '../context.js';
 import type { Db } from '../db/database.js';
-import type { InboundEnvelope } from '../db/queries/inbound-messages.js';
-import { enqueueBulk } from '../jobs/define-job.js';
-import { inboundJobId } from '../jobs/job-ids.js';
-import { processInboundContract } from '../jobs/enqueue-inbound.js';
+import { insertInboundMessages, type InboundEnvelope } from '../db/queries/inbound-messages.js';
 
 /**
  * Group commit for the SMTP accept path. Every DATA still waits for the
@@ -12,7 +7,8 @@ import { processInboundContract } from '../jobs/enqueue-inbound.js';
  * while a commit is in flight simply share the next one (one multi-row
  * INSERT, one WAL flush, one Redis round trip for their jobs) instead of
  * queueing up behind one commit each. Nothing waits on a timer: a lone
- * message is written at once.
+ * message is written at once. Each commit becomes one process-inbound job
+ * carrying its row ids (onCommitted).
  */
 
 interface Pending {
@@ -24,28 +20,6 @@ interface Pending {
 
 const MAX_ROWS = 64;
 const MAX_BYTES = 32 * 1024 * 1024;
-
-async function insertBatch(db: Db, batch: Pending[]): Promise<number[]> {
-  // One round trip: ids are drawn in a CTE that is evaluated once, so each
-  // waiting client learns its own row's id without relying on RETURNING order.
-  const values = batch.map(
-    (p, i) =>
-      sql`(${i + 1}::int, ${p.raw}::bytea, ${p.raw.length}::int, ${p.env.mailFrom}::text, ${p.env.rcptTo}::text[], ${p.env.clientAddress}::text, ${p.env.helo}::text, ${p.env.tls}::boolean)`,
-  );
-  const { rows } = await sql<{ id: number; ord: number }>`
-    WITH ids AS MATERIALIZED (
-      SELECT nextval(pg_get_serial_sequence('inbound_messages', 'id'))::bigint AS id, ord::int AS ord FROM generate_series(1, ${batch.length}::int) AS ord
-    ), ins AS (
-      INSERT INTO inbound_messages (id, raw, size, mail_from, rcpt_to, client_address, helo, tls)
-      SELECT ids.id, v.raw, v.size, v.mail_from, v.rcpt_to, v.client_address, v.helo, v.tls
-      FROM ids JOIN (VALUES ${sql.join(values)}) AS v(ord, raw, size, mail_from, rcpt_to, client_address, helo, tls) ON v.ord = ids.ord
-      RETURNING id
-    )
-    SELECT ids.id, ids.ord FROM ids WHERE ids.id IN (SELECT id FROM ins) ORDER BY ids.ord
-  `.execute(db);
-  if (rows.length !== batch.length) throw new Error(`inbound batch insert stored ${rows.length} of ${batch.length} rows`);
-  return rows.map((r) => Number(r.id));
-}
 
 export class AcceptBatcher {
   private queue: Pending[] = [];
@@ -81,7 +55,7 @@ export class AcceptBatcher {
         const batch = this.take();
         let ids: number[];
         try {
-          ids = await insertBatch(this.db, batch);
+          ids = await insertInboundMessages(this.db, batch);
         } catch (err) {
           for (const p of batch) p.reject(err);
           continue;
@@ -93,15 +67,4 @@ export class AcceptBatcher {
       this.flushing = false;
     }
   }
-}
-
-/** One Redis round trip for a committed batch; best effort, the sweeper covers a Redis outage. */
-export async function enqueueInboundBatch(
-  ctx: Pick<AppContext, 'queues' | 'redis' | 'log' | 'installationId'>,
-  ids: number[],
-): Promise<void> {
-  const items = ids.map((inboundId) => ({ data: { inboundId }, options: { jobId: inboundJobId(ctx, inboundId) } }));
-  await enqueueBulk(ctx, processInboundContract, items).catch((err) =>
-    ctx.log.warn({ err: String(err), inboundIds: ids }, 'enqueue failed; sweeper will retry'),
-  );
 }

@@ -3,7 +3,8 @@ import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config.js';
 import type { AppContext } from '../context.js';
-import { AcceptBatcher, enqueueInboundBatch } from './accept-batcher.js';
+import { AcceptBatcher } from './accept-batcher.js';
+import { enqueueInboundAfterCommit } from '../jobs/enqueue-inbound.js';
 import { parseBounceAddress, parseReplyAddress } from '../mail/tokens.js';
 import { ipKey } from '../net/ip-key.js';
 import { smtpReply as smtpError, toSmtpReply } from './smtp-replies.js';
@@ -71,7 +72,7 @@ function readStream(stream: SMTPServerDataStream): Promise<Buffer> {
 
 export function createSmtpServer(ctx: AppContext): SMTPServer {
   const { config, log } = ctx;
-  const batcher = new AcceptBatcher(ctx.db, (ids) => void enqueueInboundBatch(ctx, ids));
+  const batcher = new AcceptBatcher(ctx.db, (ids) => void enqueueInboundAfterCommit(ctx, ids));
   const allowConnection = limiter(config.SMTP_CONN_PER_IP_PER_MIN);
   const allowMessage = limiter(config.SMTP_MSG_PER_IP_PER_MIN);
   // Open sessions per client (IPv6: per /64): idle sessions cost a socket and

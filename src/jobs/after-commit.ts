@@ -1,5 +1,5 @@
 import type { AppContext } from '../context.js';
-import { enqueueOutboundAll } from './send-mail.js';
+import { enqueueOutboundAfterCommit } from './send-mail.js';
 import { withTimeout } from '../timeout.js';
 
 /** How long a page waits for Redis to take the jobs before answering anyway. */
@@ -13,7 +13,7 @@ const ENQUEUE_WAIT_MS = 1_000;
  */
 export async function enqueueAfterCommit(ctx: AppContext, outboxIds: number[]): Promise<void> {
   if (outboxIds.length === 0) return;
-  await withTimeout(enqueueOutboundAll(ctx, outboxIds), ENQUEUE_WAIT_MS, 'portal enqueue').catch(() =>
+  await withTimeout(enqueueOutboundAfterCommit(ctx, outboxIds), ENQUEUE_WAIT_MS, 'portal enqueue').catch(() =>
     ctx.log.warn({ outboxIds }, 'enqueue slow; outbox rows left for the sweeper'),
   );
 }

@@ -71,30 +71,45 @@ export async function enqueue<S extends z.ZodType>(
   await guarded(ctx, `enqueue ${def.name}`, () => ctx.queues[def.queue].add(def.name, payload, { ...def.options, ...options }));
 }
 
-/** Several jobs of one definition in one Redis round trip (the accept path's group commit). */
-export async function enqueueBulk<S extends z.ZodType>(
-  ctx: Pick<AppContext, 'queues' | 'redis'>,
-  def: JobContract<S>,
-  items: Array<{ data: z.input<S>; options?: JobsOptions }>,
-): Promise<void> {
-  const jobs = items.map((i) => ({ name: def.name, data: parsePayload(def, i.data, false), opts: { ...def.options, ...i.options } }));
-  await guarded(ctx, `enqueue ${items.length} × ${def.name}`, () => ctx.queues[def.queue].addBulk(jobs));
-}
-
 /**
  * A row still pending whose job already *finished* would never run again:
  * BullMQ ignores add() for an existing job id. That happens when a job
- * stalled more often than maxStalledCount (repeated kill -9) and was failed
- * by BullMQ, or ran out of attempts during an outage. Such a job is retried
- * (failed) or removed (completed) so the enqueue that follows takes effect.
+ * stalled more often than maxStalledCount (repeated kill -9), ran out of
+ * attempts during an outage, or finished before `#send` put its row back to
+ * `received`. The finished job is removed so the add() that follows, with
+ * the ids the caller has now, takes effect.
  */
-export async function reviveFinishedJob(ctx: AppContext, queue: Queue, jobId: string): Promise<void> {
-  const revive = async () => {
+export async function removeFinishedJob(ctx: Pick<AppContext, 'redis'>, queue: Queue, jobId: string): Promise<void> {
+  const remove = async () => {
     const job = await queue.getJob(jobId);
     if (!job) return;
     const state = await job.getState();
-    if (state === 'failed') await job.retry('failed');
-    else if (state === 'completed') await job.remove();
+    if (state === 'failed' || state === 'completed') await job.remove();
   };
-  await guarded(ctx, `checking job ${jobId}`, revive);
+  await guarded(ctx, `checking job ${jobId}`, remove);
+}
+
+/**
+ * The jobs for rows one transaction committed: `{ ids }` of up to `max` rows
+ * each (a job is one unit of work, one transaction), all added in one Redis
+ * round trip. A job's id is derived from its first row, so the sweeper
+ * re-enqueueing the same rows while their job still waits adds nothing.
+ * Throws while Redis is unreachable; the rows stay for the sweeper.
+ */
+export async function enqueueRows<S extends z.ZodType>(
+  ctx: Pick<AppContext, 'queues' | 'redis'>,
+  def: JobContract<S>,
+  ids: number[],
+  how: { max: number; jobId(firstId: number): string; options?: JobsOptions; replaceFinished?: boolean },
+): Promise<void> {
+  const chunks: number[][] = [];
+  for (let i = 0; i < ids.length; i += how.max) chunks.push(ids.slice(i, i + how.max));
+  if (chunks.length === 0) return;
+  if (how.replaceFinished) for (const c of chunks) await removeFinishedJob(ctx, ctx.queues[def.queue], how.jobId(c[0]!));
+  const jobs = chunks.map((c) => ({
+    name: def.name,
+    data: parsePayload(def, { ids: c }, false),
+    opts: { ...def.options, ...how.options, jobId: how.jobId(c[0]!) },
+  }));
+  await guarded(ctx, `enqueue ${jobs.length} × ${def.name}`, () => ctx.queues[def.queue].addBulk(jobs));
 }

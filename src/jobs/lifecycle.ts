@@ -8,7 +8,7 @@ import { isOurAddress, isValidEmail } from '../core/address.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
 import { deleteExpiredSubmissions } from '../db/queries/portal-submissions.js';
-import { enqueueOutboundAll } from './send-mail.js';
+import { enqueueOutboundAfterCommit } from './send-mail.js';
 
 /**
  * Ticket lifecycle automations, Zendesk's defaults:
@@ -127,7 +127,7 @@ export async function runLifecycle(ctx: AppContext, now: Date = new Date()): Pro
       outboxIds: ids,
     };
   });
-  await enqueueOutboundAll(ctx, outboxIds);
+  await enqueueOutboundAfterCommit(ctx, outboxIds);
   // A visitor's unconfirmed request (and its files) must not outlive its link, even when nobody submits again.
   const expired = await deleteExpiredSubmissions(ctx.db, now);
   if (expired > 0) ctx.log.info({ expired }, 'expired unconfirmed portal requests deleted');

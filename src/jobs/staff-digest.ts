@@ -6,7 +6,7 @@ import { countRatingsSince } from '../db/queries/tickets-csat.js';
 import { listStaffRecipients } from '../mail/notify.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
-import { enqueueOutboundAll } from './send-mail.js';
+import { enqueueOutboundAfterCommit } from './send-mail.js';
 
 /**
  * The daily staff digest: at STAFF_DIGEST_AT in STAFF_DIGEST_TIME_ZONE every
@@ -69,7 +69,7 @@ export async function runStaffDigest(ctx: AppContext, now: Date = new Date()): P
     }
     return insertOutboundMails(trx, ctx.config, rows, { skipDuplicates: true });
   });
-  await enqueueOutboundAll(ctx, outboxIds);
+  await enqueueOutboundAfterCommit(ctx, outboxIds);
   if (outboxIds.length) ctx.log.info({ date, digests: outboxIds.length }, 'staff digests queued');
   return { date, queued: outboxIds.length };
 }

@@ -4,12 +4,12 @@ import type { AppContext } from '../context.js';
 import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
 import { findQueuedOutboundIds } from '../mail/outbox.js';
 import { createWorkerRedis } from '../redis.js';
-import { parsePayload, reviveFinishedJob, type QueueName } from './define-job.js';
-import { inboundJobId, outboundJobId } from './job-ids.js';
+import { parsePayload, type QueueName } from './define-job.js';
 import { scheduleLifecycle } from './lifecycle.js';
 import { scheduleStaffDigest } from './staff-digest.js';
 import { enqueueInbound } from './enqueue-inbound.js';
-import { OUTBOUND_BATCHES_IN_FLIGHT } from './outbound/deliver-batch.js';
+import { INBOUND_JOBS_IN_FLIGHT } from './inbound/batch.js';
+import { OUTBOUND_JOBS_IN_FLIGHT } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
 import { enqueueOutbound } from './send-mail.js';
 
@@ -49,32 +49,21 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
 
 /**
  * Rows that never got a job (Redis was down at commit time) or whose job was
- * lost are picked up here. Job ids are derived from row ids, so a sweep that
- * races a live job adds nothing; the handlers are idempotent anyway.
+ * lost are picked up here, as the same kind of job a commit enqueues. Job
+ * ids are derived from the first row, so a sweep that races a waiting job
+ * adds nothing; the handlers are idempotent anyway.
  */
 async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: number }> {
   const graceStart = new Date(Date.now() - ctx.config.INBOUND_SWEEP_GRACE_MS);
-  let inbound = 0;
-  let outbound = 0;
-  for (const id of await findStaleReceivedIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx, ctx.queues.inbound, inboundJobId(ctx, id));
-    await enqueueInbound(ctx, id);
-    inbound++;
-  }
-  for (const id of await findQueuedOutboundIds(ctx.db, graceStart, 500)) {
-    await reviveFinishedJob(ctx, ctx.queues.outbound, outboundJobId(ctx, id));
-    await enqueueOutbound(ctx, id);
-    outbound++;
-  }
-  return { inbound, outbound };
+  const inbound = await findStaleReceivedIds(ctx.db, graceStart, 500);
+  if (inbound.length) await enqueueInbound(ctx, inbound, true);
+  const outbound = await findQueuedOutboundIds(ctx.db, graceStart, 500);
+  if (outbound.length) await enqueueOutbound(ctx, outbound, true);
+  return { inbound: inbound.length, outbound: outbound.length };
 }
 
 export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP_INTERVAL_MS): WorkerSet {
-  const started = [
-    startQueueWorker(ctx, 'inbound', ctx.config.INBOUND_CONCURRENCY),
-    // Jobs for every batch the outbound batcher runs at once (deliver-batch.ts).
-    startQueueWorker(ctx, 'outbound', OUTBOUND_BATCHES_IN_FLIGHT * ctx.config.OUTBOUND_CONCURRENCY),
-  ];
+  const started = [startQueueWorker(ctx, 'inbound', INBOUND_JOBS_IN_FLIGHT), startQueueWorker(ctx, 'outbound', OUTBOUND_JOBS_IN_FLIGHT)];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();
   // The schedules (lifecycle, staff digest) live in Redis; registering them is retried with each sweep until it succeeds.

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type Mail from 'nodemailer/lib/mailer';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
 import { createUser } from '../../src/db/queries/users.js';
-import { processInboundBatch, processInboundJobs } from '../../src/jobs/inbound/batch.js';
-import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
+import { RetryLaterError } from '../../src/jobs/define-job.js';
+import { MAX_PROCESSING_ATTEMPTS, processInbound, processInboundBatch, processInboundMessage } from '../../src/jobs/inbound/batch.js';
+import { processInboundJob } from '../../src/jobs/process-inbound.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { replyAddress } from './support/fixtures.js';
 import { buildMail, uid } from './support/smtp.js';
@@ -301,7 +302,7 @@ describe('inbound batch', () => {
         }),
       );
     // The batch's transaction fails at commit; the per-message runs that follow succeed.
-    const settled = await processInboundJobs({ ...bat.ctx, db: failingTransactions(bat.ctx.db, 1) }, ids);
+    const settled = await processInbound({ ...bat.ctx, db: failingTransactions(bat.ctx.db, 1) }, ids);
     expect(ids.map((id) => settled.get(id))).toEqual(
       ids.map(() => expect.objectContaining({ status: 'fulfilled', value: expect.objectContaining({ status: 'processed' }) })),
     );
@@ -315,6 +316,54 @@ describe('inbound batch', () => {
       .where('recipient', 'like', `%-${tag}@customer.example`)
       .execute();
     expect(acks).toHaveLength(3);
+  });
+
+  it('isolates a poisoned message: its batch-mates commit, its attempt is counted, the job retries it alone', async () => {
+    const tag = uid();
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        await store(bat, {
+          from: `x${i}-${tag}@customer.example`,
+          to: 'support@help.test',
+          subject: `poison ${i}`,
+          text: 'x',
+          messageId: `<x${i}.${tag}@x>`,
+        }),
+      );
+    // The batch fails, then the first message fails alone too; the other two must not wait for it.
+    const poisoned = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 2) };
+    await expect(processInboundJob.handler(poisoned, { ids }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+    const rows = await bat.ctx.db
+      .selectFrom('inbound_messages')
+      .select(['id', 'status', 'attempts'])
+      .where('id', 'in', ids)
+      .orderBy('id')
+      .execute();
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+      ['received', 1],
+      ['processed', 0],
+      ['processed', 0],
+    ]);
+    // BullMQ's retry of the same job: only the poisoned row is left to do.
+    await expect(processInboundJob.handler(bat.ctx, { ids }, undefined as never)).resolves.toEqual({ processed: 1, skipped: 2 });
+  });
+
+  it('holds a message that keeps failing instead of retrying it forever', async () => {
+    const tag = uid();
+    const id = await store(bat, { from: `y-${tag}@customer.example`, to: 'support@help.test', subject: 'always fails', text: 'x' });
+    const failing = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 1_000) };
+    for (let attempt = 1; attempt < MAX_PROCESSING_ATTEMPTS; attempt++)
+      await expect(processInboundJob.handler(failing, { ids: [id] }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+    // The last attempt holds it (in a transaction of its own, which this proxy would fail too: use the real one).
+    const real = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 1) };
+    await expect(processInboundJob.handler(real, { ids: [id] }, undefined as never)).resolves.toEqual({ held: 1 });
+    const row = await bat.ctx.db
+      .selectFrom('inbound_messages')
+      .select(['status', 'reason', 'attempts'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ status: 'held', reason: 'processing_error', attempts: MAX_PROCESSING_ATTEMPTS });
   });
 });
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
 import { analyzeMessage, type AnalyzedMessage } from '../../src/jobs/inbound/analyze.js';
 import { sanitizeMailHtml, splitHtmlQuote } from '../../src/jobs/inbound/html-content.js';
-import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
+import { processInboundMessage } from '../../src/jobs/inbound/batch.js';
 import { visibleReplyText } from '../../src/jobs/inbound/text-content.js';
 import { LOOP_HEADER } from '../../src/mail/compose.js';
 import { startTestApp, type TestApp } from '../support/app.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
-import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
+import { processInboundMessage } from '../../src/jobs/inbound/batch.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { trustedSenderDns } from '../support/sender-dns.js';
 import type { TestDnsServer } from '../outbound/support/dns-server.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
-import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
+import { processInboundMessage } from '../../src/jobs/inbound/batch.js';
 import { makeMessageId } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { messagesOf, openTicket, ourOutboundMail, outboxOf, replyAddress, SECRET, setStatus, ticket } from './support/fixtures.js';

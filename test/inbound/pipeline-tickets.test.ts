@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertInboundMessage } from '../../src/db/queries/inbound-messages.js';
-import { processInboundMessage } from '../../src/jobs/inbound/pipeline.js';
+import { processInboundMessage } from '../../src/jobs/inbound/batch.js';
 import { makeTicketTag } from '../../src/mail/tokens.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { trustedSenderDns } from '../support/sender-dns.js';

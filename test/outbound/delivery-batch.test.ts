@@ -1,14 +1,15 @@
 import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetryLaterError } from '../../src/jobs/define-job.js';
-import { deliverOutboundJobs } from '../../src/jobs/outbound/deliver-batch.js';
+import { deliverOutbound } from '../../src/jobs/outbound/deliver-batch.js';
+import { sendMailJob } from '../../src/jobs/send-mail.js';
 import { insertOutboundMail } from '../../src/mail/outbox.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { outboundRow, seedTicket } from './support/fixtures.js';
 import { startRelaySink, to, type RelaySink } from './support/relay-sink.js';
 
 /**
- * send-mail jobs that run together share one transaction
+ * The rows of one send-mail job share one transaction
  * (deliver-batch.ts). Every row must still get exactly the outcome it gets
  * alone: sent once, retried, failed with the relay's reply, suppressed by
  * a breaker that counts the batch's own mail, or skipped.
@@ -57,16 +58,17 @@ describe('a batch of outbox rows', () => {
     sink.rejectRecipients.set(c!.customer.email, { code: 451, message: '4.3.0 Try later' });
 
     const ids = [ok.id, refused.id, later.id, ack1.id, ack2.id, done.id];
-    const settled = await deliverOutboundJobs(app.ctx, ids);
+    const outcomes = await deliverOutbound(app.ctx, ids);
 
-    expect(settled.get(ok.id)).toEqual({ status: 'fulfilled', value: undefined });
-    const permanent = settled.get(refused.id);
-    expect(permanent?.status === 'rejected' && permanent.reason instanceof UnrecoverableError).toBe(true);
-    const temporary = settled.get(later.id);
-    expect(temporary?.status === 'rejected' && temporary.reason instanceof RetryLaterError).toBe(true);
-    expect(settled.get(ack1.id)?.status).toBe('fulfilled');
-    expect(settled.get(ack2.id)?.status).toBe('fulfilled');
-    expect(settled.get(done.id)?.status).toBe('fulfilled');
+    const type = (id: number) => outcomes.get(id)?.type;
+    expect([type(ok.id), type(refused.id), type(later.id), type(ack1.id), type(ack2.id), type(done.id)]).toEqual([
+      'sent',
+      'permanent',
+      'temporary',
+      'sent',
+      'suppressed',
+      'skipped',
+    ]);
 
     const status = async (id: number) => {
       const r = await outboundRow(app.ctx.db, id);
@@ -83,9 +85,9 @@ describe('a batch of outbox rows', () => {
     expect(sink.received.filter(to(d!.customer.email))).toHaveLength(1);
     expect(sink.received.filter(to(e!.customer.email))).toHaveLength(0);
 
-    // Run again (a retried or duplicated job): nothing is sent twice.
+    // The job is retried (a row waits for its retry); the retry sends nothing twice and then completes.
     sink.rejectRecipients.clear();
-    await deliverOutboundJobs(app.ctx, ids);
+    await expect(sendMailJob.handler(app.ctx, { ids }, undefined as never)).resolves.toEqual({ mails: ids.length });
     expect(sink.received.filter(to(a!.customer.email))).toHaveLength(1);
     expect(sink.received.filter(to(c!.customer.email))).toHaveLength(1);
     expect(await status(later.id)).toEqual(['sent', null, 2]);
@@ -95,11 +97,30 @@ describe('a batch of outbox rows', () => {
     const tickets = await Promise.all(Array.from({ length: 6 }, () => seedTicket(app.ctx.db)));
     const rows = await Promise.all(tickets.map((t) => row('ticket_update', t)));
     const ids = rows.map((r) => r.id);
-    const [x, y] = await Promise.all([deliverOutboundJobs(app.ctx, ids), deliverOutboundJobs(app.ctx, [...ids].reverse())]);
+    const [x, y] = await Promise.all([deliverOutbound(app.ctx, ids), deliverOutbound(app.ctx, [...ids].reverse())]);
     for (const t of tickets) expect(sink.received.filter(to(t.customer.email))).toHaveLength(1);
-    // The loser of each row either waited and found it sent, or was told to retry (the row was locked).
-    const losers = ids.map((id) => [x.get(id)!, y.get(id)!].filter((s) => s.status === 'rejected'));
-    for (const l of losers.flat()) expect(l.status === 'rejected' && l.reason instanceof RetryLaterError).toBe(true);
+    // Each row was sent by exactly one batch; the other waited and found it sent, or found it locked (its job retries).
+    for (const id of ids) {
+      const pair = [x.get(id)!.type, y.get(id)!.type].sort();
+      expect(pair[0] === 'sent' ? pair[1] : pair).toMatch(/^(skipped|locked)$/);
+    }
     for (const id of ids) expect((await outboundRow(app.ctx.db, id)).status).toBe('sent');
+  });
+
+  it('a job retries while a row waits for a retry, and fails for good only when its rows failed for good', async () => {
+    const [a, b] = await Promise.all([seedTicket(app.ctx.db), seedTicket(app.ctx.db)]);
+    const later = await row('ticket_update', a!);
+    const refused = await row('ticket_update', b!);
+    sink.rejectRecipients.set(a!.customer.email, { code: 451, message: '4.3.0 Try later' });
+    sink.rejectRecipients.set(b!.customer.email, { code: 550, message: '5.1.1 No such user' });
+    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+    // The retry: the refused row is failed already, the other is refused for good now.
+    sink.rejectRecipients.set(a!.customer.email, { code: 550, message: '5.1.1 No such user' });
+    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] }, undefined as never)).rejects.toBeInstanceOf(
+      UnrecoverableError,
+    );
+    expect((await outboundRow(app.ctx.db, later.id)).status).toBe('failed');
+    expect((await outboundRow(app.ctx.db, refused.id)).status).toBe('failed');
+    sink.rejectRecipients.clear();
   });
 });

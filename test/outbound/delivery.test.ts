@@ -131,7 +131,7 @@ describe('relay failures', () => {
       payload: {},
     });
     workerSink.mode = { type: 'reject', code: 421, message: '4.7.0 Busy, slow down' };
-    await enqueueOutbound(worker.ctx, row.id);
+    await enqueueOutbound(worker.ctx, [row.id]);
     const end = Date.now() + 10_000;
     while ((await outboundRow(worker.ctx.db, row.id)).attempts < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     workerSink.mode = { type: 'accept' };

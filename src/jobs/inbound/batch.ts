@@ -1,48 +1,55 @@
 import type { AppContext } from '../../context.js';
-import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
+import { countProcessingAttempt, findReceivedRows, lockReceivedRows, markInboundDecided } from '../../db/queries/inbound-messages.js';
 import { requeueInbound } from '../enqueue-inbound.js';
-import { enqueueOutboundAll } from '../send-mail.js';
-import { decideAndApply } from './route-batch.js';
-import { parseInbound, processInboundMessage, result, ROW_COLUMNS, type InboundResult } from './pipeline.js';
+import { enqueueOutboundAfterCommit } from '../send-mail.js';
+import { decision } from './apply-plans.js';
+import { held } from './held.js';
+import { parseInbound, result, type InboundResult } from './pipeline.js';
+import { decideAndApply, type Outcome } from './route-batch.js';
 
 /**
- * The inbound side of the job batcher (../job-batcher.ts): the messages of
- * jobs that run together are read in one query, parsed in parallel, and
- * decided in one transaction (route-batch.ts: set-wise facts, pure rules,
- * set-wise writes). If a batch fails, its messages are retried one by one
- * (processInboundJobs): one bad message never fails its neighbours.
+ * The process-inbound job's unit of work: the rows of one accept commit.
+ *  1. Read the rows still `received`; parse and authenticate them in
+ *     parallel, before any transaction (CPU in the parse pool, DNS for
+ *     SPF/DKIM/DMARC: never network I/O while holding locks). The raw bytes
+ *     never change, so parsing before the lock is safe.
+ *  2. One transaction: lock the rows still `received`, decide and write
+ *     them, mark each row with its outcome. A row another run took
+ *     meanwhile is skipped, so a second run (retry, sweeper, duplicate job)
+ *     finds it done and does nothing.
+ *  3. After the commit: one job for the outbox rows the batch wrote.
+ * If the batch as a whole fails, each row runs alone (a batch of one): a
+ * poisoned row fails only itself, its attempt is counted in its row, and
+ * after MAX_PROCESSING_ATTEMPTS it is held instead of retried forever.
  */
+
+/**
+ * Jobs the worker runs at once: while one job's messages are in the parse
+ * pool, another's transaction writes.
+ */
+export const INBOUND_JOBS_IN_FLIGHT = 2;
+
+/** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
+export const MAX_PROCESSING_ATTEMPTS = 5;
+
+export type Settled<R> = PromiseSettledResult<R>;
 
 export async function processInboundBatch(ctx: AppContext, ids: number[]): Promise<Map<number, InboundResult>> {
   const results = new Map<number, InboundResult>();
-  // Parse before locking: the rows are re-checked under the lock, and a row taken meanwhile is skipped.
-  const rows = await ctx.db
-    .selectFrom('inbound_messages')
-    .select(ROW_COLUMNS)
-    .where('id', 'in', ids)
-    .where('status', '=', 'received')
-    .execute();
+  const rows = await findReceivedRows(ctx.db, ids);
   const parsed = await Promise.all(rows.map(async (row) => ({ row, parsed: await parseInbound(ctx, row) })));
 
   const outboxIds: number[] = [];
   const requeue: number[] = [];
   if (parsed.length > 0) {
     await ctx.db.transaction().execute(async (trx) => {
-      // Sorted, so two batches that share a row (a stalled job redelivered) wait for each other instead of deadlocking.
-      const locked = await trx
-        .selectFrom('inbound_messages')
-        .select('id')
-        .where(
-          'id',
-          'in',
-          rows.map((r) => r.id),
-        )
-        .where('status', '=', 'received')
-        .orderBy('id')
-        .forUpdate()
-        .execute();
-      const lockedIds = new Set(locked.map((r) => r.id));
-      const live = parsed.filter((p) => lockedIds.has(p.row.id));
+      const locked = await lockReceivedRows(
+        trx,
+        rows.map((r) => r.id),
+      );
+      const live = parsed
+        .filter((p) => locked.has(p.row.id))
+        .map((p) => ({ row: { ...p.row, release_overrides: locked.get(p.row.id)! }, parsed: p.parsed }));
       for (const [id, outcome] of await decideAndApply(ctx, trx, live)) {
         outboxIds.push(...(outcome.status === 'processed' ? outcome.outboxIds : outcome.held.outboxIds));
         if (outcome.status === 'processed') requeue.push(...(outcome.requeue ?? []));
@@ -52,46 +59,63 @@ export async function processInboundBatch(ctx: AppContext, ids: number[]): Promi
   }
   // Counted once committed: a batch that rolls back is counted by the one-by-one retry instead.
   ctx.metrics.inboundProcessed.inc({ path: 'rules' }, results.size);
-  await enqueueOutboundAll(ctx, outboxIds);
+  await enqueueOutboundAfterCommit(ctx, outboxIds);
   if (requeue.length) await requeueInbound(ctx, requeue);
   for (const id of ids) if (!results.has(id)) results.set(id, result(id, null));
   return results;
 }
 
 /**
- * The messages of jobs that run together: one batch, or, when the batch as a
- * whole fails, one at a time on the per-message path, which counts attempts
- * and holds a message that keeps failing. One at a time also keeps the
- * fallback from taking every pooled connection from the SMTP accept path.
+ * A failed run of one row: counted in the row, outside the transaction that
+ * rolled back. Below the limit the error stands (the job is retried); at the
+ * limit the row is held as `processing_error` and that is its result.
  */
-export async function processInboundJobs(ctx: AppContext, ids: number[]): Promise<Map<number, Settled<InboundResult>>> {
+async function countFailure(ctx: AppContext, inboundId: number, err: unknown): Promise<InboundResult | null> {
+  const attempts = await countProcessingAttempt(ctx.db, inboundId).catch(() => null);
+  if (attempts === null || attempts < MAX_PROCESSING_ATTEMPTS) return null;
+  const message = (err instanceof Error ? err.message : String(err)).slice(0, 2000);
+  ctx.log.error({ inboundId, err: message, attempts }, 'inbound processing keeps failing; holding the message');
+  const outcome = await ctx.db.transaction().execute(async (trx) => {
+    if (!(await lockReceivedRows(trx, [inboundId])).has(inboundId)) return null;
+    const failed: Outcome = { status: 'held', held: held('processing_error', message) };
+    await markInboundDecided(trx, [decision(inboundId, failed, null)]);
+    return failed;
+  });
+  return result(inboundId, outcome);
+}
+
+async function processAlone(ctx: AppContext, inboundId: number): Promise<Settled<InboundResult>> {
+  try {
+    return { status: 'fulfilled', value: (await processInboundBatch(ctx, [inboundId])).get(inboundId)! };
+  } catch (err) {
+    const counted = await countFailure(ctx, inboundId, err);
+    return counted ? { status: 'fulfilled', value: counted } : { status: 'rejected', reason: err };
+  }
+}
+
+/**
+ * The rows of one job: one batch, or, when the batch as a whole fails, each
+ * row alone. One at a time also keeps the fallback from taking every pooled
+ * connection from the SMTP accept path.
+ */
+export async function processInbound(ctx: AppContext, ids: number[]): Promise<Map<number, Settled<InboundResult>>> {
   const unique = [...new Set(ids)];
   const settled = new Map<number, Settled<InboundResult>>();
-  const one = (id: number) => settleInto(settled, id, processInboundMessage(ctx, id));
-  if (unique.length === 1) {
-    await one(unique[0]!);
-    return settled;
+  if (unique.length > 1) {
+    try {
+      for (const [id, r] of await processInboundBatch(ctx, unique)) settled.set(id, { status: 'fulfilled', value: r });
+      return settled;
+    } catch (err) {
+      ctx.log.warn({ err: String(err), inboundIds: unique }, 'inbound batch failed; processing its messages one by one');
+    }
   }
-  try {
-    for (const [id, r] of await processInboundBatch(ctx, unique)) settled.set(id, { status: 'fulfilled', value: r });
-    ctx.log.debug({ messages: unique.length }, 'inbound batch processed');
-  } catch (err) {
-    ctx.log.warn({ err: String(err), inboundIds: unique }, 'inbound batch failed; processing its messages one by one');
-    for (const id of unique) await one(id);
-  }
+  for (const id of unique) settled.set(id, await processAlone(ctx, id));
   return settled;
 }
 
-const batchers = new WeakMap<AppContext, JobBatcher<InboundResult>>();
-
-/** Two batches at once: one parses while the other writes. */
-export const INBOUND_BATCHES_IN_FLIGHT = 2;
-
-/** The process's batcher for this context; a batch is at most INBOUND_CONCURRENCY jobs, the jobs BullMQ runs at once. */
-export function inboundBatcher(ctx: AppContext): JobBatcher<InboundResult> {
-  return batcherFor(
-    batchers,
-    ctx,
-    () => new JobBatcher((ids) => processInboundJobs(ctx, ids), ctx.config.INBOUND_CONCURRENCY, INBOUND_BATCHES_IN_FLIGHT),
-  );
+/** One row, as `held release` and tests run it: a batch of one; throws that row's error. */
+export async function processInboundMessage(ctx: AppContext, inboundId: number): Promise<InboundResult> {
+  const r = (await processInbound(ctx, [inboundId])).get(inboundId)!;
+  if (r.status === 'rejected') throw r.reason;
+  return r.value;
 }

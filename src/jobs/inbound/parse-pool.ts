@@ -14,6 +14,17 @@ import type { AnalyzeOptions, AnalyzedMessage } from './analyze.js';
  * time and must not be failed for that. A generous wall-clock limit
  * (WALL_FACTOR × the limit) backs it up, and is the only limit where /proc
  * is not available.
+ *
+ * Why hand-written and not piscina (which runs on Node 20 and 24): piscina
+ * gives pooling, queueing and AbortSignal cancellation, but not the two
+ * things this pool exists for. The CPU-time limit needs to know which
+ * thread runs which message and to watch that thread's /proc counters
+ * while it runs; piscina hides the worker behind the task, so it could
+ * only offer a wall-clock abort, which fails a 0.3 s message on a busy
+ * machine. And queued work is shared fairly between senders (next free
+ * thread to the client served least recently); piscina's queue is FIFO.
+ * What is left here is small: spawn, ready handshake, one task per thread,
+ * terminate-and-replace on overrun, close.
  */
 
 export class ParseFailedError extends Error {

@@ -3,32 +3,29 @@ import { lockRecipientsSql } from '../../mail/breakers.js';
 import type { ComposedMail } from '../../mail/compose.js';
 import { loadMailContexts, type LoadedMail } from '../../mail/mail-context.js';
 import { sendWithFiles } from './files.js';
-import { batcherFor, JobBatcher, settleInto, type Settled } from '../job-batcher.js';
-import {
-  deliverOutboundMail,
-  markSentSql,
-  notLoaded,
-  prepare,
-  recordSendFailure,
-  settleOutcome,
-  transact,
-  type DeliveryOutcome,
-} from './deliver.js';
+import { markSentSql, notLoaded, prepare, recordSendFailure, transact, type DeliveryOutcome } from './deliver.js';
 
 /**
- * The outbound side of the job batcher (../job-batcher.ts): the send-mail
- * jobs that run together share one transaction — every recipient's lock in
- * the BEGIN message, all rows with their context in one prepared statement,
- * the sends in parallel over the pooled transport, and one `sent` mark in
- * the COMMIT message — instead of three round trips per mail. Each row
- * keeps its own outcome (sent, retried, failed, suppressed).
+ * The send-mail job's unit of work: the outbox rows of one job share one
+ * transaction — every recipient's lock in the BEGIN message, all rows with
+ * their context in one prepared statement, the sends in parallel over the
+ * pooled transport, and one `sent` mark in the COMMIT message — instead of
+ * three round trips per mail. Each row keeps its own outcome (sent,
+ * retried, failed, suppressed).
  *
  * The breakers count mail already sent, so a batch sends at most one mail
  * per recipient; a second one to the same address waits for the commit and
- * goes alone, and sees the first one counted. The crash window (relay said
- * 250, commit not yet done) spans the batches in flight: at most
- * OUTBOUND_BATCHES_IN_FLIGHT × OUTBOUND_CONCURRENCY mails.
+ * goes alone (a batch of one), and sees the first one counted. The crash
+ * window (relay said 250, commit not yet done) spans the jobs in flight: at
+ * most OUTBOUND_JOBS_IN_FLIGHT × OUTBOUND_CONCURRENCY mails.
  */
+
+/**
+ * Jobs the worker runs at once, so one is sending over every relay
+ * connection while the others read or commit (bench:outbound: 0.48–0.55 of
+ * bare nodemailer with two, 0.56–0.68 with three).
+ */
+export const OUTBOUND_JOBS_IN_FLIGHT = 3;
 
 interface BatchResult {
   outcomes: Map<number, DeliveryOutcome>;
@@ -72,55 +69,38 @@ async function attemptBatch(ctx: AppContext, ids: number[], sending: { started: 
   });
 }
 
-/**
- * The rows of send-mail jobs that run together: one batch, then the
- * deferred rows one by one. A batch that fails before any mail went out is
- * retried row by row, so one row that cannot be handled never fails its
- * neighbours; one that fails after sending (the commit) fails every job,
- * and BullMQ's retry finds each row as the database has it.
- */
-export async function deliverOutboundJobs(ctx: AppContext, ids: number[]): Promise<Map<number, Settled<void>>> {
-  const settled = new Map<number, Settled<void>>();
-  const one = (id: number) => settleInto(settled, id, deliverOutboundMail(ctx, id));
-  if (ids.length === 1) {
-    await one(ids[0]!);
-    return settled;
+/** One row alone; an error before any mail went out stays with that row (its job retries it). */
+async function deliverAlone(ctx: AppContext, id: number, into: Map<number, DeliveryOutcome>): Promise<void> {
+  try {
+    const alone = await attemptBatch(ctx, [id], { started: false });
+    for (const [k, v] of alone.outcomes) into.set(k, v);
+  } catch (err) {
+    ctx.log.warn({ err: String(err), outboundId: id }, 'outbound mail could not be delivered; will retry');
+    into.set(id, { type: 'error', error: err instanceof Error ? err.message : String(err) });
   }
+}
+
+/**
+ * The rows of one job: one batch, then the deferred rows one by one. A
+ * batch that fails before any mail went out is redone row by row, so one row
+ * that cannot be handled never fails its neighbours; one that fails after
+ * sending (the commit) fails the job, and BullMQ's retry finds each row as
+ * the database has it.
+ */
+export async function deliverOutbound(ctx: AppContext, ids: number[]): Promise<Map<number, DeliveryOutcome>> {
+  const unique = [...new Set(ids)];
+  const outcomes = new Map<number, DeliveryOutcome>();
   const sending = { started: false };
   let batch: BatchResult;
   try {
-    batch = await attemptBatch(ctx, ids, sending);
+    batch = await attemptBatch(ctx, unique, sending);
   } catch (err) {
-    if (sending.started) throw err;
-    ctx.log.warn({ err: String(err), outboundIds: ids }, 'outbound batch failed before sending; delivering its rows one by one');
-    for (const id of ids) await one(id);
-    return settled;
+    if (sending.started || unique.length === 1) throw err;
+    ctx.log.warn({ err: String(err), outboundIds: unique }, 'outbound batch failed before sending; delivering its rows one by one');
+    for (const id of unique) await deliverAlone(ctx, id, outcomes);
+    return outcomes;
   }
-  for (const [id, outcome] of batch.outcomes)
-    await settleInto(
-      settled,
-      id,
-      Promise.resolve().then(() => settleOutcome(ctx, id, outcome)),
-    );
-  for (const id of batch.deferred) await one(id);
-  return settled;
-}
-
-const batchers = new WeakMap<AppContext, JobBatcher<void>>();
-
-/**
- * Three batches of OUTBOUND_CONCURRENCY at once, so one is sending over every
- * relay connection while the others read or commit (bench:outbound: 0.48–0.55
- * of bare nodemailer with two, 0.56–0.68 with three). The worker runs this
- * many times OUTBOUND_CONCURRENCY jobs.
- */
-export const OUTBOUND_BATCHES_IN_FLIGHT = 3;
-
-/** The process's batcher for this context; a batch is at most OUTBOUND_CONCURRENCY jobs. */
-export function outboundBatcher(ctx: AppContext): JobBatcher<void> {
-  return batcherFor(
-    batchers,
-    ctx,
-    () => new JobBatcher((ids) => deliverOutboundJobs(ctx, ids), ctx.config.OUTBOUND_CONCURRENCY, OUTBOUND_BATCHES_IN_FLIGHT),
-  );
+  for (const [id, outcome] of batch.outcomes) outcomes.set(id, outcome);
+  for (const id of batch.deferred) await deliverAlone(ctx, id, outcomes);
+  return outcomes;
 }

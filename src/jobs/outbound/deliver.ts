@@ -4,10 +4,10 @@ import type { AppContext } from '../../context.js';
 import type { Db, OutboundMailRow } from '../../db/database.js';
 import { isAppError } from '../../errors.js';
 import { RetryLaterError } from '../define-job.js';
-import { breakerReason, lockRecipientSql } from '../../mail/breakers.js';
+import { breakerReason } from '../../mail/breakers.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
-import { loadMailContext, type LoadedMail } from '../../mail/mail-context.js';
-import { sendWithFiles } from './files.js';
+import type { LoadedMail } from '../../mail/mail-context.js';
+import { deliverOutbound } from './deliver-batch.js';
 
 /**
  * Sends one outbox row. The row is the source of truth, the job only a
@@ -35,7 +35,9 @@ export type DeliveryOutcome =
   | { type: 'sent'; response: string }
   | { type: 'suppressed'; reason: string }
   | { type: 'temporary'; error: string; attempts: number }
-  | { type: 'permanent'; error: string };
+  | { type: 'permanent'; error: string }
+  /** The row's own transaction failed before sending (database trouble, a bug): retried like any error. */
+  | { type: 'error'; error: string };
 
 interface SmtpLikeError {
   responseCode?: number;
@@ -132,7 +134,10 @@ export async function transact<T>(ctx: AppContext, first: string, body: (conn: D
   return ctx.db.connection().execute(async (conn) => {
     let open = true;
     try {
-      await sql.raw(`BEGIN; ${first}`).execute(conn);
+      // The relay already has the mail when we commit: a `sent` mark lost to a
+      // crash means one duplicate (at-least-once), never a lost mail, so this
+      // transaction need not wait for its WAL flush.
+      await sql.raw(`BEGIN; SET LOCAL synchronous_commit = off; ${first}`).execute(conn);
       const { value, last } = await body(conn);
       await sql.raw(`${last}COMMIT`).execute(conn);
       open = false;
@@ -144,23 +149,6 @@ export async function transact<T>(ctx: AppContext, first: string, body: (conn: D
           .execute(conn)
           .catch(() => {});
       throw err;
-    }
-  });
-}
-
-async function attempt(ctx: AppContext, outboundId: number): Promise<DeliveryOutcome> {
-  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
-  return transact(ctx, lockRecipientSql(outboundId), async (conn) => {
-    const done = (value: DeliveryOutcome) => ({ value, last: '' });
-    const loaded = await loadMailContext(conn, ctx.config, outboundId, { lock: true });
-    if (!loaded) return done(await notLoaded(conn, outboundId));
-    const p = await prepare(conn, ctx.config, loaded);
-    if ('outcome' in p) return done(p.outcome);
-    try {
-      const info = await sendWithFiles(ctx, loaded, p.mail);
-      return { value: { type: 'sent', response: info.response }, last: markSentSql([outboundId]) };
-    } catch (err) {
-      return done(await recordSendFailure(conn, outboundId, err));
     }
   });
 }
@@ -183,12 +171,17 @@ export function settleOutcome(ctx: AppContext, outboundId: number, outcome: Deli
       throw new RetryLaterError(`outbound mail ${outboundId} is being delivered by another worker`);
     case 'temporary':
       throw new RetryLaterError(`attempt ${outcome.attempts}: ${outcome.error}`);
+    case 'error':
+      throw new Error(`outbound mail ${outboundId}: ${outcome.error}`);
     case 'permanent':
       log.warn({ outboundId, error: outcome.error }, 'outbound mail failed permanently');
       throw new UnrecoverableError(`outbound mail ${outboundId} failed permanently: ${outcome.error}`);
   }
 }
 
+/** One row, as tests and tools deliver it: a batch of one; throws what its job would. */
 export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
-  settleOutcome(ctx, outboundId, await attempt(ctx, outboundId));
+  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
+  const outcomes = await deliverOutbound(ctx, [outboundId]);
+  settleOutcome(ctx, outboundId, outcomes.get(outboundId)!);
 }

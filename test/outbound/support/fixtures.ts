@@ -4,7 +4,7 @@ import type { Db, Locale } from '../../../src/db/database.js';
 import { insertInboundMessage } from '../../../src/db/queries/inbound-messages.js';
 import { addAttachment, addMessage, addParticipant, createTicket } from '../../../src/db/queries/tickets.js';
 import { createUser, ensureUser } from '../../../src/db/queries/users.js';
-import { enqueueOutboundAll } from '../../../src/jobs/send-mail.js';
+import { enqueueOutboundAfterCommit } from '../../../src/jobs/send-mail.js';
 import { queueTicketMails, type TicketEvent } from '../../../src/mail/notify.js';
 
 export const uid = () => randomBytes(4).toString('hex');
@@ -75,7 +75,7 @@ export async function addCc(db: Db, ticketId: number, email: string, locale: Loc
 /** Writes the outbox rows for an event in one transaction and enqueues them, like the inbound job does. */
 export async function notify(ctx: AppContext, event: TicketEvent): Promise<number[]> {
   const ids = await ctx.db.transaction().execute((trx) => queueTicketMails(trx, ctx.config, event));
-  await enqueueOutboundAll(ctx, ids);
+  await enqueueOutboundAfterCommit(ctx, ids);
   return ids;
 }
 
