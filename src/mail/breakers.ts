@@ -25,33 +25,8 @@ export type BreakerConfig = Pick<
 const TICKET_KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update'];
 const CUSTOMER_KINDS: OutboundKind[] = ['acknowledgement', 'ticket_update'];
 
-/**
- * Serialises deliveries to one recipient for the rest of the transaction,
- * so two workers cannot both see "9 sent" and both send the 10th. Taken
- * by outbox id (the job only knows the id) as the transaction's first
- * statement; returned as SQL text so it shares one message with BEGIN.
- * It also relaxes the transaction's commit durability: losing a `sent`
- * mark in a PostgreSQL crash means at worst one duplicate mail, which the
- * at-least-once design accepts anyway, and not waiting for the WAL flush
- * on every mail is a large share of the send cost on small disks.
- */
-export function lockRecipientSql(outboundId: number): string {
-  if (!Number.isSafeInteger(outboundId)) throw new Error(`invalid outbound id ${outboundId}`);
-  return `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended('rl-out:' || recipient, 0)) FROM outbound_mails WHERE id = ${outboundId}`;
-}
-
-/**
- * lockRecipientSql for a batch: every recipient's lock, taken in hash order
- * so that two batches sharing recipients wait for each other instead of
- * deadlocking.
- */
-export function lockRecipientsSql(outboundIds: number[]): string {
-  if (!outboundIds.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${outboundIds.join(',')}`);
-  return (
-    `SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(h) FROM ` +
-    `(SELECT DISTINCT hashtextextended('rl-out:' || recipient, 0) AS h FROM outbound_mails WHERE id IN (${outboundIds.join(', ')}) ORDER BY 1) AS r`
-  );
-}
+// The recipient locks the delivery transaction starts with (SQL text, in src/db/queries/outbound-mails.ts).
+export { lockRecipientSql, lockRecipientsSql } from '../db/queries/outbound-mails.js';
 
 /** The reason this mail must not be sent, or null. Counts must be read with lockRecipient held. */
 export function breakerReason(
