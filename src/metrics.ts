@@ -1,7 +1,12 @@
-import { type RawBuilder, sql } from 'kysely';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Queue } from 'bullmq';
 import type { Db } from './db/database.js';
+import { countHeldInboundByReason, countPendingInbound } from './db/queries/inbound-messages.js';
+import { countFailedOutboundByKind, countQueuedOutbound } from './db/queries/outbound-mails.js';
+import { countCsatRatings } from './db/queries/tickets-csat.js';
+
+/** A count query behind a gauge: one row per label value (label null for an unlabelled gauge). */
+type CountQuery = (db: Db) => Promise<Array<{ label: string | null; n: number }>>;
 
 /**
  * Prometheus metrics. One registry per app context (not prom-client's global
@@ -80,11 +85,11 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue>; cou
   // Only the small, indexed slices of the tables: rows waiting or held, not the history.
   // /metrics may be open to anyone: the counts are reused for countCacheMs, and
   // concurrent scrapes share one query, so scraping in a loop cannot load the database.
-  const countGauge = (name: string, help: string, query: RawBuilder<{ label: string | null; n: string }>, label?: string) => {
-    let cached: { at: number; rows: Promise<Array<{ label: string | null; n: string }>> } | null = null;
+  const countGauge = (name: string, help: string, query: CountQuery, label?: string) => {
+    let cached: { at: number; rows: ReturnType<CountQuery> } | null = null;
     const rows = () => {
       if (!cached || Date.now() - cached.at > deps.countCacheMs) {
-        const fresh = { at: Date.now(), rows: query.execute(deps.db).then((r) => r.rows) };
+        const fresh = { at: Date.now(), rows: query(deps.db) };
         // A failed query is not cached: the next scrape tries again.
         fresh.rows.catch(() => {
           if (cached === fresh) cached = null;
@@ -106,34 +111,16 @@ export function createMetrics(deps: { db: Db; queues: Record<string, Queue>; cou
       },
     });
   };
-  countGauge(
-    'replyline_inbound_pending',
-    'Inbound messages stored but not yet processed',
-    sql`select null as label, count(*) as n from inbound_messages where status = 'received'`,
-  );
-  countGauge(
-    'replyline_inbound_held',
-    'Held inbound messages by reason',
-    sql`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`,
-    'reason',
-  );
-  countGauge(
-    'replyline_outbound_queued',
-    'Outbox rows waiting to be sent',
-    sql`select null as label, count(*) as n from outbound_mails where status = 'queued'`,
-  );
+  countGauge('replyline_inbound_pending', 'Inbound messages stored but not yet processed', countPendingInbound);
+  countGauge('replyline_inbound_held', 'Held inbound messages by reason', countHeldInboundByReason, 'reason');
+  countGauge('replyline_outbound_queued', 'Outbox rows waiting to be sent', countQueuedOutbound);
   countGauge(
     'replyline_csat_ratings',
     'Satisfaction ratings of tickets, by rating (good, bad): the latest rating of each rated ticket',
-    sql`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`,
+    countCsatRatings,
     'rating',
   );
-  countGauge(
-    'replyline_outbound_failed',
-    'Outbox rows that failed permanently, by mail kind',
-    sql`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`,
-    'kind',
-  );
+  countGauge('replyline_outbound_failed', 'Outbox rows that failed permanently, by mail kind', countFailedOutboundByKind, 'kind');
 
   return { registry, smtpConnections, smtpReplies, smtpAcceptedBytes, jobDuration, outboundFailures, inboundProcessed };
 }

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db, UserRow } from '../db/database.js';
+import { lockPasswordHash, markUserVerified, setUserPassword } from '../db/queries/users.js';
 import { insertOutboundMail, type OutboxInsert } from '../mail/outbox.js';
 import { enqueueAfterCommit } from '../jobs/after-commit.js';
 import { hashPassword } from './password.js';
@@ -66,12 +66,7 @@ export async function signInWithToken(ctx: AppContext, token: string): Promise<{
   return ctx.db.transaction().execute(async (trx) => {
     const used = await consumeAuthToken(trx, token, SIGN_IN_PURPOSES);
     if (!used) return null;
-    const user = await trx
-      .updateTable('users')
-      .set({ verified_at: sql`coalesce(verified_at, now())` as never })
-      .where('id', '=', used.userId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const user = await markUserVerified(trx, used.userId);
     return { user, returnTo: used.returnTo };
   });
 }
@@ -95,16 +90,11 @@ export async function setPasswordWithToken(
   const result = await ctx.db.transaction().execute(async (trx) => {
     const used = await consumeAuthToken(trx, token);
     if (!used) return null;
-    const before = await trx
-      .selectFrom('users')
-      .select('password_hash')
-      .where('id', '=', used.userId)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-    const user = await storePasswordHash(trx, used.userId, passwordHash);
+    const previousHash = await lockPasswordHash(trx, used.userId);
+    const user = await setUserPassword(trx, used.userId, passwordHash);
     await invalidateUserTokens(trx, user.id);
     await revokeUserSessions(trx, user.id);
-    const outboxIds = before.password_hash === null ? [] : [await queuePasswordChanged(trx, ctx, user)];
+    const outboxIds = previousHash === null ? [] : [await queuePasswordChanged(trx, ctx, user)];
     return { user, outboxIds, returnTo: used.returnTo };
   });
   if (!result) return null;
@@ -127,25 +117,12 @@ export async function changePassword(
 ): Promise<void> {
   const passwordHash = await hashPassword(password);
   const outboxIds = await ctx.db.transaction().execute(async (trx) => {
-    const user = await storePasswordHash(trx, userId, passwordHash);
+    const user = await setUserPassword(trx, userId, passwordHash);
     await invalidateUserTokens(trx, user.id);
     await revokeOtherSessions(trx, user.id, keepSession);
     return opts.notify ? [await queuePasswordChanged(trx, ctx, user)] : [];
   });
   await enqueueAfterCommit(ctx, outboxIds);
-}
-
-function storePasswordHash(trx: Db, userId: number, passwordHash: string): Promise<UserRow> {
-  return trx
-    .updateTable('users')
-    .set({
-      password_hash: passwordHash,
-      verified_at: sql`coalesce(verified_at, now())` as never,
-      updated_at: sql`now()` as never,
-    })
-    .where('id', '=', userId)
-    .returningAll()
-    .executeTakeFirstOrThrow();
 }
 
 async function queuePasswordChanged(trx: Db, ctx: AppContext, user: UserRow): Promise<number> {

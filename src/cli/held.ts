@@ -1,4 +1,12 @@
 import { closeContext, createContext, loadInstallation } from '../context.js';
+import {
+  deleteHeldInbound,
+  findInboundMessage,
+  getInboundOutcome,
+  listHeldInbound,
+  resetHeldForRelease,
+} from '../db/queries/inbound-messages.js';
+import { clearBounceReference } from '../db/queries/outbound-mails.js';
 import { AppError } from '../errors.js';
 import { HELD_REASONS, isHeldReason } from '../jobs/inbound/held.js';
 import { processInboundMessage } from '../jobs/inbound/batch.js';
@@ -19,7 +27,7 @@ function oneId(args: string[], usage: string): number {
 }
 
 async function loadHeld(env: CliEnv, id: number) {
-  const row = await env.db.selectFrom('inbound_messages').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await findInboundMessage(env.db, id);
   if (!row) throw new AppError('NOT_FOUND', `no inbound message ${id}`);
   if (row.status !== 'held') throw new AppError('VALIDATION', `inbound message ${id} is ${row.status}, not held`);
   return row;
@@ -37,15 +45,7 @@ async function list(env: CliEnv, args: string[]): Promise<void> {
     throw new CliUsageError(`unknown reason "${values.reason}"; one of: ${Object.keys(HELD_REASONS).join(', ')}`);
   }
   const limit = Math.min(positiveInt(values.limit, '--limit', usage) ?? 100, 10_000);
-  let q = env.db
-    .selectFrom('inbound_messages')
-    .select(['id', 'received_at', 'reason', 'from_address', 'mail_from', 'subject', 'error', 'size'])
-    .where('status', '=', 'held')
-    .orderBy('received_at', 'desc')
-    .orderBy('id', 'desc')
-    .limit(limit);
-  if (values.reason) q = q.where('reason', '=', values.reason);
-  const rows = await q.execute();
+  const rows = await listHeldInbound(env.db, { reason: values.reason, limit });
   if (rows.length === 0) {
     env.io.out('no held messages');
     return;
@@ -92,24 +92,15 @@ async function release(env: CliEnv, args: string[]): Promise<void> {
   const r = await loadHeld(env, id);
   const overrides = [...new Set([...r.release_overrides, r.reason ?? ''])].filter(Boolean);
   // Back to `received` with the waiver recorded; the pipeline's own row lock and status check make this safe against a running worker.
-  const updated = await env.db
-    .updateTable('inbound_messages')
-    .set({ status: 'received', reason: null, error: null, ticket_id: null, processed_at: null, attempts: 0, release_overrides: overrides })
-    .where('id', '=', id)
-    .where('status', '=', 'held')
-    .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) !== 1) throw new AppError('VALIDATION', `inbound message ${id} changed while releasing; try again`);
+  if (!(await resetHeldForRelease(env.db, id, overrides)))
+    throw new AppError('VALIDATION', `inbound message ${id} changed while releasing; try again`);
   const ctx = createContext(env.config, createLogger('warn'));
   try {
     await loadInstallation(ctx);
     let result = await processInboundMessage(ctx, id);
     if (result.status === 'skipped') {
       // A running worker took the row first (parsing happens before the row lock): report what it decided.
-      const row = await env.db
-        .selectFrom('inbound_messages')
-        .select(['status', 'reason', 'ticket_id'])
-        .where('id', '=', id)
-        .executeTakeFirstOrThrow();
+      const row = await getInboundOutcome(env.db, id);
       if (row.status !== 'received')
         result = { inboundId: id, status: row.status === 'held' ? 'held' : 'processed', reason: row.reason, ticketId: row.ticket_id };
     }
@@ -129,8 +120,8 @@ async function remove(env: CliEnv, args: string[]): Promise<void> {
   const id = oneId(args, 'held delete <id>');
   await loadHeld(env, id);
   await env.db.transaction().execute(async (trx) => {
-    await trx.updateTable('outbound_mails').set({ bounce_inbound_id: null }).where('bounce_inbound_id', '=', id).execute();
-    await trx.deleteFrom('inbound_messages').where('id', '=', id).where('status', '=', 'held').execute();
+    await clearBounceReference(trx, id);
+    await deleteHeldInbound(trx, id);
   });
   env.io.out(`deleted held message ${id}`);
 }

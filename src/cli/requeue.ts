@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
-import { sql } from 'kysely';
+import { requeueFailedInbound } from '../db/queries/inbound-messages.js';
+import { requeueFailedOutbound } from '../db/queries/outbound-mails.js';
 import { createProducerRedis, waitForReady } from '../redis.js';
 import { parseCliArgs, positiveInt } from './args.js';
 import type { CliCommand } from './types.js';
@@ -22,19 +23,10 @@ export const requeueCommands: CliCommand[] = [
       const all = outboundId === null && inboundId === null;
 
       if (all || outboundId !== null) {
-        let q = env.db
-          .updateTable('outbound_mails')
-          .set({ status: 'queued', attempts: 0, last_error: sql`coalesce(last_error, '') || ' [requeued]'` as never })
-          .where('status', '=', 'failed');
-        if (outboundId !== null) q = q.where('id', '=', outboundId);
-        const res = await q.executeTakeFirst();
-        env.io.out(`outbound mails requeued: ${Number(res.numUpdatedRows)}`);
+        env.io.out(`outbound mails requeued: ${await requeueFailedOutbound(env.db, outboundId)}`);
       }
       if (all || inboundId !== null) {
-        let q = env.db.updateTable('inbound_messages').set({ status: 'received', attempts: 0 }).where('status', '=', 'failed');
-        if (inboundId !== null) q = q.where('id', '=', inboundId);
-        const res = await q.executeTakeFirst();
-        env.io.out(`inbound messages requeued: ${Number(res.numUpdatedRows)}`);
+        env.io.out(`inbound messages requeued: ${await requeueFailedInbound(env.db, inboundId)}`);
       }
       if (!all) return;
 

@@ -25,22 +25,6 @@ export type BreakerConfig = Pick<
 const TICKET_KINDS: OutboundKind[] = ['acknowledgement', 'staff_notification', 'ticket_update'];
 const CUSTOMER_KINDS: OutboundKind[] = ['acknowledgement', 'ticket_update'];
 
-/**
- * The per-recipient advisory locks of a delivery batch, taken in hash order
- * so that two batches sharing recipients wait for each other instead of
- * deadlocking. The breakers count mail already sent to a recipient, so
- * two workers must not both see "9 sent" and both send the 10th: the counts
- * are only exact while its lock is held. Taken by outbox id (the job only
- * knows ids) and returned as SQL text, so it shares one message with BEGIN.
- */
-export function lockRecipientsSql(outboundIds: number[]): string {
-  if (!outboundIds.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${outboundIds.join(',')}`);
-  return (
-    `SELECT pg_advisory_xact_lock(h) FROM ` +
-    `(SELECT DISTINCT hashtextextended('rl-out:' || recipient, 0) AS h FROM outbound_mails WHERE id IN (${outboundIds.join(', ')}) ORDER BY 1) AS r`
-  );
-}
-
 /** The reason this mail must not be sent, or null. Counts must be read with the recipient's lock held (lockRecipientsSql). */
 export function breakerReason(
   config: BreakerConfig,

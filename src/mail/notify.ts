@@ -1,7 +1,9 @@
-import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
-import type { UserRef } from '../db/queries/users.js';
+import { listNotifiedStaff } from '../db/queries/outbound-mails.js';
+import { listParticipantUsers } from '../db/queries/ticket-participants.js';
+import { getTicketPeople } from '../db/queries/tickets.js';
+import { getUser, listFollowingStaff, listStaffRefs, type UserRef } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail } from '../core/address.js';
 import { insertOutboundMails, type OutboxInsert } from './outbox.js';
 
@@ -97,63 +99,12 @@ export function ticketCreatedMails(
 
 /** Every staff account, for notifications on tickets without an assignee. */
 export function listStaffRecipients(db: Db): Promise<Recipient[]> {
-  return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('role', '=', 'staff').orderBy('id').execute();
-}
-
-/** The assignee and the staff who are participants of the ticket or wrote on it. */
-export function listFollowingStaff(db: Db, ticketId: number, assigneeId: number): Promise<Recipient[]> {
-  return db
-    .selectFrom('users')
-    .select(['id', 'email', 'role', 'locale'])
-    .where('role', '=', 'staff')
-    .where((eb) =>
-      eb.or([
-        eb('id', '=', assigneeId),
-        eb('id', 'in', eb.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticketId)),
-        eb('id', 'in', eb.selectFrom('messages').select('author_id').where('ticket_id', '=', ticketId)),
-      ]),
-    )
-    .orderBy('id')
-    .execute();
-}
-
-/**
- * The staff notified about the newest customer message before `beforeMessageId`
- * (a new ticket or a customer reply): the agents who may be answering it right now.
- */
-export function listNotifiedStaff(db: Db, ticketId: number, beforeMessageId: number): Promise<Recipient[]> {
-  return db
-    .selectFrom('outbound_mails as o')
-    .innerJoin('users as u', 'u.id', 'o.user_id')
-    .select(['u.id', 'u.email', 'u.role', 'u.locale'])
-    .distinct()
-    .where('o.ticket_id', '=', ticketId)
-    .where('o.kind', '=', 'staff_notification')
-    .where('u.role', '=', 'staff')
-    .where(sql<string>`o.payload ->> 'event'`, 'in', ['ticket_created', 'customer_reply'])
-    .where('o.ticket_message_id', '=', (eb) =>
-      eb
-        .selectFrom('messages as m')
-        .innerJoin('users as a', 'a.id', 'm.author_id')
-        .select('m.id')
-        .where('m.ticket_id', '=', ticketId)
-        .where('m.visibility', '=', 'public')
-        .where('a.role', '!=', 'staff')
-        .where('m.id', '<', beforeMessageId)
-        .orderBy('m.id', 'desc')
-        .limit(1),
-    )
-    .orderBy('u.id')
-    .execute();
+  return listStaffRefs(db);
 }
 
 export async function queueTicketMails(db: Db, config: NotifyConfig, event: TicketEvent): Promise<number[]> {
-  const ticket = await db
-    .selectFrom('tickets')
-    .select(['id', 'requester_id', 'assignee_id'])
-    .where('id', '=', event.ticketId)
-    .executeTakeFirstOrThrow();
-  const author = await db.selectFrom('users').selectAll().where('id', '=', event.authorId).executeTakeFirstOrThrow();
+  const ticket = await getTicketPeople(db, event.ticketId);
+  const author = await getUser(db, event.authorId);
 
   // Assigned: the assignee, plus staff who follow the ticket (CC'd, or wrote on it); unassigned: every agent.
   const staffTargets = async (): Promise<Recipient[]> => {
@@ -164,14 +115,7 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
     return listStaffRecipients(db);
   };
 
-  const participants = () =>
-    db
-      .selectFrom('ticket_participants as p')
-      .innerJoin('users as u', 'u.id', 'p.user_id')
-      .selectAll('u')
-      .where('p.ticket_id', '=', ticket.id)
-      .orderBy('u.id')
-      .execute();
+  const participants = () => listParticipantUsers(db, ticket.id);
 
   if (event.type === 'ticket_created') {
     const ccs = event.informCcs ? (await participants()).filter((p) => p.id !== ticket.requester_id) : [];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { Db, Locale, OutboundKind, OutboundMailRow } from '../db/database.js';
+import { insertOutboundMailRow, insertOutboundMailRows, type NewOutboundMail } from '../db/queries/outbound-mails.js';
 import { makeMessageId } from './tokens.js';
 
 /**
@@ -88,7 +89,7 @@ export interface OutboxInsert<K extends OutboundKind> {
   payload: OutboxPayload<K>;
 }
 
-function outboxValues<K extends OutboundKind>(config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>, mail: OutboxInsert<K>) {
+function outboxValues<K extends OutboundKind>(config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>, mail: OutboxInsert<K>): NewOutboundMail {
   const payload = PAYLOAD_SCHEMAS[mail.kind].parse(mail.payload);
   return {
     kind: mail.kind,
@@ -107,7 +108,7 @@ export async function insertOutboundMail<K extends OutboundKind>(
   config: Pick<Config, 'SECRET_KEY' | 'MAIL_DOMAIN'>,
   mail: OutboxInsert<K>,
 ): Promise<OutboundMailRow> {
-  return db.insertInto('outbound_mails').values(outboxValues(config, mail)).returningAll().executeTakeFirstOrThrow();
+  return insertOutboundMailRow(db, outboxValues(config, mail));
 }
 
 /**
@@ -121,32 +122,12 @@ export async function insertOutboundMails(
   opts: { skipDuplicates?: boolean } = {},
 ): Promise<number[]> {
   if (mails.length === 0) return [];
-  let insert = db.insertInto('outbound_mails').values(mails.map((m) => outboxValues(config, m)));
-  if (opts.skipDuplicates) insert = insert.onConflict((oc) => oc.doNothing());
-  const rows = await insert.returning('id').execute();
-  return rows.map((r) => r.id);
+  return insertOutboundMailRows(
+    db,
+    mails.map((m) => outboxValues(config, m)),
+    opts,
+  );
 }
 
-export async function findQueuedOutboundIds(db: Db, olderThan: Date, limit: number): Promise<number[]> {
-  const rows = await db
-    .selectFrom('outbound_mails')
-    .select('id')
-    .where('status', '=', 'queued')
-    .where('created_at', '<', olderThan)
-    .orderBy('created_at')
-    .limit(limit)
-    .execute();
-  return rows.map((r) => r.id);
-}
-
-/** How many mails of a kind went (or are going) to one address since a moment: per-address rate limits of notices. */
-export async function countRecentOutbound(db: Db, kind: OutboundKind, recipient: string, since: Date): Promise<number> {
-  const row = await db
-    .selectFrom('outbound_mails')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('recipient', '=', recipient)
-    .where('created_at', '>=', since)
-    .where('kind', '=', kind)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
-}
+// The sweeper (src/jobs/worker.ts) and the staff notices find these here, with the rest of the outbox.
+export { countRecentOutbound, findQueuedOutboundIds } from '../db/queries/outbound-mails.js';

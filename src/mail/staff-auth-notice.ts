@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Db, Locale } from '../db/database.js';
+import { lockStaffNoticeRecipient } from '../db/queries/outbound-mails.js';
+import { findUserRoleAndLocale } from '../db/queries/users.js';
 import { countRecentOutbound, insertOutboundMail, PAYLOAD_SCHEMAS } from './outbox.js';
 import { domainOf } from '../core/address.js';
 import type { StaffAuthResult } from './sender-auth.js';
@@ -31,10 +32,10 @@ export async function noticeStaffAuthFailure(ctx: Pick<AppContext, 'config' | 'l
     'staff mail held (auth_failed): sender authentication failed; see README "Staff identity"',
   );
   // Serialise notices per address for the rest of the transaction, so two batches cannot both see "none sent".
-  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`rl-staff-notice:${staff.email}`}, 0))`.execute(trx);
+  await lockStaffNoticeRecipient(trx, staff.email);
   const since = new Date(Date.now() - NOTICE_INTERVAL_MS);
   if ((await countRecentOutbound(trx, 'staff_auth_notice', staff.email, since)) > 0) return [];
-  const user = await trx.selectFrom('users').select(['locale', 'role']).where('id', '=', staff.id).executeTakeFirst();
+  const user = await findUserRoleAndLocale(trx, staff.id);
   if (user?.role !== 'staff') return [];
   const row = await insertOutboundMail(trx, ctx.config, {
     kind: 'staff_auth_notice',

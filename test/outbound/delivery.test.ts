@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTicket } from '../../src/db/queries/tickets.js';
 import { ensureUser } from '../../src/db/queries/users.js';
 import { RetryLaterError } from '../../src/jobs/define-job.js';
-import { deliverOutboundMail } from '../../src/jobs/outbound/deliver.js';
+import { deliverOutboundMail } from '../../src/jobs/outbound/deliver-batch.js';
 import { enqueueOutbound } from '../../src/jobs/send-mail.js';
 import { insertOutboundMail } from '../../src/mail/outbox.js';
 import { startTestApp, type TestApp } from '../support/app.js';

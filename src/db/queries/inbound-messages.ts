@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../database.js';
+import type { Db, InboundMessageRow } from '../database.js';
 import type { UserRef } from './users.js';
 
 export interface InboundEnvelope {
@@ -54,6 +54,82 @@ export async function findStaleReceivedIds(db: Db, olderThan: Date, limit: numbe
     .limit(limit)
     .execute();
   return rows.map((r) => r.id);
+}
+
+export async function findInboundMessage(db: Db, id: number): Promise<InboundMessageRow | undefined> {
+  return db.selectFrom('inbound_messages').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** `held list`: newest first, optionally of one reason. */
+export async function listHeldInbound(db: Db, q: { reason?: string; limit: number }) {
+  let query = db
+    .selectFrom('inbound_messages')
+    .select(['id', 'received_at', 'reason', 'from_address', 'mail_from', 'subject', 'error', 'size'])
+    .where('status', '=', 'held')
+    .orderBy('received_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(q.limit);
+  if (q.reason) query = query.where('reason', '=', q.reason);
+  return query.execute();
+}
+
+/**
+ * `held release`: back to `received` with the waivers recorded. False when the row
+ * is no longer held (a concurrent release or delete); the pipeline's own row lock
+ * and status check make this safe against a running worker.
+ */
+export async function resetHeldForRelease(db: Db, id: number, releaseOverrides: string[]): Promise<boolean> {
+  const updated = await db
+    .updateTable('inbound_messages')
+    .set({
+      status: 'received',
+      reason: null,
+      error: null,
+      ticket_id: null,
+      processed_at: null,
+      attempts: 0,
+      release_overrides: releaseOverrides,
+    })
+    .where('id', '=', id)
+    .where('status', '=', 'held')
+    .executeTakeFirst();
+  return Number(updated.numUpdatedRows) === 1;
+}
+
+/** What processing decided for a message (throws when it is gone). */
+export async function getInboundOutcome(db: Db, id: number): Promise<Pick<InboundMessageRow, 'status' | 'reason' | 'ticket_id'>> {
+  return db.selectFrom('inbound_messages').select(['status', 'reason', 'ticket_id']).where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+/** `held delete`: only while still held (call clearBounceReference first, in the same transaction). */
+export async function deleteHeldInbound(db: Db, id: number): Promise<void> {
+  await db.deleteFrom('inbound_messages').where('id', '=', id).where('status', '=', 'held').execute();
+}
+
+/** `requeue`: failed messages (one, or all) back to received with their attempts reset; returns how many. */
+export async function requeueFailedInbound(db: Db, id: number | null): Promise<number> {
+  let q = db.updateTable('inbound_messages').set({ status: 'received', attempts: 0 }).where('status', '=', 'failed');
+  if (id !== null) q = q.where('id', '=', id);
+  const res = await q.executeTakeFirst();
+  return Number(res.numUpdatedRows);
+}
+
+/** /metrics: messages stored but not yet processed. */
+export async function countPendingInbound(db: Db): Promise<Array<{ label: string | null; n: number }>> {
+  const { rows } = await sql<{
+    label: string | null;
+    n: number;
+  }>`select null as label, count(*) as n from inbound_messages where status = 'received'`.execute(db);
+  return rows;
+}
+
+/** /metrics: held messages by reason. */
+export async function countHeldInboundByReason(db: Db): Promise<Array<{ label: string | null; n: number }>> {
+  const { rows } = await sql<{
+    label: string | null;
+    n: number;
+  }>`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`.execute(db);
+  return rows;
 }
 
 /**

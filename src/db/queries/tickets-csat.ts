@@ -20,6 +20,17 @@ export async function lockDueSurveys(db: Db, q: { before: Date; limit: number })
   return rows.map((r) => ({ id: r.id, requesterId: r.requester_id }));
 }
 
+/** /metrics: the latest rating of each rated ticket, counted by rating (both ratings always present). */
+export async function countCsatRatings(db: Db): Promise<Array<{ label: string | null; n: number }>> {
+  const { rows } = await sql<{
+    label: string | null;
+    n: number;
+  }>`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`.execute(
+    db,
+  );
+  return rows;
+}
+
 export async function markSurveysSent(db: Db, ticketIds: number[], at: Date): Promise<void> {
   if (ticketIds.length === 0) return;
   await db.updateTable('tickets').set({ csat_sent_at: at }).where('id', 'in', ticketIds).execute();

@@ -40,6 +40,11 @@ export async function lockTicket(db: Db, id: number): Promise<TicketRow | undefi
   return db.selectFrom('tickets').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
 }
 
+/** Who a ticket's mail is about: its requester and assignee (throws when the ticket is gone). */
+export async function getTicketPeople(db: Db, id: number): Promise<Pick<TicketRow, 'id' | 'requester_id' | 'assignee_id'>> {
+  return db.selectFrom('tickets').select(['id', 'requester_id', 'assignee_id']).where('id', '=', id).executeTakeFirstOrThrow();
+}
+
 /** Adds a participant; an existing requester is never demoted to cc. Returns true when newly added. */
 export async function addParticipant(db: Db, ticketId: number, userId: number, role: ParticipantRole): Promise<boolean> {
   const res = await db

@@ -15,10 +15,42 @@ export async function findUserById(db: Db, id: number): Promise<UserRow | undefi
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** findUserById for a user that must exist (throws otherwise). */
+export async function getUser(db: Db, id: number): Promise<UserRow> {
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+}
+
 /** Several users as mail recipients, by id (missing ids are simply absent). */
 export async function findUserRefs(db: Db, ids: number[]): Promise<UserRef[]> {
   if (ids.length === 0) return [];
   return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('id', 'in', ids).execute();
+}
+
+/** Every staff account, for notifications on tickets without an assignee. */
+export function listStaffRefs(db: Db): Promise<UserRef[]> {
+  return db.selectFrom('users').select(['id', 'email', 'role', 'locale']).where('role', '=', 'staff').orderBy('id').execute();
+}
+
+/** The assignee and the staff who are participants of the ticket or wrote on it. */
+export function listFollowingStaff(db: Db, ticketId: number, assigneeId: number): Promise<UserRef[]> {
+  return db
+    .selectFrom('users')
+    .select(['id', 'email', 'role', 'locale'])
+    .where('role', '=', 'staff')
+    .where((eb) =>
+      eb.or([
+        eb('id', '=', assigneeId),
+        eb('id', 'in', eb.selectFrom('ticket_participants').select('user_id').where('ticket_id', '=', ticketId)),
+        eb('id', 'in', eb.selectFrom('messages').select('author_id').where('ticket_id', '=', ticketId)),
+      ]),
+    )
+    .orderBy('id')
+    .execute();
+}
+
+/** A user's role and language, when only those decide whether and how to mail them. */
+export async function findUserRoleAndLocale(db: Db, id: number): Promise<Pick<UserRow, 'role' | 'locale'> | undefined> {
+  return db.selectFrom('users').select(['locale', 'role']).where('id', '=', id).executeTakeFirst();
 }
 
 export interface NewUser {
@@ -107,6 +139,41 @@ export async function setUserRole(db: Db, id: number, role: UserRole): Promise<v
     .set({ role, updated_at: sql`now()` })
     .where('id', '=', id)
     .execute();
+}
+
+/** A mailed link reached the address: it is verified (the first time only; the moment is kept). */
+export async function markUserVerified(db: Db, id: number): Promise<UserRow> {
+  return db
+    .updateTable('users')
+    .set({ verified_at: sql`coalesce(verified_at, now())` as never })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** The current password hash (null: none yet), the row locked for the rest of the transaction. */
+export async function lockPasswordHash(db: Db, id: number): Promise<string | null> {
+  const row = await db.selectFrom('users').select('password_hash').where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+  return row.password_hash;
+}
+
+/** A new password from a link or /profile: it also proves the address, so the user is verified. */
+export async function setUserPassword(db: Db, id: number, passwordHash: string): Promise<UserRow> {
+  return db
+    .updateTable('users')
+    .set({
+      password_hash: passwordHash,
+      verified_at: sql`coalesce(verified_at, now())` as never,
+      updated_at: sql`now()` as never,
+    })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** The same password under current argon2 parameters (at sign-in): nothing else about the user changes. */
+export async function replacePasswordHash(db: Db, id: number, passwordHash: string): Promise<void> {
+  await db.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', id).execute();
 }
 
 /** Which of these addresses have no account (closed registration holds mail that would create them). */

@@ -24,10 +24,12 @@ import { decideAndApply, type Outcome } from './route-batch.js';
  */
 
 /**
- * Jobs the worker runs at once: while one job's messages are in the parse
- * pool, another's transaction writes.
+ * Jobs the worker runs at once: while some jobs' messages are in the parse
+ * pool, another's transaction writes. Under a trickle each accept commit,
+ * and so each job, holds one message, so a few must run side by side; each
+ * holds at most one pooled database connection.
  */
-export const INBOUND_JOBS_IN_FLIGHT = 2;
+export const INBOUND_JOBS_IN_FLIGHT = 4;
 
 /** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
 export const MAX_PROCESSING_ATTEMPTS = 5;

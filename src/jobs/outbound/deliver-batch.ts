@@ -1,9 +1,11 @@
 import type { AppContext } from '../../context.js';
-import { lockRecipientsSql } from '../../mail/breakers.js';
+import { pipelinedTransaction } from '../../db/pipelined-transaction.js';
+import { lockRecipientsSql, markSentSql } from '../../db/queries/outbound-mails.js';
 import type { ComposedMail } from '../../mail/compose.js';
 import { loadMailContexts, type LoadedMail } from '../../mail/mail-context.js';
 import { sendWithFiles } from './files.js';
-import { markSentSql, notLoaded, prepare, recordSendFailure, transact, type DeliveryOutcome } from './deliver.js';
+import { UnrecoverableError } from 'bullmq';
+import { notLoaded, prepare, recordSendFailure, settleOutcome, type DeliveryOutcome } from './deliver.js';
 
 /**
  * The send-mail job's unit of work: the outbox rows of one job share one
@@ -34,7 +36,9 @@ interface BatchResult {
 }
 
 async function attemptBatch(ctx: AppContext, ids: number[], sending: { started: boolean }): Promise<BatchResult> {
-  return transact(ctx, lockRecipientsSql(ids), async (conn) => {
+  // The relay already has each mail when we commit: a `sent` mark lost to a crash means one duplicate
+  // (at-least-once), never a lost mail, so the commit need not wait for its WAL flush.
+  return pipelinedTransaction(ctx.db, { first: lockRecipientsSql(ids), durable: false }, async (conn) => {
     const outcomes = new Map<number, DeliveryOutcome>();
     const deferred: number[] = [];
     const loaded = await loadMailContexts(conn, ctx.config, ids, { lock: true });
@@ -103,4 +107,11 @@ export async function deliverOutbound(ctx: AppContext, ids: number[]): Promise<M
   for (const [id, outcome] of batch.outcomes) outcomes.set(id, outcome);
   for (const id of batch.deferred) await deliverAlone(ctx, id, outcomes);
   return outcomes;
+}
+
+/** One row, as tests and tools deliver it: a batch of one; throws what its job would. */
+export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
+  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
+  const outcomes = await deliverOutbound(ctx, [outboundId]);
+  settleOutcome(ctx, outboundId, outcomes.get(outboundId)!);
 }

@@ -1,13 +1,12 @@
 import { UnrecoverableError } from 'bullmq';
-import { sql } from 'kysely';
 import type { AppContext } from '../../context.js';
-import type { Db, OutboundMailRow } from '../../db/database.js';
+import type { Db } from '../../db/database.js';
+import { findOutboundStatus, recordOutboundAttempt, settleOutboundRow } from '../../db/queries/outbound-mails.js';
 import { isAppError } from '../../errors.js';
 import { RetryLaterError } from '../define-job.js';
 import { breakerReason } from '../../mail/breakers.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
 import type { LoadedMail } from '../../mail/mail-context.js';
-import { deliverOutbound } from './deliver-batch.js';
 
 /**
  * Sends one outbox row. The row is the source of truth, the job only a
@@ -59,22 +58,11 @@ export function describeSendError(err: unknown): { permanent: boolean; text: str
   return { permanent: code !== undefined && code >= 500 && code < 600, text: text.slice(0, 1000) };
 }
 
-/** Records a failed attempt; returns the row's attempt count. */
-async function recordAttempt(trx: Db, id: number, set: { status: OutboundMailRow['status']; last_error: string }): Promise<number> {
-  const row = await trx
-    .updateTable('outbound_mails')
-    .set({ status: set.status, last_error: set.last_error, attempts: sql`attempts + 1` })
-    .where('id', '=', id)
-    .returning('attempts')
-    .executeTakeFirstOrThrow();
-  return row.attempts;
-}
-
 /** A row the locked context query did not return: another worker holds it, or it is gone. */
 export async function notLoaded(conn: Db, outboundId: number): Promise<DeliveryOutcome> {
-  const other = await conn.selectFrom('outbound_mails').select('status').where('id', '=', outboundId).executeTakeFirst();
-  if (other?.status === 'queued') return { type: 'locked' };
-  return { type: 'skipped', status: other?.status ?? 'missing' };
+  const status = await findOutboundStatus(conn, outboundId);
+  if (status === 'queued') return { type: 'locked' };
+  return { type: 'skipped', status: status ?? 'missing' };
 }
 
 /** Breakers and rendering for a locked row: either its outcome already, or the mail to send. */
@@ -86,7 +74,7 @@ export async function prepare(
   if (row.status !== 'queued') return { outcome: { type: 'skipped', status: row.status } };
   const reason = breakerReason(config, row, context.counts);
   if (reason) {
-    await conn.updateTable('outbound_mails').set({ status: 'suppressed', last_error: reason }).where('id', '=', row.id).execute();
+    await settleOutboundRow(conn, row.id, 'suppressed', reason);
     return { outcome: { type: 'suppressed', reason } };
   }
   try {
@@ -94,7 +82,7 @@ export async function prepare(
   } catch (err) {
     if (!isAppError(err)) throw err;
     const error = `${err.code}: ${err.message}`;
-    await recordAttempt(conn, row.id, { status: 'failed', last_error: error });
+    await recordOutboundAttempt(conn, row.id, { status: 'failed', last_error: error });
     return { outcome: { type: 'permanent', error } };
   }
 }
@@ -103,54 +91,16 @@ export async function prepare(
 export async function recordSendFailure(conn: Db, outboundId: number, err: unknown): Promise<DeliveryOutcome> {
   const { permanent, text } = describeSendError(err);
   if (permanent) {
-    await recordAttempt(conn, outboundId, { status: 'failed', last_error: text });
+    await recordOutboundAttempt(conn, outboundId, { status: 'failed', last_error: text });
     return { type: 'permanent', error: text };
   }
-  const attempts = await recordAttempt(conn, outboundId, { status: 'queued', last_error: text });
+  const attempts = await recordOutboundAttempt(conn, outboundId, { status: 'queued', last_error: text });
   if (attempts >= OUTBOUND_MAX_ATTEMPTS) {
     const error = `gave up after ${attempts} attempts: ${text}`;
-    await conn.updateTable('outbound_mails').set({ status: 'failed', last_error: error }).where('id', '=', outboundId).execute();
+    await settleOutboundRow(conn, outboundId, 'failed', error);
     return { type: 'permanent', error };
   }
   return { type: 'temporary', error: text, attempts };
-}
-
-/** The statement that marks rows sent; it travels in one message with the COMMIT. */
-export function markSentSql(ids: number[]): string {
-  if (ids.length === 0) return '';
-  if (!ids.every(Number.isSafeInteger)) throw new Error(`invalid outbound ids ${ids.join(',')}`);
-  // A set-password token (sealed, or the raw link of rows from before 0007) is not needed once its mail is out.
-  return `UPDATE outbound_mails SET status = 'sent', last_error = NULL, attempts = attempts + 1, sent_at = now(), payload = payload - 'token' - 'url' WHERE id IN (${ids.join(', ')}); `;
-}
-
-/**
- * One transaction on one reserved connection. On a small machine each
- * statement's syscalls dominate, so `first` shares one simple-protocol
- * message with BEGIN and the body's `last` one with COMMIT: the happy path
- * is three round trips (BEGIN + recipient lock, the locked rows with their
- * context (prepared), the `sent` mark + COMMIT).
- */
-export async function transact<T>(ctx: AppContext, first: string, body: (conn: Db) => Promise<{ value: T; last: string }>): Promise<T> {
-  return ctx.db.connection().execute(async (conn) => {
-    let open = true;
-    try {
-      // The relay already has the mail when we commit: a `sent` mark lost to a
-      // crash means one duplicate (at-least-once), never a lost mail, so this
-      // transaction need not wait for its WAL flush.
-      await sql.raw(`BEGIN; SET LOCAL synchronous_commit = off; ${first}`).execute(conn);
-      const { value, last } = await body(conn);
-      await sql.raw(`${last}COMMIT`).execute(conn);
-      open = false;
-      return value;
-    } catch (err) {
-      if (open)
-        await sql
-          .raw('ROLLBACK')
-          .execute(conn)
-          .catch(() => {});
-      throw err;
-    }
-  });
 }
 
 /** Logs the outcome; throws what BullMQ must see (retry later, or a permanent failure). */
@@ -177,11 +127,4 @@ export function settleOutcome(ctx: AppContext, outboundId: number, outcome: Deli
       log.warn({ outboundId, error: outcome.error }, 'outbound mail failed permanently');
       throw new UnrecoverableError(`outbound mail ${outboundId} failed permanently: ${outcome.error}`);
   }
-}
-
-/** One row, as tests and tools deliver it: a batch of one; throws what its job would. */
-export async function deliverOutboundMail(ctx: AppContext, outboundId: number): Promise<void> {
-  if (!Number.isSafeInteger(outboundId) || outboundId <= 0) throw new UnrecoverableError(`invalid outbound id ${outboundId}`);
-  const outcomes = await deliverOutbound(ctx, [outboundId]);
-  settleOutcome(ctx, outboundId, outcomes.get(outboundId)!);
 }

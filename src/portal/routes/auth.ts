@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import { hashPassword, needsRehash, verifyPassword } from '../../auth/password.js';
 import { sendPasswordLink } from '../../auth/password-flows.js';
 import { createSession, destroySession } from '../../db/queries/sessions.js';
-import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
+import { ensureUser, findUserByEmail, replacePasswordHash } from '../../db/queries/users.js';
 import { isValidEmail, normalizeEmail } from '../../core/address.js';
 import {
   COOKIE,
@@ -92,11 +92,7 @@ export function registerAuthRoutes(app: Hono<PortalEnv>, deps: PortalDeps): void
     }
     await deps.limiters.resetAccount('login', email);
     if (user.password_hash && needsRehash(user.password_hash)) {
-      await ctx.db
-        .updateTable('users')
-        .set({ password_hash: await hashPassword(password) })
-        .where('id', '=', user.id)
-        .execute();
+      await replacePasswordHash(ctx.db, user.id, await hashPassword(password));
     }
     await startSession(c, deps, user.id);
     return redirectTo(c, deps, next);

@@ -1,11 +1,11 @@
-import { sql } from 'kysely';
 import type { Env, Hono } from 'hono';
 import type { AppContext } from '../../context.js';
+import { pingDatabase } from '../../db/queries/health.js';
 import { withTimeout } from '../../timeout.js';
 
 export async function checkHealth(ctx: AppContext): Promise<{ ok: boolean; postgres: string; redis: string }> {
   const [pg, redis] = await Promise.allSettled([
-    withTimeout(sql`select 1`.execute(ctx.db), 2_000, 'PostgreSQL check'),
+    withTimeout(pingDatabase(ctx.db), 2_000, 'PostgreSQL check'),
     withTimeout(ctx.redis.ping(), 2_000, 'Redis check'),
   ]);
   const describe = (r: PromiseSettledResult<unknown>) =>

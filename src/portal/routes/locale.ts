@@ -1,5 +1,5 @@
 import type { Hono } from 'hono';
-import { sql } from 'kysely';
+import { updateProfile } from '../../db/queries/users.js';
 import { COOKIE, field, redirectTo, safeReturnPath, writeCookie, type PortalDeps, type PortalEnv } from '../http.js';
 import { isLocale } from '../i18n.js';
 
@@ -16,11 +16,7 @@ export function registerLocaleRoutes(app: Hono<PortalEnv>, deps: PortalDeps): vo
     const user = c.get('user');
     // Signed in: the choice is the account's, so mail follows it too.
     if (user && user.locale !== locale) {
-      await deps.ctx.db
-        .updateTable('users')
-        .set({ locale, updated_at: sql`now()` as never })
-        .where('id', '=', user.id)
-        .execute();
+      await updateProfile(deps.ctx.db, user.id, { locale });
     }
     return redirectTo(c, deps, back);
   });

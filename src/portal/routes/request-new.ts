@@ -1,8 +1,7 @@
 import type { Hono } from 'hono';
-import { sql } from 'kysely';
 import { isSecretShaped, randomSecret, seal, sha256 } from '../../core/secrets.js';
 import { insertSubmission, submissionExists, takeSubmission } from '../../db/queries/portal-submissions.js';
-import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
+import { ensureUser, findUserByEmail, markUserVerified } from '../../db/queries/users.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../../core/address.js';
 import { insertOutboundMail } from '../../mail/outbox.js';
 import { enqueueAfterCommit } from '../../jobs/after-commit.js';
@@ -155,11 +154,7 @@ export function registerRequestNewRoutes(app: Hono<PortalEnv>, deps: PortalDeps)
       // An existing account keeps its name: a stranger must not relabel it (as in /signup).
       const { user } = await ensureUser(trx, { email: pending.email, name: pending.name, locale: pending.locale });
       // The link reached the address: it is verified, as by a set-password link.
-      await trx
-        .updateTable('users')
-        .set({ verified_at: sql`coalesce(verified_at, now())` as never })
-        .where('id', '=', user.id)
-        .execute();
+      await markUserVerified(trx, user.id);
       const ccEmails: string[] = [];
       for (const email of pending.ccs) {
         if (ccAddressRefusal(cfg, email) || ccAccountRefusal(cfg, await findUserByEmail(trx, email))) continue;
