@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
 import type { Db } from '../db/database.js';
-import { latestPublicMessageIds, lockDueTickets, markPendingReminded, setTicketsStatus, type DueTicket } from '../db/queries/tickets.js';
+import { latestPublicMessageIds } from '../db/queries/messages.js';
+import { lockDueTickets, markPendingReminded, setTicketsStatus, type DueTicket } from '../db/queries/tickets.js';
 import { lockDueSurveys, markSurveysSent } from '../db/queries/tickets-csat.js';
 import { findUserRefs } from '../db/queries/users.js';
 import { isOurAddress, isValidEmail } from '../core/address.js';

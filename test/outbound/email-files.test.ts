@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeCc } from '../../src/db/queries/tickets.js';
+import { removeCc } from '../../src/db/queries/ticket-participants.js';
 import { makeFileToken } from '../../src/mail/tokens.js';
 import { customerAddress, ofTicket, startEmailOnlyRig, type EmailOnlyRig } from './support/email-only.js';
 import { mid } from './support/flow.js';

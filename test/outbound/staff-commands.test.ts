@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findTicket, participantRole } from '../../src/db/queries/tickets.js';
+import { findTicket } from '../../src/db/queries/tickets.js';
+import { participantRole } from '../../src/db/queries/ticket-participants.js';
 import { findUserByEmail } from '../../src/db/queries/users.js';
 import { applyStaffCommands, parseStaffCommands } from '../../src/jobs/inbound/staff-commands.js';
 import { startTestApp, type TestApp } from '../support/app.js';

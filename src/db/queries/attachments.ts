@@ -64,3 +64,51 @@ export async function portalUploadBytesToday(db: Db, userId: number): Promise<nu
 export async function lockUploadQuota(trx: Db, userId: number): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`rl-upload:${userId}`}, 0))`.execute(trx);
 }
+
+export interface NewAttachment {
+  messageId: number;
+  filename: string;
+  contentType: string;
+  content: Buffer;
+  sha256: string;
+  contentId?: string | null;
+  inline?: boolean;
+}
+
+export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
+  const row = await db
+    .insertInto('attachments')
+    .values({
+      message_id: a.messageId,
+      filename: a.filename,
+      content_type: a.contentType,
+      size: a.content.length,
+      sha256: a.sha256,
+      content_id: a.contentId ?? null,
+      inline: a.inline ?? false,
+      content: a.content,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** Several attachments in one statement (the inbound batch's messages). */
+export async function addAttachments(db: Db, rows: NewAttachment[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db
+    .insertInto('attachments')
+    .values(
+      rows.map((a) => ({
+        message_id: a.messageId,
+        filename: a.filename,
+        content_type: a.contentType,
+        size: a.content.length,
+        sha256: a.sha256,
+        content_id: a.contentId ?? null,
+        inline: a.inline ?? false,
+        content: a.content,
+      })),
+    )
+    .execute();
+}

@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
+import { addParticipant } from './ticket-participants.js';
 import { normalizeMessageId } from '../../core/message-id.js';
-import type { CsatRating, Db, MessageRow, ParticipantRole, TicketPriority, TicketRow, TicketStatus, Visibility } from '../database.js';
+import type { CsatRating, Db, TicketPriority, TicketRow, TicketStatus } from '../database.js';
 
 /**
- * Ticket, participant and message writes shared by the inbound job, staff
- * commands and the portal. Every function takes `db` or a transaction first.
+ * Ticket rows: creation (one writer for email tickets, createEmailTickets),
+ * status, priority, assignee and the lifecycle's reads. Participants are in
+ * ticket-participants.ts, messages in messages.ts, files in attachments.ts.
  */
 
 export interface NewTicket {
@@ -43,47 +45,6 @@ export async function lockTicket(db: Db, id: number): Promise<TicketRow | undefi
 /** Who a ticket's mail is about: its requester and assignee (throws when the ticket is gone). */
 export async function getTicketPeople(db: Db, id: number): Promise<Pick<TicketRow, 'id' | 'requester_id' | 'assignee_id'>> {
   return db.selectFrom('tickets').select(['id', 'requester_id', 'assignee_id']).where('id', '=', id).executeTakeFirstOrThrow();
-}
-
-/** Adds a participant; an existing requester is never demoted to cc. Returns true when newly added. */
-export async function addParticipant(db: Db, ticketId: number, userId: number, role: ParticipantRole): Promise<boolean> {
-  const res = await db
-    .insertInto('ticket_participants')
-    .values({ ticket_id: ticketId, user_id: userId, role })
-    .onConflict((oc) => oc.columns(['ticket_id', 'user_id']).doNothing())
-    .executeTakeFirst();
-  return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
-}
-
-/** Removes a cc (never the requester). Returns true when a row was removed. */
-export async function removeCc(db: Db, ticketId: number, userId: number): Promise<boolean> {
-  const res = await db
-    .deleteFrom('ticket_participants')
-    .where('ticket_id', '=', ticketId)
-    .where('user_id', '=', userId)
-    .where('role', '=', 'cc')
-    .executeTakeFirst();
-  return Number(res.numDeletedRows) > 0;
-}
-
-export async function participantRole(db: Db, ticketId: number, userId: number): Promise<ParticipantRole | null> {
-  const row = await db
-    .selectFrom('ticket_participants')
-    .select('role')
-    .where('ticket_id', '=', ticketId)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
-  return row?.role ?? null;
-}
-
-export async function countCcs(db: Db, ticketId: number): Promise<number> {
-  const row = await db
-    .selectFrom('ticket_participants')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('ticket_id', '=', ticketId)
-    .where('role', '=', 'cc')
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
 }
 
 /** The one writer of a ticket's status: a change restarts the lifecycle clock and the pending reminder. */
@@ -216,110 +177,12 @@ export async function markPendingReminded(db: Db, ticketIds: number[], at: Date)
   await db.updateTable('tickets').set({ pending_reminded_at: at }).where('id', 'in', ticketIds).execute();
 }
 
-/** The latest public message of each ticket: lifecycle mails thread under it like any ticket update. */
-export async function latestPublicMessageIds(db: Db, ticketIds: number[]): Promise<Map<number, number>> {
-  if (ticketIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom('messages')
-    .select(['ticket_id', sql<string>`max(id)`.as('id')])
-    .where('ticket_id', 'in', ticketIds)
-    .where('visibility', '=', 'public')
-    .groupBy('ticket_id')
-    .execute();
-  return new Map(rows.map((r) => [r.ticket_id, Number(r.id)]));
-}
-
 /** Bumps updated_at so "newest activity first" lists see the change. */
 export async function touchTicket(db: Db, ticketId: number): Promise<void> {
   await db
     .updateTable('tickets')
     .set({ updated_at: sql`now()` as never })
     .where('id', '=', ticketId)
-    .execute();
-}
-
-/** Message-IDs are stored bare and lower-cased, so threading lookups hit the plain index. */
-export const storedMessageId = normalizeMessageId;
-
-export interface NewMessage {
-  ticketId: number;
-  authorId: number;
-  visibility: Visibility;
-  via: 'email' | 'portal' | 'system';
-  bodyText: string;
-  bodyHtml?: string | null;
-  originalText?: string | null;
-  originalHtml?: string | null;
-  messageId?: string | null;
-  inboundMessageId?: number | null;
-}
-
-export async function addMessage(db: Db, m: NewMessage): Promise<MessageRow> {
-  const row = await db
-    .insertInto('messages')
-    .values({
-      ticket_id: m.ticketId,
-      author_id: m.authorId,
-      visibility: m.visibility,
-      via: m.via,
-      body_text: m.bodyText,
-      body_html: m.bodyHtml ?? null,
-      original_text: m.originalText ?? null,
-      original_html: m.originalHtml ?? null,
-      message_id: m.messageId ? storedMessageId(m.messageId) : null,
-      inbound_message_id: m.inboundMessageId ?? null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  await touchTicket(db, m.ticketId);
-  return row;
-}
-
-export interface NewAttachment {
-  messageId: number;
-  filename: string;
-  contentType: string;
-  content: Buffer;
-  sha256: string;
-  contentId?: string | null;
-  inline?: boolean;
-}
-
-export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
-  const row = await db
-    .insertInto('attachments')
-    .values({
-      message_id: a.messageId,
-      filename: a.filename,
-      content_type: a.contentType,
-      size: a.content.length,
-      sha256: a.sha256,
-      content_id: a.contentId ?? null,
-      inline: a.inline ?? false,
-      content: a.content,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
-}
-
-/** Several attachments in one statement (the inbound batch's messages). */
-export async function addAttachments(db: Db, rows: NewAttachment[]): Promise<void> {
-  if (rows.length === 0) return;
-  await db
-    .insertInto('attachments')
-    .values(
-      rows.map((a) => ({
-        message_id: a.messageId,
-        filename: a.filename,
-        content_type: a.contentType,
-        size: a.content.length,
-        sha256: a.sha256,
-        content_id: a.contentId ?? null,
-        inline: a.inline ?? false,
-        content: a.content,
-      })),
-    )
     .execute();
 }
 
@@ -346,36 +209,6 @@ export async function lockTickets(db: Db, ids: number[]): Promise<Map<number, Ti
     .forUpdate()
     .execute();
   return new Map(rows.map((r) => [Number(r.id), r]));
-}
-
-export interface TicketParticipant {
-  ticketId: number;
-  userId: number;
-  role: ParticipantRole;
-  /** Lower-cased. */
-  email: string;
-}
-
-/** Every participant of these tickets, with their address. */
-export async function listTicketParticipants(db: Db, ticketIds: number[]): Promise<TicketParticipant[]> {
-  if (ticketIds.length === 0) return [];
-  const rows = await db
-    .selectFrom('ticket_participants as p')
-    .innerJoin('users as u', 'u.id', 'p.user_id')
-    .select(['p.ticket_id', 'p.user_id', 'p.role', sql<string>`lower(u.email)`.as('email')])
-    .where('p.ticket_id', '=', sql<number>`ANY(${[...new Set(ticketIds)]}::bigint[])`)
-    .execute();
-  return rows.map((r) => ({ ticketId: Number(r.ticket_id), userId: Number(r.user_id), role: r.role, email: r.email }));
-}
-
-/** Adds CCs to tickets in one statement; an existing participant (the requester above all) keeps its role. */
-export async function addCcParticipants(db: Db, ccs: Array<{ ticketId: number; userId: number }>): Promise<void> {
-  if (ccs.length === 0) return;
-  await sql`
-    INSERT INTO ticket_participants (ticket_id, user_id, role)
-    SELECT t, u, 'cc' FROM unnest(${ccs.map((c) => c.ticketId)}::bigint[], ${ccs.map((c) => c.userId)}::bigint[]) AS x(t, u)
-    ON CONFLICT (ticket_id, user_id) DO NOTHING
-  `.execute(db);
 }
 
 /** A ticket opened by an inbound mail, with its requester and first message (attachments are added by the caller). */
@@ -406,7 +239,7 @@ export async function createEmailTickets(db: Db, items: NewEmailTicket[]): Promi
       FROM unnest(${col((i) => i.inboundId)}::bigint[], ${col((i) => i.subject)}::text[], ${col((i) => i.requesterId)}::bigint[],
                   ${col((i) => i.followUpOf)}::bigint[], ${col((i) => i.bodyText)}::text[], ${col((i) => i.bodyHtml)}::text[],
                   ${col((i) => i.originalText)}::text[], ${col((i) => i.originalHtml)}::text[],
-                  ${col((i) => (i.messageId ? storedMessageId(i.messageId) : null))}::text[])
+                  ${col((i) => (i.messageId ? normalizeMessageId(i.messageId) : null))}::text[])
         WITH ORDINALITY AS i(inbound_id, subject, requester_id, follow_up_of, body_text, body_html, original_text, original_html, header_message_id, ord)
       ORDER BY ord
     ), t AS (
@@ -422,48 +255,5 @@ export async function createEmailTickets(db: Db, items: NewEmailTicket[]): Promi
     SELECT inbound_id::int, ticket_id::int, message_row_id::int AS message_id FROM input
   `.execute(db);
   for (const r of rows) out.set(Number(r.inbound_id), { ticketId: Number(r.ticket_id), messageId: Number(r.message_id) });
-  return out;
-}
-
-/** One message's Message-ID lookup: its In-Reply-To and References, and who sent it. */
-export interface MessageIdLookup {
-  key: number;
-  messageIds: string[];
-  senderId: number | null;
-  senderEmail: string;
-}
-
-/**
- * The ticket a stored RFC Message-ID belongs to (an inbound message's or one
- * of our outbound mails'), for many messages at once, and whether that id is
- * evidence *from this sender*: our mail was sent to the sender's address, or
- * the stored message is the sender's own or went to a ticket the sender takes
- * part in. Tied matches first, then the oldest: a later copy of an id
- * (planted by someone else) never wins over the original.
- */
-export async function findTicketsByMessageIds(
-  db: Db,
-  lookups: MessageIdLookup[],
-): Promise<Map<number, { ticketId: number; tied: boolean }>> {
-  const out = new Map<number, { ticketId: number; tied: boolean }>();
-  const pairs = lookups.flatMap((l) => [...new Set(l.messageIds.map(storedMessageId))].filter(Boolean).map((id) => ({ l, id })));
-  if (pairs.length === 0) return out;
-  const { rows } = await sql<{ k: number; ticket_id: number; tied: boolean }>`
-    WITH input AS (
-      SELECT * FROM unnest(${pairs.map((p) => p.l.key)}::bigint[], ${pairs.map((p) => p.id)}::text[],
-                           ${pairs.map((p) => p.l.senderId)}::bigint[], ${pairs.map((p) => p.l.senderEmail.toLowerCase())}::text[])
-        AS i(k, mid, sender_id, sender_email)
-    )
-    SELECT DISTINCT ON (k) k::int AS k, ticket_id::int AS ticket_id, tied FROM (
-      SELECT i.k, m.ticket_id, m.id AS ord, 0 AS src,
-             coalesce(m.author_id = i.sender_id OR EXISTS (
-               SELECT 1 FROM ticket_participants p WHERE p.ticket_id = m.ticket_id AND p.user_id = i.sender_id), false) AS tied
-        FROM input i JOIN messages m ON m.message_id = i.mid
-      UNION ALL
-      SELECT i.k, o.ticket_id, o.id, 1, lower(o.recipient) = i.sender_email
-        FROM input i JOIN outbound_mails o ON o.message_id = i.mid AND o.ticket_id IS NOT NULL
-    ) x ORDER BY k, tied DESC, src, ord
-  `.execute(db);
-  for (const r of rows) out.set(Number(r.k), { ticketId: Number(r.ticket_id), tied: r.tied });
   return out;
 }

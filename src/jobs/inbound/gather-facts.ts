@@ -1,7 +1,9 @@
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import { claimInboundFacts } from '../../db/queries/inbound-messages.js';
-import { existingTicketIds, findTicketsByMessageIds, listTicketParticipants, lockTickets } from '../../db/queries/tickets.js';
+import { existingTicketIds, lockTickets } from '../../db/queries/tickets.js';
+import { findTicketsByMessageIds } from '../../db/queries/messages.js';
+import { listTicketParticipants } from '../../db/queries/ticket-participants.js';
 import { emailsWithoutAccount } from '../../db/queries/users.js';
 import { normalizeMessageId } from '../../core/message-id.js';
 import type { AnalyzedMessage } from './analyze.js';

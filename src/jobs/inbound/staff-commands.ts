@@ -1,14 +1,7 @@
 import type { Config } from '../../config.js';
 import type { Db, TicketPriority } from '../../db/database.js';
-import {
-  addParticipant,
-  countCcs,
-  lockTicket,
-  removeCc,
-  setTicketAssignee,
-  setTicketPriority,
-  setTicketStatus,
-} from '../../db/queries/tickets.js';
+import { addParticipant, countCcs, removeCc } from '../../db/queries/ticket-participants.js';
+import { lockTicket, setTicketAssignee, setTicketPriority, setTicketStatus } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import { isOurAddress, isValidEmail, normalizeEmail } from '../../core/address.js';
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../../config.js';
 import type { Db, InboundMessageRow } from '../../db/database.js';
-import { addAttachments, addMessage, storedMessageId, type NewAttachment } from '../../db/queries/tickets.js';
+import { addAttachments, type NewAttachment } from '../../db/queries/attachments.js';
+import { addMessage, storedMessageId } from '../../db/queries/messages.js';
 import { isOurAddress } from '../../core/address.js';
 import type { AnalyzedMessage } from './analyze.js';
 

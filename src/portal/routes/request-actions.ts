@@ -1,15 +1,8 @@
 import type { Hono } from 'hono';
-import {
-  addAttachment,
-  addMessage,
-  addParticipant,
-  countCcs,
-  lockTicket,
-  participantRole,
-  removeCc,
-  reopenOnCustomerReply,
-  setTicketStatus,
-} from '../../db/queries/tickets.js';
+import { addAttachment } from '../../db/queries/attachments.js';
+import { addMessage } from '../../db/queries/messages.js';
+import { addParticipant, countCcs, participantRole, removeCc } from '../../db/queries/ticket-participants.js';
+import { lockTicket, reopenOnCustomerReply, setTicketStatus } from '../../db/queries/tickets.js';
 import { ensureUser, findUserByEmail } from '../../db/queries/users.js';
 import type { Db, TicketRow } from '../../db/database.js';
 import { AppError } from '../../errors.js';
