@@ -29,7 +29,7 @@ import { decideAndApply, type Outcome } from './route-batch.js';
  * and so each job, holds one message, so a few must run side by side; each
  * holds at most one pooled database connection.
  */
-export const INBOUND_JOBS_IN_FLIGHT = 4;
+export const INBOUND_JOBS_IN_FLIGHT = 2;
 
 /** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
 export const MAX_PROCESSING_ATTEMPTS = 5;
