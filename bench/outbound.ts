@@ -7,7 +7,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { enqueueOutbound } from '../src/jobs/send-mail.js';
-import { OUTBOUND_JOBS_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
+import { OUTBOUND_JOBS_IN_FLIGHT, OUTBOUND_ROWS_PER_CONNECTION } from '../src/jobs/outbound/deliver-batch.js';
 import { composeOutboundMail } from '../src/mail/compose.js';
 import { makeMessageId } from '../src/mail/tokens.js';
 import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
@@ -258,7 +258,7 @@ async function throughput(result: BenchResult): Promise<void> {
       { label: 'rows marked sent', value: `${Number(sent.n) - WARMUP} / ${N}`, target: 'all', pass: Number(sent.n) - WARMUP === N },
       {
         label: 'SMTP connections (both sides) / sends in flight: bare, replyline',
-        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_JOBS_IN_FLIGHT} jobs of ≤ ${CONCURRENCY}`,
+        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_JOBS_IN_FLIGHT} jobs of ≤ ${CONCURRENCY} rows, ≤ ${OUTBOUND_ROWS_PER_CONNECTION * CONCURRENCY} rows at once`,
       },
       { label: 'interleaved rounds', value: ROUNDS },
     );

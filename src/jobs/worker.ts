@@ -8,8 +8,9 @@ import { parsePayload, type QueueName } from './define-job.js';
 import { scheduleLifecycle } from './lifecycle.js';
 import { scheduleStaffDigest } from './staff-digest.js';
 import { enqueueInbound } from './enqueue-inbound.js';
-import { INBOUND_JOBS_IN_FLIGHT } from './inbound/batch.js';
-import { OUTBOUND_JOBS_IN_FLIGHT } from './outbound/deliver-batch.js';
+import { INBOUND_JOBS_IN_FLIGHT, INBOUND_ROWS_IN_FLIGHT } from './inbound/batch.js';
+import { RowBudget } from './row-budget.js';
+import { OUTBOUND_JOBS_IN_FLIGHT, OUTBOUND_ROWS_PER_CONNECTION } from './outbound/deliver-batch.js';
 import { jobsForQueue } from './registry.js';
 import { enqueueOutbound } from './send-mail.js';
 
@@ -20,7 +21,18 @@ export interface WorkerSet {
   close(): Promise<void>;
 }
 
-function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number): { worker: Worker; connection: Redis } {
+/** The rows a job carries ({ ids }); scheduled jobs count as one. */
+function rowsOf(data: unknown): number {
+  const ids = (data as { ids?: unknown } | null)?.ids;
+  return Array.isArray(ids) ? ids.length : 1;
+}
+
+function startQueueWorker(
+  ctx: AppContext,
+  queue: QueueName,
+  concurrency: number,
+  budget: RowBudget | null = null,
+): { worker: Worker; connection: Redis } {
   const defs = jobsForQueue(queue);
   const connection = createWorkerRedis(ctx.config.REDIS_URL);
   const worker = new Worker(
@@ -28,15 +40,18 @@ function startQueueWorker(ctx: AppContext, queue: QueueName, concurrency: number
     async (job) => {
       const def = defs.get(job.name);
       if (!def) throw new UnrecoverableError(`no handler for job ${job.name} on queue ${queue}`);
-      const end = ctx.metrics.jobDuration.startTimer({ queue, job: job.name });
-      try {
-        const result = await def.handler(ctx, parsePayload(def, job.data, true), job);
-        end({ outcome: 'ok' });
-        return result;
-      } catch (err) {
-        end({ outcome: err instanceof UnrecoverableError ? 'permanent_failure' : 'retry' });
-        throw err;
-      }
+      const run = async () => {
+        const end = ctx.metrics.jobDuration.startTimer({ queue, job: job.name });
+        try {
+          const result = await def.handler(ctx, parsePayload(def, job.data, true), job);
+          end({ outcome: 'ok' });
+          return result;
+        } catch (err) {
+          end({ outcome: err instanceof UnrecoverableError ? 'permanent_failure' : 'retry' });
+          throw err;
+        }
+      };
+      return budget ? budget.run(rowsOf(job.data), run) : run();
     },
     { connection, prefix: ctx.config.QUEUE_PREFIX, concurrency, autorun: true },
   );
@@ -63,7 +78,16 @@ async function sweepOnce(ctx: AppContext): Promise<{ inbound: number; outbound: 
 }
 
 export function startWorkers(ctx: AppContext, sweepIntervalMs = ctx.config.SWEEP_INTERVAL_MS): WorkerSet {
-  const started = [startQueueWorker(ctx, 'inbound', INBOUND_JOBS_IN_FLIGHT), startQueueWorker(ctx, 'outbound', OUTBOUND_JOBS_IN_FLIGHT)];
+  const started = [
+    startQueueWorker(ctx, 'inbound', INBOUND_JOBS_IN_FLIGHT, new RowBudget(INBOUND_ROWS_IN_FLIGHT)),
+    // The row budget bounds the crash window too: at most this many mails were sent but not yet marked.
+    startQueueWorker(
+      ctx,
+      'outbound',
+      OUTBOUND_JOBS_IN_FLIGHT,
+      new RowBudget(OUTBOUND_ROWS_PER_CONNECTION * ctx.config.OUTBOUND_CONCURRENCY),
+    ),
+  ];
   const workers = started.map((s) => s.worker);
   let sweeping: Promise<unknown> = Promise.resolve();
   // The schedules (lifecycle, staff digest) live in Redis; registering them is retried with each sweep until it succeeds.

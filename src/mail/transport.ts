@@ -1,4 +1,5 @@
 import nodemailer from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Config } from '../config.js';
 import type { ComposedMail } from './compose.js';
 
@@ -54,7 +55,7 @@ export async function sendComposed(
       },
     ];
   });
-  const info = await transport.sendMail({
+  const message = await new MailComposer({
     from: mail.from,
     to: mail.to,
     replyTo: mail.replyTo,
@@ -65,12 +66,16 @@ export async function sendComposed(
     inReplyTo: mail.inReplyTo,
     references: mail.references,
     headers: mail.headers,
-    envelope: mail.envelope,
     attachments,
     // Everything we send is rendered in memory: nodemailer must never read a file or fetch a URL for us.
     disableFileAccess: true,
     disableUrlAccess: true,
-  });
+  })
+    .compile()
+    .build();
+  // Built whole first and handed over as one Buffer: the relay connection then writes the message in one
+  // piece instead of one socket write per MIME line, a large share of a send's CPU on a small machine.
+  const info = await transport.sendMail({ raw: message, envelope: mail.envelope, messageId: mail.messageId });
   const asStrings = (list: unknown[] | undefined) =>
     (list ?? []).map((a) => (typeof a === 'string' ? a : String((a as { address?: string }).address)));
   return { accepted: asStrings(info.accepted), rejected: asStrings(info.rejected), response: String(info.response ?? '') };

@@ -24,12 +24,15 @@ import { decideAndApply, type Outcome } from './route-batch.js';
  */
 
 /**
- * Jobs the worker runs at once: while some jobs' messages are in the parse
- * pool, another's transaction writes. Under a trickle each accept commit,
- * and so each job, holds one message, so a few must run side by side; each
- * holds at most one pooled database connection.
+ * Jobs the worker runs at once, and the rows they may hold between them
+ * (src/jobs/row-budget.ts): under a trickle each accept commit, and so each
+ * job, holds one message, and several must run side by side to keep up;
+ * during a burst jobs hold dozens and the row budget lets about two run, one
+ * in the parse threads while the other's transaction writes. Each job holds
+ * at most one pooled database connection.
  */
-export const INBOUND_JOBS_IN_FLIGHT = 2;
+export const INBOUND_JOBS_IN_FLIGHT = 8;
+export const INBOUND_ROWS_IN_FLIGHT = 40;
 
 /** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
 export const MAX_PROCESSING_ATTEMPTS = 5;

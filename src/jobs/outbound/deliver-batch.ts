@@ -19,15 +19,23 @@ import { notLoaded, prepare, recordSendFailure, settleOutcome, type DeliveryOutc
  * per recipient; a second one to the same address waits for the commit and
  * goes alone (a batch of one), and sees the first one counted. The crash
  * window (relay said 250, commit not yet done) spans the jobs in flight: at
- * most OUTBOUND_JOBS_IN_FLIGHT × OUTBOUND_CONCURRENCY mails.
+ * most OUTBOUND_ROWS_PER_CONNECTION × OUTBOUND_CONCURRENCY mails.
  */
 
 /**
- * Jobs the worker runs at once, so one is sending over every relay
- * connection while the others read or commit (bench:outbound: 0.48–0.55 of
- * bare nodemailer with two, 0.56–0.68 with three).
+ * Rows in delivery at once, per relay connection: three times
+ * OUTBOUND_CONCURRENCY, so one batch is sending over every connection while
+ * others read or commit (bench:outbound: 0.48–0.55 of bare nodemailer with
+ * two, 0.56–0.68 with three). It is also the crash window: at most this many
+ * mails can have reached the relay without their `sent` mark.
  */
-export const OUTBOUND_JOBS_IN_FLIGHT = 3;
+export const OUTBOUND_ROWS_PER_CONNECTION = 3;
+/**
+ * Jobs the worker runs at once, within that row budget (src/jobs/row-budget.ts):
+ * under a trickle each outbox commit, and so each job, holds a mail or two,
+ * and several must run side by side to keep up.
+ */
+export const OUTBOUND_JOBS_IN_FLIGHT = 6;
 
 interface BatchResult {
   outcomes: Map<number, DeliveryOutcome>;
