@@ -3,7 +3,7 @@ import type { AppContext } from '../context.js';
 import { listOpenTicketsByAssignee, type DigestTicket } from '../db/queries/tickets.js';
 import { isOurAddress, isValidEmail } from '../core/address.js';
 import { countRatingsSince } from '../db/queries/tickets-csat.js';
-import { listStaffRecipients } from '../mail/notify.js';
+import { listStaffRefs } from '../db/queries/users.js';
 import { insertOutboundMails, type OutboxInsert } from '../mail/outbox.js';
 import { defineJob, guarded } from './define-job.js';
 import { enqueueOutboundAfterCommit } from './send-mail.js';
@@ -51,7 +51,7 @@ export async function runStaffDigest(ctx: AppContext, now: Date = new Date()): P
     const queueTotal = unassigned[0]?.total ?? 0;
     const csat = await countRatingsSince(trx, new Date(now.getTime() - 86_400_000));
     const rows: Array<OutboxInsert<'staff_digest'>> = [];
-    for (const staff of await listStaffRecipients(trx)) {
+    for (const staff of await listStaffRefs(trx)) {
       if (!isValidEmail(staff.email) || isOurAddress(ctx.config, staff.email)) continue;
       const mine = open.filter((t) => t.assigneeId === staff.id);
       if (mine.length === 0 && unassigned.length === 0) continue;

@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { findStaleReceivedIds } from '../db/queries/inbound-messages.js';
-import { findQueuedOutboundIds } from '../mail/outbox.js';
+import { findQueuedOutboundIds } from '../db/queries/outbound-mails.js';
 import { createWorkerRedis } from '../redis.js';
 import { parsePayload, type QueueName } from './define-job.js';
 import { scheduleLifecycle } from './lifecycle.js';

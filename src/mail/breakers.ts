@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { OutboundKind, OutboundMailRow } from '../db/database.js';
-import type { BreakerCounts } from './mail-context.js';
+import type { BreakerCounts } from '../db/queries/outbound-mail-contexts.js';
 import { isOurAddress } from '../core/address.js';
 
 /**

@@ -9,7 +9,7 @@ import { staffAuthNoticeView } from './staff-auth-notice.js';
 import { isValidEmail, normalizeEmail, type Mailbox } from '../core/address.js';
 import { PAYLOAD_SCHEMAS } from './outbox.js';
 import { REPLY_DELIMITER, REPLY_DELIMITER_HINT, oneLine, renderMail, type LayoutData } from './render.js';
-import { loadMailContext, type MailContext, type MailContextConfig } from './mail-context.js';
+import { loadMailContext, type MailContext, type MailContextConfig } from '../db/queries/outbound-mail-contexts.js';
 import { buildThreadHeaders } from './threading.js';
 import { makeBounceAddress, makeCsatToken, makeFileToken, makeReplyAddress, makeTicketTag } from './tokens.js';
 import { SAFE_CONTENT_TYPE } from './content-type.js';

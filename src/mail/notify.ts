@@ -97,11 +97,6 @@ export function ticketCreatedMails(
   return outboxRows(config, event, planned);
 }
 
-/** Every staff account, for notifications on tickets without an assignee. */
-export function listStaffRecipients(db: Db): Promise<Recipient[]> {
-  return listStaffRefs(db);
-}
-
 export async function queueTicketMails(db: Db, config: NotifyConfig, event: TicketEvent): Promise<number[]> {
   const ticket = await getTicketPeople(db, event.ticketId);
   const author = await getUser(db, event.authorId);
@@ -112,7 +107,7 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
       const following = await listFollowingStaff(db, ticket.id, ticket.assignee_id);
       if (following.some((u) => u.id === ticket.assignee_id)) return following;
     }
-    return listStaffRecipients(db);
+    return listStaffRefs(db);
   };
 
   const participants = () => listParticipantUsers(db, ticket.id);
@@ -131,7 +126,7 @@ export async function queueTicketMails(db: Db, config: NotifyConfig, event: Tick
   }
   if (event.visibility === 'internal') {
     // A note is for the team: every other staff account, whoever the assignee is.
-    const planned: Planned[] = (await listStaffRecipients(db)).map((s) => ({
+    const planned: Planned[] = (await listStaffRefs(db)).map((s) => ({
       kind: 'staff_notification',
       to: s,
       payload: { event: 'internal_note' },

@@ -128,6 +128,3 @@ export async function insertOutboundMails(
     opts,
   );
 }
-
-// The sweeper (src/jobs/worker.ts) and the staff notices find these here, with the rest of the outbox.
-export { countRecentOutbound, findQueuedOutboundIds } from '../db/queries/outbound-mails.js';

@@ -1,8 +1,8 @@
 import type { AppContext } from '../context.js';
 import type { Db, Locale } from '../db/database.js';
-import { lockStaffNoticeRecipient } from '../db/queries/outbound-mails.js';
+import { countRecentOutbound, lockStaffNoticeRecipient } from '../db/queries/outbound-mails.js';
 import { findUserRoleAndLocale } from '../db/queries/users.js';
-import { countRecentOutbound, insertOutboundMail, PAYLOAD_SCHEMAS } from './outbox.js';
+import { insertOutboundMail, PAYLOAD_SCHEMAS } from './outbox.js';
 import { domainOf } from '../core/address.js';
 import type { StaffAuthResult } from './sender-auth.js';
 

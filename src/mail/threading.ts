@@ -1,5 +1,5 @@
 import { bareMessageId } from '../core/message-id.js';
-import type { ThreadEntry } from './mail-context.js';
+import type { ThreadEntry } from '../db/queries/outbound-mail-contexts.js';
 
 /**
  * In-Reply-To / References for one outbound mail, so Gmail, Outlook and

@@ -75,40 +75,25 @@ export interface NewAttachment {
   inline?: boolean;
 }
 
+/** An attachment as its row. */
+const attachmentRow = (a: NewAttachment) => ({
+  message_id: a.messageId,
+  filename: a.filename,
+  content_type: a.contentType,
+  size: a.content.length,
+  sha256: a.sha256,
+  content_id: a.contentId ?? null,
+  inline: a.inline ?? false,
+  content: a.content,
+});
+
 export async function addAttachment(db: Db, a: NewAttachment): Promise<number> {
-  const row = await db
-    .insertInto('attachments')
-    .values({
-      message_id: a.messageId,
-      filename: a.filename,
-      content_type: a.contentType,
-      size: a.content.length,
-      sha256: a.sha256,
-      content_id: a.contentId ?? null,
-      inline: a.inline ?? false,
-      content: a.content,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
+  const row = await db.insertInto('attachments').values(attachmentRow(a)).returning('id').executeTakeFirstOrThrow();
   return row.id;
 }
 
 /** Several attachments in one statement (the inbound batch's messages). */
 export async function addAttachments(db: Db, rows: NewAttachment[]): Promise<void> {
   if (rows.length === 0) return;
-  await db
-    .insertInto('attachments')
-    .values(
-      rows.map((a) => ({
-        message_id: a.messageId,
-        filename: a.filename,
-        content_type: a.contentType,
-        size: a.content.length,
-        sha256: a.sha256,
-        content_id: a.contentId ?? null,
-        inline: a.inline ?? false,
-        content: a.content,
-      })),
-    )
-    .execute();
+  await db.insertInto('attachments').values(rows.map(attachmentRow)).execute();
 }

@@ -73,6 +73,16 @@ export async function listHeldInbound(db: Db, q: { reason?: string; limit: numbe
   return query.execute();
 }
 
+/** A decided row made `received` again (held release, `#send`): its decision and attempts are cleared. */
+const BACK_TO_RECEIVED = {
+  status: 'received',
+  reason: null,
+  error: null,
+  ticket_id: null,
+  processed_at: null,
+  attempts: 0,
+} as const;
+
 /**
  * `held release`: back to `received` with the waivers recorded. False when the row
  * is no longer held (a concurrent release or delete); the pipeline's own row lock
@@ -82,12 +92,7 @@ export async function resetHeldForRelease(db: Db, id: number, releaseOverrides: 
   const updated = await db
     .updateTable('inbound_messages')
     .set({
-      status: 'received',
-      reason: null,
-      error: null,
-      ticket_id: null,
-      processed_at: null,
-      attempts: 0,
+      ...BACK_TO_RECEIVED,
       release_overrides: releaseOverrides,
     })
     .where('id', '=', id)
@@ -140,12 +145,7 @@ export async function releaseHeldCollisions(db: Db, ticketId: number, fromAddres
   const rows = await db
     .updateTable('inbound_messages')
     .set({
-      status: 'received',
-      reason: null,
-      error: null,
-      ticket_id: null,
-      processed_at: null,
-      attempts: 0,
+      ...BACK_TO_RECEIVED,
       release_overrides: sql<string[]>`CASE WHEN 'collision' = ANY(release_overrides) THEN release_overrides
         ELSE array_append(release_overrides, 'collision') END`,
     })

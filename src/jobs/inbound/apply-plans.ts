@@ -5,9 +5,9 @@ import { markBounced } from '../../db/queries/outbound-mails.js';
 import { addAttachments } from '../../db/queries/attachments.js';
 import { addCcParticipants } from '../../db/queries/ticket-participants.js';
 import { createEmailTickets, reopenOnCustomerReply } from '../../db/queries/tickets.js';
-import { ensureUsers, type NewUser, type UserRef } from '../../db/queries/users.js';
+import { ensureUsers, listStaffRefs, type NewUser, type UserRef } from '../../db/queries/users.js';
 import { normalizeEmail } from '../../core/address.js';
-import { directRecipients, listStaffRecipients, queueTicketMails, ticketCreatedMails } from '../../mail/notify.js';
+import { directRecipients, queueTicketMails, ticketCreatedMails } from '../../mail/notify.js';
 import { insertOutboundMails } from '../../mail/outbox.js';
 import { noticeStaffAuthFailure } from '../../mail/staff-auth-notice.js';
 import type { AnalyzedMessage } from './analyze.js';
@@ -107,7 +107,7 @@ async function applyNewTickets(
     ),
   );
   // A new ticket has no assignee: every agent is told.
-  const staff = await listStaffRecipients(trx);
+  const staff = await listStaffRefs(trx);
   const mails = items.map(({ m, author }) => {
     const { ticketId, messageId } = at(m.row.id);
     const event = { type: 'ticket_created' as const, ticketId, messageId, authorId: author.id, directTo: directRecipients(m.a) };

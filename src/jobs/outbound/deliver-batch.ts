@@ -2,7 +2,7 @@ import type { AppContext } from '../../context.js';
 import { pipelinedTransaction } from '../../db/pipelined-transaction.js';
 import { lockRecipientsSql, markSentSql } from '../../db/queries/outbound-mails.js';
 import type { ComposedMail } from '../../mail/compose.js';
-import { loadMailContexts, type LoadedMail } from '../../mail/mail-context.js';
+import { loadMailContexts, type LoadedMail } from '../../db/queries/outbound-mail-contexts.js';
 import { sendWithFiles } from './files.js';
 import { UnrecoverableError } from 'bullmq';
 import { notLoaded, prepare, recordSendFailure, settleOutcome, type DeliveryOutcome } from './deliver.js';

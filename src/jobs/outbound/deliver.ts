@@ -6,7 +6,7 @@ import { isAppError } from '../../errors.js';
 import { RetryLaterError } from '../define-job.js';
 import { breakerReason } from '../../mail/breakers.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
-import type { LoadedMail } from '../../mail/mail-context.js';
+import type { LoadedMail } from '../../db/queries/outbound-mail-contexts.js';
 
 /**
  * Sends one outbox row. The row is the source of truth, the job only a

@@ -1,7 +1,7 @@
 import type { AppContext } from '../../context.js';
 import { loadAttachmentContents } from '../../db/queries/attachments.js';
 import { composeMail, type ComposedMail } from '../../mail/compose.js';
-import type { LoadedMail } from '../../mail/mail-context.js';
+import type { LoadedMail } from '../../db/queries/outbound-mail-contexts.js';
 import { sendComposed, type SendResult } from '../../mail/transport.js';
 
 /**
