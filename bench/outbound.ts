@@ -7,7 +7,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { createDb, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { enqueueOutbound } from '../src/jobs/send-mail.js';
-import { OUTBOUND_JOBS_IN_FLIGHT, OUTBOUND_ROWS_PER_CONNECTION } from '../src/jobs/outbound/deliver-batch.js';
+import { OUTBOUND_BATCHES_IN_FLIGHT } from '../src/jobs/outbound/deliver-batch.js';
 import { composeOutboundMail } from '../src/mail/compose.js';
 import { makeMessageId } from '../src/mail/tokens.js';
 import { compiledStartApp, emitResult, percentile, round, type BenchResult } from './lib.js';
@@ -77,7 +77,7 @@ function benchConfig(databaseUrl: string, sinkUrl: string, extra: Record<string,
     DNS_SERVERS: '127.0.0.1:9',
     SMTP_LISTEN: '127.0.0.1:0',
     HTTP_LISTEN: '127.0.0.1:0',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     INBOUND_SWEEP_GRACE_MS: '600000',
     ...extra,
   });
@@ -258,7 +258,7 @@ async function throughput(result: BenchResult): Promise<void> {
       { label: 'rows marked sent', value: `${Number(sent.n) - WARMUP} / ${N}`, target: 'all', pass: Number(sent.n) - WARMUP === N },
       {
         label: 'SMTP connections (both sides) / sends in flight: bare, replyline',
-        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_JOBS_IN_FLIGHT} jobs of ≤ ${CONCURRENCY} rows, ≤ ${OUTBOUND_ROWS_PER_CONNECTION * CONCURRENCY} rows at once`,
+        value: `${CONCURRENCY} / ${CONCURRENCY * 2}, ${OUTBOUND_BATCHES_IN_FLIGHT} batches of ≤ ${CONCURRENCY} rows at once`,
       },
       { label: 'interleaved rounds', value: ROUNDS },
     );

@@ -1,4 +1,4 @@
-import type { Job, JobsOptions, Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import type { z } from 'zod';
 import type { AppContext } from '../context.js';
@@ -19,14 +19,45 @@ export interface JobContract<S extends z.ZodType = z.ZodType> {
   options?: JobsOptions;
 }
 
-/** One job = one name, one payload schema, one handler (the Documenso jobs pattern). */
+/**
+ * One job = one name, one payload schema, one handler (the Documenso jobs
+ * pattern). The worker may hand it several jobs of its name at once
+ * (src/jobs/batch-worker.ts): `runTogether` settles each of them, in order.
+ */
 export interface JobDefinition<S extends z.ZodType = z.ZodType> extends JobContract<S> {
-  handler(ctx: AppContext, data: z.output<S>, job: Job): Promise<unknown>;
+  /** One job alone. */
+  handler(ctx: AppContext, data: z.output<S>): Promise<unknown>;
+  runTogether(ctx: AppContext, payloads: Array<z.output<S>>): Promise<Array<PromiseSettledResult<unknown>>>;
 }
 
-export function defineJob<S extends z.ZodType>(def: JobDefinition<S>): JobDefinition<S> {
-  return def;
+/** A job whose runs share nothing: jobs taken together run one after another. */
+export function defineJob<S extends z.ZodType>(
+  def: JobContract<S> & { handler(ctx: AppContext, data: z.output<S>): Promise<unknown> },
+): JobDefinition<S> {
+  return {
+    ...def,
+    async runTogether(ctx, payloads) {
+      const settled: Array<PromiseSettledResult<unknown>> = [];
+      for (const data of payloads) settled.push(await def.handler(ctx, data).then(fulfilled, rejected));
+      return settled;
+    },
+  };
 }
+
+/** A job whose runs are one unit of work when taken together (the rows of several commits, one transaction). */
+export function defineBatchJob<S extends z.ZodType>(def: JobContract<S> & Pick<JobDefinition<S>, 'runTogether'>): JobDefinition<S> {
+  return {
+    ...def,
+    async handler(ctx, data) {
+      const [settled] = await def.runTogether(ctx, [data]);
+      if (settled!.status === 'rejected') throw settled!.reason;
+      return settled!.value;
+    },
+  };
+}
+
+const fulfilled = (value: unknown): PromiseSettledResult<unknown> => ({ status: 'fulfilled', value });
+const rejected = (reason: unknown): PromiseSettledResult<unknown> => ({ status: 'rejected', reason });
 
 /**
  * A failure the job expects to pass (the relay said 4xx, another worker holds

@@ -1,10 +1,10 @@
 import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
-import { defineJob, enqueueRows, RetryLaterError } from './define-job.js';
+import { defineBatchJob, enqueueRows, RetryLaterError } from './define-job.js';
 import { outboundJobId } from './job-ids.js';
 import { deliverOutbound } from './outbound/deliver-batch.js';
-import { OUTBOUND_MAX_ATTEMPTS, settleOutcome } from './outbound/deliver.js';
+import { OUTBOUND_MAX_ATTEMPTS, settleOutcome, type DeliveryOutcome } from './outbound/deliver.js';
 
 /**
  * The send-mail job: the outbox rows of one commit, at most
@@ -13,26 +13,45 @@ import { OUTBOUND_MAX_ATTEMPTS, settleOutcome } from './outbound/deliver.js';
  * database; the job is retried with backoff while any row waits for a retry,
  * and rows already sent are skipped on the retry.
  */
-export const sendMailJob = defineJob({
+/** A job's result from its rows' outcomes: retried while any waits for a retry, failed for good once all are settled. */
+function jobResult(ctx: AppContext, ids: number[], outcomes: Map<number, DeliveryOutcome>): PromiseSettledResult<unknown> {
+  const mine = [...new Set(ids)];
+  const retry: string[] = [];
+  const permanent: string[] = [];
+  for (const id of mine) {
+    try {
+      settleOutcome(ctx, id, outcomes.get(id)!);
+    } catch (err) {
+      (err instanceof UnrecoverableError ? permanent : retry).push((err as Error).message);
+    }
+  }
+  if (retry.length > 0)
+    return { status: 'rejected', reason: new RetryLaterError(`${retry.length} of ${mine.length} mails to retry: ${retry[0]}`) };
+  // Every other row is settled; the failed ones are failed in the database too (`requeue` resets them).
+  if (permanent.length > 0)
+    return { status: 'rejected', reason: new UnrecoverableError(`${permanent.length} of ${mine.length} mails failed: ${permanent[0]}`) };
+  return { status: 'fulfilled', value: { mails: mine.length } };
+}
+
+/**
+ * The send-mail job: the outbox rows of one commit, at most
+ * OUTBOUND_CONCURRENCY of them. Jobs taken together share one delivery
+ * transaction (outbound/deliver-batch.ts). Each row keeps its own outcome
+ * and attempt count in the database; a job is retried with backoff while
+ * any of its rows waits for a retry, and rows already sent are skipped on
+ * the retry.
+ */
+export const sendMailJob = defineBatchJob({
   name: 'send-mail',
   queue: 'outbound',
   schema: z.object({ ids: z.array(z.number().int().positive()).min(1).max(256) }),
   options: { attempts: OUTBOUND_MAX_ATTEMPTS, backoff: { type: 'exponential', delay: 5_000 } },
-  handler: async (ctx, data) => {
-    const outcomes = await deliverOutbound(ctx, data.ids);
-    const retry: string[] = [];
-    const permanent: string[] = [];
-    for (const [id, outcome] of outcomes) {
-      try {
-        settleOutcome(ctx, id, outcome);
-      } catch (err) {
-        (err instanceof UnrecoverableError ? permanent : retry).push((err as Error).message);
-      }
-    }
-    if (retry.length > 0) throw new RetryLaterError(`${retry.length} of ${outcomes.size} mails to retry: ${retry[0]}`);
-    // Every other row is settled; the failed ones are failed in the database too (`requeue` resets them).
-    if (permanent.length > 0) throw new UnrecoverableError(`${permanent.length} of ${outcomes.size} mails failed: ${permanent[0]}`);
-    return { mails: outcomes.size };
+  runTogether: async (ctx, payloads) => {
+    const outcomes = await deliverOutbound(
+      ctx,
+      payloads.flatMap((p) => p.ids),
+    );
+    return payloads.map((p) => jobResult(ctx, p.ids, outcomes));
   },
 });
 

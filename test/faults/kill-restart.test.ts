@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadMessage, newOutcome, runLoad, untilAcked } from './support/load.js';
 import { countRun, printCounts, startFaultRun, waitFor, type FaultRun } from './support/harness.js';
-import { OUTBOUND_ROWS_PER_CONNECTION } from '../../src/jobs/outbound/deliver-batch.js';
+import { OUTBOUND_BATCHES_IN_FLIGHT } from '../../src/jobs/outbound/deliver-batch.js';
 
 const N = Number(process.env.FAULT_KILL_MESSAGES ?? 5_000);
 const KILLS = 3;
@@ -54,6 +54,6 @@ it(`kill -9 at random moments during a ${N}-message run: every 250 is stored and
   expect(counts.pending).toBe(0);
   expect(counts.outboundSent).toBe(N);
   // A kill between the relay's 250 and our commit may re-send the mails of the batches in
-  // flight (at-least-once): at most OUTBOUND_ROWS_PER_CONNECTION × OUTBOUND_CONCURRENCY (default 4) per kill.
-  expect(counts.sinkDuplicates).toBeLessThanOrEqual(kills * OUTBOUND_ROWS_PER_CONNECTION * 4);
+  // flight (at-least-once): at most OUTBOUND_BATCHES_IN_FLIGHT × OUTBOUND_CONCURRENCY (default 4) per kill.
+  expect(counts.sinkDuplicates).toBeLessThanOrEqual(kills * OUTBOUND_BATCHES_IN_FLIGHT * 4);
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { countRun, printCounts, startFaultRun, waitFor, type FaultRun } from './support/harness.js';
 import { loadMessage, newOutcome, runLoad, untilAcked } from './support/load.js';
-import { OUTBOUND_ROWS_PER_CONNECTION } from '../../src/jobs/outbound/deliver-batch.js';
+import { OUTBOUND_BATCHES_IN_FLIGHT } from '../../src/jobs/outbound/deliver-batch.js';
 
 const N = 1_500;
 const OUTAGE_MS = 6_000;
@@ -57,6 +57,6 @@ it('PostgreSQL cut mid-run: 451 within 5 s, never 250 while down, acceptance res
   expect(counts.outboundSent).toBe(N);
   // A send the relay accepted while PostgreSQL was being cut cannot be marked sent and goes
   // out again after recovery, with the same Message-ID. At most the sends in flight at the cut:
-  // OUTBOUND_ROWS_PER_CONNECTION × OUTBOUND_CONCURRENCY (default 4) rows in delivery at once.
-  expect(counts.sinkDuplicates).toBeLessThanOrEqual(OUTBOUND_ROWS_PER_CONNECTION * 4);
+  // OUTBOUND_BATCHES_IN_FLIGHT × OUTBOUND_CONCURRENCY (default 4) rows in delivery at once (batches of one row per connection).
+  expect(counts.sinkDuplicates).toBeLessThanOrEqual(OUTBOUND_BATCHES_IN_FLIGHT * 4);
 });

@@ -6,6 +6,7 @@ import { RetryLaterError } from '../../src/jobs/define-job.js';
 import { MAX_PROCESSING_ATTEMPTS, processInbound, processInboundBatch, processInboundMessage } from '../../src/jobs/inbound/batch.js';
 import { processInboundJob } from '../../src/jobs/process-inbound.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { failingTransactions } from '../support/failing-db.js';
 import { replyAddress } from './support/fixtures.js';
 import { buildMail, uid } from './support/smtp.js';
 
@@ -333,7 +334,7 @@ describe('inbound batch', () => {
       );
     // The batch fails, then the first message fails alone too; the other two must not wait for it.
     const poisoned = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 2) };
-    await expect(processInboundJob.handler(poisoned, { ids }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+    await expect(processInboundJob.handler(poisoned, { ids })).rejects.toBeInstanceOf(RetryLaterError);
     const rows = await bat.ctx.db
       .selectFrom('inbound_messages')
       .select(['id', 'status', 'attempts'])
@@ -346,7 +347,7 @@ describe('inbound batch', () => {
       ['processed', 0],
     ]);
     // BullMQ's retry of the same job: only the poisoned row is left to do.
-    await expect(processInboundJob.handler(bat.ctx, { ids }, undefined as never)).resolves.toEqual({ processed: 1, skipped: 2 });
+    await expect(processInboundJob.handler(bat.ctx, { ids })).resolves.toEqual({ processed: 1, skipped: 2 });
   });
 
   it('holds a message that keeps failing instead of retrying it forever', async () => {
@@ -354,10 +355,10 @@ describe('inbound batch', () => {
     const id = await store(bat, { from: `y-${tag}@customer.example`, to: 'support@help.test', subject: 'always fails', text: 'x' });
     const failing = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 1_000) };
     for (let attempt = 1; attempt < MAX_PROCESSING_ATTEMPTS; attempt++)
-      await expect(processInboundJob.handler(failing, { ids: [id] }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+      await expect(processInboundJob.handler(failing, { ids: [id] })).rejects.toBeInstanceOf(RetryLaterError);
     // The last attempt holds it (in a transaction of its own, which this proxy would fail too: use the real one).
     const real = { ...bat.ctx, db: failingTransactions(bat.ctx.db, 1) };
-    await expect(processInboundJob.handler(real, { ids: [id] }, undefined as never)).resolves.toEqual({ held: 1 });
+    await expect(processInboundJob.handler(real, { ids: [id] })).resolves.toEqual({ held: 1 });
     const row = await bat.ctx.db
       .selectFrom('inbound_messages')
       .select(['status', 'reason', 'attempts'])
@@ -370,30 +371,4 @@ describe('inbound batch', () => {
 async function processedCount(app: TestApp): Promise<number> {
   const m = await app.ctx.metrics.inboundProcessed.get();
   return m.values.find((v) => v.labels.path === 'rules')?.value ?? 0;
-}
-
-/** The db, with its first `n` transactions failing at commit time (a serialization failure, a lost connection). */
-function failingTransactions(db: TestApp['ctx']['db'], n: number): TestApp['ctx']['db'] {
-  let left = n;
-  return new Proxy(db, {
-    get(target, prop) {
-      if (prop !== 'transaction') {
-        // Kysely keeps its state in private fields: methods must run on the real instance.
-        const value = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      }
-      return () => {
-        const builder = target.transaction();
-        if (left <= 0) return builder;
-        left--;
-        return {
-          execute: async (fn: (trx: unknown) => Promise<unknown>) =>
-            builder.execute(async (trx) => {
-              await fn(trx);
-              throw new Error('simulated commit failure');
-            }),
-        };
-      };
-    },
-  });
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sanitizeFilename } from '../../src/mail/filename.js';
 import { classifyMachineMail, parseDeliveryStatus, type ClassifyInput } from '../../src/jobs/inbound/classify.js';
 import { sanitizeMailHtml, splitHtmlQuote } from '../../src/jobs/inbound/html-content.js';
-import { ParseFailedError, ParsePool } from '../../src/jobs/inbound/parse-pool.js';
+import { ParseFailedError, ParsePool, THREAD_DEPTH } from '../../src/jobs/inbound/parse-pool.js';
 import { REPLY_DELIMITER, visibleReplyText } from '../../src/jobs/inbound/text-content.js';
 import { cpuHeavyMail } from './support/smtp.js';
 
@@ -182,13 +182,31 @@ describe('parse pool guard', () => {
   it("shares the threads fairly: a sender with a queue of messages does not go before another sender's one (issue #12)", async () => {
     const pool = new ParsePool(1);
     try {
-      const done: string[] = [];
       const mail = (s: string) => Buffer.from(`From: ${s}@b.example\r\nSubject: ${s}\r\n\r\nhello\r\n`);
-      const flood = ['a1', 'a2', 'a3', 'a4'].map((s) => pool.analyze(mail(s), opts, 5000, 'flooder').then(() => done.push(s)));
+      await pool.analyze(mail('warm'), opts, 5000); // the thread is up and idle
+      const done: string[] = [];
+      const names = Array.from({ length: 3 * THREAD_DEPTH }, (_, i) => `a${i}`);
+      const flood = names.map((s) => pool.analyze(mail(s), opts, 5000, 'flooder').then(() => done.push(s)));
       const other = pool.analyze(mail('b1'), opts, 5000, 'someone-else').then(() => done.push('b1'));
       await Promise.all([...flood, other]);
-      // a1 was running (or first in line) when b1 arrived; b1 goes next, not after the whole flood.
-      expect(done.indexOf('b1')).toBeLessThanOrEqual(1);
+      // The flood's first THREAD_DEPTH messages were already in the thread's line when b1 arrived;
+      // b1 goes next, not after the whole flood.
+      expect(done.indexOf('b1'), done.join()).toBe(THREAD_DEPTH);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a message in line behind a runaway one is parsed on a fresh thread, not failed with it', async () => {
+    const pool = new ParsePool(1);
+    try {
+      await pool.analyze(Buffer.from('From: a@b.example\r\nSubject: warm\r\n\r\nhello\r\n'), opts, 5000);
+      const heavy = pool.analyze(cpuHeavyMail('a@b.example'), opts, 20).catch((e: unknown) => e);
+      const next = pool.analyze(Buffer.from('From: c@b.example\r\nSubject: next\r\n\r\nhello\r\n'), opts, 2000);
+      const err = await heavy;
+      expect(err).toBeInstanceOf(ParseFailedError);
+      expect((err as ParseFailedError).timedOut).toBe(true);
+      expect((await next).subject).toBe('next');
     } finally {
       await pool.close();
     }

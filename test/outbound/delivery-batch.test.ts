@@ -87,7 +87,7 @@ describe('a batch of outbox rows', () => {
 
     // The job is retried (a row waits for its retry); the retry sends nothing twice and then completes.
     sink.rejectRecipients.clear();
-    await expect(sendMailJob.handler(app.ctx, { ids }, undefined as never)).resolves.toEqual({ mails: ids.length });
+    await expect(sendMailJob.handler(app.ctx, { ids })).resolves.toEqual({ mails: ids.length });
     expect(sink.received.filter(to(a!.customer.email))).toHaveLength(1);
     expect(sink.received.filter(to(c!.customer.email))).toHaveLength(1);
     expect(await status(later.id)).toEqual(['sent', null, 2]);
@@ -113,12 +113,10 @@ describe('a batch of outbox rows', () => {
     const refused = await row('ticket_update', b!);
     sink.rejectRecipients.set(a!.customer.email, { code: 451, message: '4.3.0 Try later' });
     sink.rejectRecipients.set(b!.customer.email, { code: 550, message: '5.1.1 No such user' });
-    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] }, undefined as never)).rejects.toBeInstanceOf(RetryLaterError);
+    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] })).rejects.toBeInstanceOf(RetryLaterError);
     // The retry: the refused row is failed already, the other is refused for good now.
     sink.rejectRecipients.set(a!.customer.email, { code: 550, message: '5.1.1 No such user' });
-    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] }, undefined as never)).rejects.toBeInstanceOf(
-      UnrecoverableError,
-    );
+    await expect(sendMailJob.handler(app.ctx, { ids: [later.id, refused.id] })).rejects.toBeInstanceOf(UnrecoverableError);
     expect((await outboundRow(app.ctx.db, later.id)).status).toBe('failed');
     expect((await outboundRow(app.ctx.db, refused.id)).status).toBe('failed');
     sink.rejectRecipients.clear();

@@ -8,8 +8,8 @@ import { UnrecoverableError } from 'bullmq';
 import { notLoaded, prepare, recordSendFailure, settleOutcome, type DeliveryOutcome } from './deliver.js';
 
 /**
- * The send-mail job's unit of work: the outbox rows of one job share one
- * transaction — every recipient's lock in the BEGIN message, all rows with
+ * The send-mail jobs' unit of work: the outbox rows of the jobs taken
+ * together share one transaction — every recipient's lock in the BEGIN message, all rows with
  * their context in one prepared statement, the sends in parallel over the
  * pooled transport, and one `sent` mark in the COMMIT message — instead of
  * three round trips per mail. Each row keeps its own outcome (sent,
@@ -19,23 +19,18 @@ import { notLoaded, prepare, recordSendFailure, settleOutcome, type DeliveryOutc
  * per recipient; a second one to the same address waits for the commit and
  * goes alone (a batch of one), and sees the first one counted. The crash
  * window (relay said 250, commit not yet done) spans the jobs in flight: at
- * most OUTBOUND_ROWS_PER_CONNECTION × OUTBOUND_CONCURRENCY mails.
+ * most OUTBOUND_BATCHES_IN_FLIGHT × OUTBOUND_CONCURRENCY mails.
  */
 
 /**
- * Rows in delivery at once, per relay connection: three times
- * OUTBOUND_CONCURRENCY, so one batch is sending over every connection while
- * others read or commit (bench:outbound: 0.48–0.55 of bare nodemailer with
- * two, 0.56–0.68 with three). It is also the crash window: at most this many
- * mails can have reached the relay without their `sent` mark.
+ * Batches in delivery at once (src/jobs/batch-worker.ts), each of up to
+ * OUTBOUND_CONCURRENCY rows, one per relay connection: three, so one batch
+ * is sending over every connection while others read or commit
+ * (bench:outbound: 0.48–0.55 of bare nodemailer with two, 0.56–0.68 with
+ * three). It is also the crash window: at most this many batches of mail
+ * can have reached the relay without their `sent` mark.
  */
-export const OUTBOUND_ROWS_PER_CONNECTION = 3;
-/**
- * Jobs the worker runs at once, within that row budget (src/jobs/row-budget.ts):
- * under a trickle each outbox commit, and so each job, holds a mail or two,
- * and several must run side by side to keep up.
- */
-export const OUTBOUND_JOBS_IN_FLIGHT = 6;
+export const OUTBOUND_BATCHES_IN_FLIGHT = 3;
 
 interface BatchResult {
   outcomes: Map<number, DeliveryOutcome>;
