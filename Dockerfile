@@ -17,5 +17,6 @@ RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 2525 3000
-# SIGTERM reaches node directly (no shell wrapper) so shutdown is graceful.
-CMD ["node", "dist/src/main.js"]
+# SIGTERM reaches node directly (no shell wrapper) so shutdown is graceful. The same command as
+# `npm start` (test/quickstart/compose-boot.test.ts checks): see README, Operations, for the heap cap.
+CMD ["node", "--max-old-space-size=512", "dist/src/main.js"]

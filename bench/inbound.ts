@@ -18,7 +18,7 @@ import { dropKeysWithPrefix } from '../test/support/redis.js';
  * bench:inbound — 10,000 × 5 KB messages over 20 reused SMTP connections
  * (nodemailer's SMTPConnection as the load generator), first against a bare
  * draining smtp-server, then against replyline as it runs in production
- * (`npm run build`, then `dist/src/main.js` as its own process), in the same
+ * (`npm run build`, then `npm start`'s command as its own process), in the same
  * run. Then one 25 MB message.
  *
  * Env: DATABASE_URL (server; a fresh database is created and dropped),
@@ -50,7 +50,7 @@ interface Child {
 function startChild(args: string[], env: Record<string, string>, ready: (line: Record<string, unknown>) => number | null): Promise<Child> {
   // BENCH_NODE_ARGS (e.g. "--cpu-prof") go to the measured processes, for profiling.
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  if (args[0]!.endsWith('.ts')) nodeArgs.push('--import', 'tsx');
+  if (args.at(-1)!.endsWith('.ts')) nodeArgs.push('--import', 'tsx');
   const proc = spawn(process.execPath, [...nodeArgs, ...args], {
     cwd: root,
     env: { ...process.env, ...env },
@@ -77,6 +77,14 @@ async function stopChild(c: Child): Promise<void> {
   c.proc.kill('SIGTERM');
   await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
   if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+}
+
+/** The measured process runs as `npm start` (and the Docker image) runs it, node flags included. */
+function startCommand(): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [node, ...args] = pkg.scripts.start.split(/\s+/);
+  if (node !== 'node') throw new Error(`package.json start is not a plain node command: ${pkg.scripts.start}`);
+  return args;
 }
 
 /** Peak resident set of a process (VmHWM), in MB. */
@@ -217,7 +225,7 @@ async function main(): Promise<void> {
   buildDist();
   const relay = await outboundSink();
   const app = await startChild(
-    ['dist/src/main.js'],
+    startCommand(),
     {
       NODE_ENV: 'production',
       SECRET_KEY: randomBytes(24).toString('hex'),

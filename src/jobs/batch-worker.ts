@@ -125,7 +125,8 @@ export class BatchWorker {
     const taken = [first];
     let rows = rowsOf(first.job);
     while (!this.closing && rows < this.limits.rows) {
-      const more = await this.next(false);
+      // Once a job is in hand it is worked on: a failed look for more only ends the batch here.
+      const more = await this.next(false).catch(() => null);
       if (!more) break;
       taken.push(more);
       rows += rowsOf(more.job);

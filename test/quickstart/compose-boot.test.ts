@@ -48,6 +48,15 @@ function banner(port: number): Promise<string> {
   });
 }
 
+describe('the Docker image', () => {
+  it('starts node exactly as npm start does (the heap cap included)', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+    const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'))?.[1];
+    expect(JSON.parse(cmd ?? '[]')).toEqual(pkg.scripts.start.split(' '));
+    expect(pkg.scripts.start).toMatch(/--max-old-space-size=\d+/);
+  });
+});
+
 describe('docker-compose.yml quick start', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let sink: RelaySink;

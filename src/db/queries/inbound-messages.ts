@@ -324,6 +324,17 @@ export async function markInboundDecided(db: Db, decisions: InboundDecision[]): 
 export const PROCESSING_COLUMNS = ['id', 'raw', 'mail_from', 'rcpt_to', 'client_address', 'helo', 'release_overrides'] as const;
 
 /** The rows among `ids` still waiting to be processed. */
+/** The stored size of the rows among `ids` still `received`, in id order: what a batch would read into memory. */
+export function findReceivedSizes(db: Db, ids: number[]): Promise<Array<{ id: number; size: number }>> {
+  return db
+    .selectFrom('inbound_messages')
+    .select(['id', 'size'])
+    .where('id', 'in', ids)
+    .where('status', '=', 'received')
+    .orderBy('id')
+    .execute();
+}
+
 export function findReceivedRows(db: Db, ids: number[]) {
   return db.selectFrom('inbound_messages').select(PROCESSING_COLUMNS).where('id', 'in', ids).where('status', '=', 'received').execute();
 }

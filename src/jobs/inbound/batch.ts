@@ -1,5 +1,11 @@
 import type { AppContext } from '../../context.js';
-import { countProcessingAttempt, findReceivedRows, lockReceivedRows, markInboundDecided } from '../../db/queries/inbound-messages.js';
+import {
+  countProcessingAttempt,
+  findReceivedRows,
+  findReceivedSizes,
+  lockReceivedRows,
+  markInboundDecided,
+} from '../../db/queries/inbound-messages.js';
 import { requeueInbound } from '../enqueue-inbound.js';
 import { enqueueOutboundAfterCommit } from '../send-mail.js';
 import { decision } from './apply-plans.js';
@@ -32,6 +38,30 @@ import { decideAndApply, type Outcome } from './route-batch.js';
  * pooled database connection.
  */
 export const INBOUND_BATCHES_IN_FLIGHT = 2;
+
+/**
+ * Raw bytes one transaction reads into memory at most. The rows of a batch
+ * are read whole (and pg hands bytea over as a hex string twice their size)
+ * while they are parsed: thirty-two 25 MB messages at once would need more
+ * than a gigabyte. A larger batch is decided in several transactions, in id
+ * order; a message larger than this goes alone.
+ */
+export const MAX_BATCH_BYTES = 64 * 2 ** 20;
+
+/** Consecutive groups of ids whose stored sizes add up to at most MAX_BATCH_BYTES (a larger one alone). */
+export function byteBoundedGroups(rows: Array<{ id: number; size: number }>, limit = MAX_BATCH_BYTES): number[][] {
+  const groups: number[][] = [];
+  let bytes = Infinity;
+  for (const r of rows) {
+    if (bytes + r.size > limit) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1]!.push(r.id);
+    bytes += r.size;
+  }
+  return groups;
+}
 
 /** Unexpected errors are retried; after this many runs the message is held instead of retried forever. */
 export const MAX_PROCESSING_ATTEMPTS = 5;
@@ -106,14 +136,27 @@ export async function processInbound(ctx: AppContext, ids: number[]): Promise<Ma
   const unique = [...new Set(ids)];
   const settled = new Map<number, Settled<InboundResult>>();
   if (unique.length > 1) {
-    try {
-      for (const [id, r] of await processInboundBatch(ctx, unique)) settled.set(id, { status: 'fulfilled', value: r });
-      return settled;
-    } catch (err) {
-      ctx.log.warn({ err: String(err), inboundIds: unique }, 'inbound batch failed; processing its messages one by one');
-    }
+    for (const group of byteBoundedGroups(await findReceivedSizes(ctx.db, unique)))
+      for (const [id, r] of await processGroup(ctx, group)) settled.set(id, r);
+    // Rows no longer `received` (done by an earlier run) are skipped, as a batch would.
+    for (const id of unique) if (!settled.has(id)) settled.set(id, { status: 'fulfilled', value: result(id, null) });
+    return settled;
   }
   for (const id of unique) settled.set(id, await processAlone(ctx, id));
+  return settled;
+}
+
+async function processGroup(ctx: AppContext, ids: number[]): Promise<Map<number, Settled<InboundResult>>> {
+  const settled = new Map<number, Settled<InboundResult>>();
+  if (ids.length > 1) {
+    try {
+      for (const [id, r] of await processInboundBatch(ctx, ids)) settled.set(id, { status: 'fulfilled', value: r });
+      return settled;
+    } catch (err) {
+      ctx.log.warn({ err: String(err), inboundIds: ids }, 'inbound batch failed; processing its messages one by one');
+    }
+  }
+  for (const id of ids) settled.set(id, await processAlone(ctx, id));
   return settled;
 }
 
