@@ -30,6 +30,9 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> extends JobContr
   runTogether(ctx: AppContext, payloads: Array<z.output<S>>): Promise<Array<PromiseSettledResult<unknown>>>;
 }
 
+const fulfilled = (value: unknown): PromiseSettledResult<unknown> => ({ status: 'fulfilled', value });
+const rejected = (reason: unknown): PromiseSettledResult<unknown> => ({ status: 'rejected', reason });
+
 /** A job whose runs share nothing: jobs taken together run one after another. */
 export function defineJob<S extends z.ZodType>(
   def: JobContract<S> & { handler(ctx: AppContext, data: z.output<S>): Promise<unknown> },
@@ -55,9 +58,6 @@ export function defineBatchJob<S extends z.ZodType>(def: JobContract<S> & Pick<J
     },
   };
 }
-
-const fulfilled = (value: unknown): PromiseSettledResult<unknown> => ({ status: 'fulfilled', value });
-const rejected = (reason: unknown): PromiseSettledResult<unknown> => ({ status: 'rejected', reason });
 
 /**
  * A failure the job expects to pass (the relay said 4xx, another worker holds
