@@ -26,6 +26,8 @@ import { now, startSink } from './outbound-sink.js';
  *    to the acknowledgement reaching the sink.
  * The sink (a draining smtp-server) and the inbound load generator run in
  * child processes, so their work never shares the measured event loop.
+ * BENCH_LOG_LEVEL (warn) sets the measured app's log level: `debug` logs
+ * each batch the workers take, with its jobs, rows and time.
  */
 
 const startApp = await compiledStartApp();

@@ -1,12 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Queue } from 'bullmq';
-import type { Db } from './db/database.js';
+import type { Db, LabelledCount } from './db/database.js';
 import { countHeldInboundByReason, countPendingInbound } from './db/queries/inbound-messages.js';
 import { countFailedOutboundByKind, countQueuedOutbound } from './db/queries/outbound-mails.js';
 import { countCsatRatings } from './db/queries/tickets-csat.js';
 
-/** A count query behind a gauge: one row per label value (label null for an unlabelled gauge). */
-type CountQuery = (db: Db) => Promise<Array<{ label: string | null; n: number }>>;
+/** A count query behind a gauge. */
+type CountQuery = (db: Db) => Promise<LabelledCount[]>;
 
 /**
  * Prometheus metrics. One registry per app context (not prom-client's global

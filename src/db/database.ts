@@ -15,6 +15,11 @@ export type Locale = 'en' | 'ja';
 export type TicketStatus = 'new' | 'open' | 'pending' | 'hold' | 'solved' | 'closed';
 export type TicketPriority = 'low' | 'normal' | 'high' | 'urgent';
 export type ParticipantRole = 'requester' | 'cc';
+/** A /metrics gauge's row: one count per label value (null for an unlabelled gauge). */
+export interface LabelledCount {
+  label: string | null;
+  n: number;
+}
 export type Visibility = 'public' | 'internal';
 export type InboundStatus = 'received' | 'processed' | 'held' | 'failed';
 export type OutboundStatus = 'queued' | 'sent' | 'failed' | 'suppressed';

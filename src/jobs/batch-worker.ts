@@ -182,25 +182,26 @@ export class BatchWorker {
   private async runGroup(name: string, group: Taken[]): Promise<void> {
     const def = this.defs.get(name);
     const end = this.ctx.metrics.jobDuration.startTimer({ queue: this.queue, job: name });
-    const settled: Array<PromiseSettledResult<unknown>> = group.map(() => ({ status: 'rejected', reason: null }));
-    const valid: Array<{ index: number; data: unknown }> = [];
-    for (const [index, t] of group.entries()) {
+    // An invalid payload (or a name without a handler) fails its own job, never its batch-mates.
+    const payloads = group.map((t): { data: unknown } | { error: unknown } => {
       try {
         if (!def) throw new UnrecoverableError(`no handler for job ${name} on queue ${this.queue}`);
-        valid.push({ index, data: parsePayload(def, t.job.data, true) });
-      } catch (reason) {
-        settled[index] = { status: 'rejected', reason };
+        return { data: parsePayload(def, t.job.data, true) };
+      } catch (error) {
+        return { error };
       }
-    }
-    if (def && valid.length > 0) {
-      const results = await def
-        .runTogether(
-          this.ctx,
-          valid.map((v) => v.data),
-        )
-        .catch((reason: unknown) => valid.map((): PromiseSettledResult<unknown> => ({ status: 'rejected', reason })));
-      for (const [i, v] of valid.entries()) settled[v.index] = results[i]!;
-    }
+    });
+    const valid = payloads.flatMap((p) => ('data' in p ? [p.data] : []));
+    const results =
+      def && valid.length > 0
+        ? await def
+            .runTogether(this.ctx, valid)
+            .catch((reason: unknown) => valid.map((): PromiseSettledResult<unknown> => ({ status: 'rejected', reason })))
+        : [];
+    let next = 0;
+    const settled = payloads.map((p): PromiseSettledResult<unknown> =>
+      'data' in p ? results[next++]! : { status: 'rejected', reason: p.error },
+    );
     await Promise.all(group.map((t, i) => this.settle(t, settled[i]!, end)));
   }
 

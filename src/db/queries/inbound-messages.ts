@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db, InboundMessageRow } from '../database.js';
+import type { Db, InboundMessageRow, LabelledCount } from '../database.js';
 import type { UserRef } from './users.js';
 
 export interface InboundEnvelope {
@@ -120,20 +120,17 @@ export async function requeueFailedInbound(db: Db, id: number | null): Promise<n
 }
 
 /** /metrics: messages stored but not yet processed. */
-export async function countPendingInbound(db: Db): Promise<Array<{ label: string | null; n: number }>> {
-  const { rows } = await sql<{
-    label: string | null;
-    n: number;
-  }>`select null as label, count(*) as n from inbound_messages where status = 'received'`.execute(db);
+export async function countPendingInbound(db: Db): Promise<LabelledCount[]> {
+  const { rows } = await sql<LabelledCount>`select null as label, count(*) as n from inbound_messages where status = 'received'`.execute(
+    db,
+  );
   return rows;
 }
 
 /** /metrics: held messages by reason. */
-export async function countHeldInboundByReason(db: Db): Promise<Array<{ label: string | null; n: number }>> {
-  const { rows } = await sql<{
-    label: string | null;
-    n: number;
-  }>`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`.execute(db);
+export async function countHeldInboundByReason(db: Db): Promise<LabelledCount[]> {
+  const { rows } =
+    await sql<LabelledCount>`select reason as label, count(*) as n from inbound_messages where status = 'held' group by 1`.execute(db);
   return rows;
 }
 

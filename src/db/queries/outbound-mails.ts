@@ -1,5 +1,5 @@
 import { sql, type Insertable } from 'kysely';
-import type { Db, OutboundKind, OutboundMailRow, OutboundMailsTable } from '../database.js';
+import type { Db, OutboundKind, OutboundMailRow, OutboundMailsTable, LabelledCount } from '../database.js';
 import type { UserRef } from './users.js';
 
 /** An outbox row as written (src/mail/outbox.ts validates the payload and mints the Message-ID). */
@@ -102,20 +102,15 @@ export async function clearBounceReference(db: Db, inboundId: number): Promise<v
 }
 
 /** /metrics: outbox rows waiting to be sent. */
-export async function countQueuedOutbound(db: Db): Promise<Array<{ label: string | null; n: number }>> {
-  const { rows } = await sql<{
-    label: string | null;
-    n: number;
-  }>`select null as label, count(*) as n from outbound_mails where status = 'queued'`.execute(db);
+export async function countQueuedOutbound(db: Db): Promise<LabelledCount[]> {
+  const { rows } = await sql<LabelledCount>`select null as label, count(*) as n from outbound_mails where status = 'queued'`.execute(db);
   return rows;
 }
 
 /** /metrics: outbox rows that failed permanently, by mail kind. */
-export async function countFailedOutboundByKind(db: Db): Promise<Array<{ label: string | null; n: number }>> {
-  const { rows } = await sql<{
-    label: string | null;
-    n: number;
-  }>`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`.execute(db);
+export async function countFailedOutboundByKind(db: Db): Promise<LabelledCount[]> {
+  const { rows } =
+    await sql<LabelledCount>`select kind as label, count(*) as n from outbound_mails where status = 'failed' group by 1`.execute(db);
   return rows;
 }
 

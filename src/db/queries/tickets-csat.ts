@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { CsatRating, Db } from '../database.js';
+import type { CsatRating, Db, LabelledCount } from '../database.js';
 import type { DueTicket } from './tickets.js';
 
 /** The satisfaction columns of tickets (migration 0011): who is due a survey, and the rating itself. */
@@ -21,13 +21,11 @@ export async function lockDueSurveys(db: Db, q: { before: Date; limit: number })
 }
 
 /** /metrics: the latest rating of each rated ticket, counted by rating (both ratings always present). */
-export async function countCsatRatings(db: Db): Promise<Array<{ label: string | null; n: number }>> {
-  const { rows } = await sql<{
-    label: string | null;
-    n: number;
-  }>`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`.execute(
-    db,
-  );
+export async function countCsatRatings(db: Db): Promise<LabelledCount[]> {
+  const { rows } =
+    await sql<LabelledCount>`select r as label, count(t.id) as n from unnest(array['good', 'bad']) r left join tickets t on t.csat_rating = r group by 1`.execute(
+      db,
+    );
   return rows;
 }
 
